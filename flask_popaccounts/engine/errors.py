@@ -1,0 +1,238 @@
+"""Every failure the engine can name, each with a stable ``code`` and plain help.
+
+Pages and the account card show ``title`` and ``help`` (never the server's own text,
+which may be hostile); logs may add ``detail`` (server text, already truncated and
+stripped of control characters).
+
+Exception tree::
+
+    PopAccountsError
+     ├── InvalidInput ..................... invalid_input
+     ├── PolicyRefused
+     │    ├── AddressNotAllowed ........... address_not_allowed
+     │    ├── PortNotAllowed .............. port_not_allowed        (R23)
+     │    └── PlaintextNotAllowed ......... plaintext_not_allowed
+     ├── ConnectionFailed ................. connection_failed       (R20)   transient
+     │    └── ConnectionTimeout ........... timeout                         transient
+     ├── CertificateInvalid ............... certificate_invalid     (R22)
+     ├── TLSUnavailable ................... tls_unavailable
+     ├── AuthenticationFailed ............. auth_failed             (R21, R24) needs the user
+     │    └── TokenRejected ............... token_rejected          (R13)      needs the user
+     ├── ServerBusy
+     │    ├── MailboxInUse ................ in_use                            transient
+     │    ├── LoginDelay .................. login_delay                       transient
+     │    └── ServerUnavailable ........... server_unavailable                transient
+     ├── ServerRefused .................... server_refused          ([SYS/PERM])
+     ├── ProtocolError .................... protocol_error                    transient
+     ├── UIDLUnsupported .................. no_uidl
+     ├── UIDLReset ........................ uidl_reset                        needs the user
+     └── MessageTooLarge .................. message_too_large       (per message; never fatal)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+_DETAIL_LIMIT = 200
+
+
+def clean_detail(text: str | bytes | None, limit: int = _DETAIL_LIMIT) -> str:
+    """Server text made safe for a log line: printable, one line, truncated."""
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class PopAccountsError(Exception):
+    """Base of every named failure.
+
+    ``code`` is stable (stored on the account, used by pages and signals);
+    ``title`` and ``help`` are what the user reads; ``detail`` is for logs only.
+    """
+
+    code: ClassVar[str] = "error"
+    title: ClassVar[str] = "Something went wrong"
+    help: ClassVar[str] = "Try again in a few minutes."
+    transient: ClassVar[bool] = False  #: the scheduler retries with back-off
+    needs_user: ClassVar[bool] = False  #: automatic fetching stops until the user acts
+
+    def __init__(self, message: str | None = None, *, detail: str | bytes | None = None) -> None:
+        self.detail = clean_detail(detail)
+        super().__init__(message or self.title)
+
+    def explain(self) -> str:
+        """The title and help, as one plain paragraph for a page."""
+        return f"{self.title}. {self.help}"
+
+
+class InvalidInput(PopAccountsError):
+    code = "invalid_input"
+    title = "A field contains characters that are not allowed"
+    help = "Remove line breaks and control characters from the host, username and password."
+
+
+class PolicyRefused(PopAccountsError):
+    """The connection was refused here, before any packet left."""
+
+
+class AddressNotAllowed(PolicyRefused):
+    code = "address_not_allowed"
+    title = "This server address is not allowed"
+    help = (
+        "The host name points to a private, local or reserved network address. "
+        "Use the public host name your mail provider gives for POP3."
+    )
+
+
+class PortNotAllowed(PolicyRefused):
+    code = "port_not_allowed"
+    title = "This port is not allowed"
+    help = "Only the standard POP3 ports are supported: 995 (SSL) and 110 (STARTTLS or plain)."
+
+
+class PlaintextNotAllowed(PolicyRefused):
+    code = "plaintext_not_allowed"
+    title = "Unencrypted connections are not allowed"
+    help = "Choose SSL (port 995) or STARTTLS (port 110); your password would travel in clear."
+
+
+class ConnectionFailed(PopAccountsError):
+    code = "connection_failed"
+    title = "Connection failed"
+    help = (
+        "The server cannot be reached at that host name and port. Check the incoming POP "
+        "(and outgoing SMTP) host names and port numbers in your mail provider's help pages."
+    )
+    transient = True
+
+
+class ConnectionTimeout(ConnectionFailed):
+    code = "timeout"
+    title = "The server did not answer in time"
+
+
+class CertificateInvalid(PopAccountsError):
+    code = "certificate_invalid"
+    title = "Invalid certificate"
+    help = (
+        "The server offers SSL, but its certificate is not valid (self-signed, expired, "
+        "issued for another host name, or from an unknown authority). Self-signed "
+        "certificates are refused, so port 995 cannot be used without a valid certificate. "
+        "Check the host name, or ask your provider for the server name its certificate covers."
+    )
+
+
+class TLSUnavailable(PopAccountsError):
+    code = "tls_unavailable"
+    title = "The server does not offer STARTTLS"
+    help = (
+        "The server did not agree to encrypt the connection on port 110, so we did not "
+        "send your password. Use SSL on port 995 if your provider offers it."
+    )
+
+
+class AuthenticationFailed(PopAccountsError):
+    code = "auth_failed"
+    title = "Authentication failed"
+    help = (
+        "The server was reached but refused the username or password, or the password was "
+        "changed at the provider. Check the username format (some providers want the full "
+        "email address, others domain\\username), update the password here, and check that "
+        "POP access is enabled at your provider (some require it to be switched on, or an "
+        "app password) and that your administrator allows POP retrieval."
+    )
+    needs_user = True
+
+
+class TokenRejected(AuthenticationFailed):
+    code = "token_rejected"
+    title = "Re-authentication needed"
+    help = (
+        "The provider no longer accepts this account's authorization (it was revoked, "
+        "expired, or the provider moved to OAuth). Click Authenticate and sign in again."
+    )
+
+
+class ServerBusy(PopAccountsError):
+    """The server asked us to come back later."""
+
+    transient = True
+
+
+class MailboxInUse(ServerBusy):
+    code = "in_use"
+    title = "The mailbox is in use"
+    help = "Another program is reading this mailbox right now. We will try again shortly."
+
+
+class LoginDelay(ServerBusy):
+    code = "login_delay"
+    title = "The server asks us to wait between checks"
+    help = "Your provider limits how often mail can be checked. We will try again later."
+
+
+class ServerUnavailable(ServerBusy):
+    code = "server_unavailable"
+    title = "The server is temporarily unavailable"
+    help = "The mail server reported a temporary problem. We will try again later."
+
+
+class ServerRefused(PopAccountsError):
+    code = "server_refused"
+    title = "The server refused access"
+    help = (
+        "The mail server reported a permanent problem with this mailbox. "
+        "Check with your provider that the account is active and allows POP retrieval."
+    )
+
+
+class ProtocolError(PopAccountsError):
+    code = "protocol_error"
+    title = "The server answered in a way we did not understand"
+    help = "Check that the host and port are those of a POP3 server. We will try again later."
+    transient = True
+
+
+class UIDLUnsupported(PopAccountsError):
+    code = "no_uidl"
+    title = "The server cannot identify messages"
+    help = (
+        "This POP3 server does not support UIDL, so we cannot tell new mail from mail "
+        "already fetched. To avoid duplicates we do not fetch from it."
+    )
+
+
+class UIDLReset(PopAccountsError):
+    code = "uidl_reset"
+    title = "The server renumbered every message"
+    help = (
+        "None of the messages on the server match what was fetched before, which usually "
+        "means the provider rebuilt the mailbox. Nothing was imported, so you get no "
+        "duplicates. If you want everything on the server fetched again, confirm it on the "
+        "account page."
+    )
+    needs_user = True
+
+
+class MessageTooLarge(PopAccountsError):
+    code = "message_too_large"
+    title = "A message is larger than the size limit"
+    help = "It was left on the server and not fetched. Read it with your provider's own webmail."
+
+
+ALL_ERRORS: tuple[type[PopAccountsError], ...] = (
+    PopAccountsError, InvalidInput, AddressNotAllowed, PortNotAllowed, PlaintextNotAllowed,
+    ConnectionFailed, ConnectionTimeout, CertificateInvalid, TLSUnavailable,
+    AuthenticationFailed, TokenRejected, MailboxInUse, LoginDelay, ServerUnavailable,
+    ServerRefused, ProtocolError, UIDLUnsupported, UIDLReset, MessageTooLarge,
+)
+
+_BY_CODE = {cls.code: cls for cls in ALL_ERRORS}
+
+
+def error_for_code(code: str) -> type[PopAccountsError]:
+    """The class behind a stored code (unknown codes map to the base class)."""
+    return _BY_CODE.get(code, PopAccountsError)

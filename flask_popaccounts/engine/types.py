@@ -1,0 +1,175 @@
+"""The engine's data types and the two storage interfaces it talks to.
+
+This module is the contract between the pure engine and the storage layer: the
+services build a :class:`Ledger` and a :class:`Sink` over SQL tables, the tests and
+benchmarks build them over whatever they like, and :func:`~.sync.fetch` needs
+nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Protocol
+
+
+class Security(str, enum.Enum):
+    """How the connection to the POP3 server is protected."""
+
+    SSL = "ssl"  #: implicit TLS from the first byte (port 995)
+    STARTTLS = "starttls"  #: plain connect, then STLS, required (port 110)
+    PLAIN = "plain"  #: no TLS at all; only when the host application allows it
+
+
+class AuthMethod(str, enum.Enum):
+    """How the user proves who they are to the server."""
+
+    PASSWORD = "password"  #: USER/PASS, or SASL PLAIN when USER is not offered
+    XOAUTH2 = "xoauth2"  #: SASL XOAUTH2 with an OAuth2 access token
+
+
+class DeletePolicy(str, enum.Enum):
+    """What happens to a message on the server once it is stored here."""
+
+    KEEP = "keep"
+    DELETE = "delete"  #: DELE right after the message is durably stored
+    AFTER_DAYS = "after_days"  #: DELE once it has been stored for N days
+
+
+@dataclass(frozen=True)
+class NetPolicy:
+    """What the host application allows connections to do (from POPACCOUNTS_* config)."""
+
+    allow_private: bool = False  #: allow loopback/private/link-local targets (tests, on-premise)
+    allowed_ports: frozenset[int] = frozenset({110, 995})
+    allow_plaintext: bool = False  #: allow Security.PLAIN
+    ca_file: str | None = None  #: extra CA bundle on top of the system trust store
+    connect_timeout: float = 15.0  #: seconds for TCP connect and for the TLS handshake
+    read_timeout: float = 60.0  #: seconds for any single read
+    source_address: tuple[str, int] | None = None  #: bind before connecting (tests)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Where and how to connect."""
+
+    host: str
+    port: int
+    security: Security
+    username: str
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """The secret, never printed: ``repr`` hides it so logs and tracebacks stay clean."""
+
+    method: AuthMethod
+    secret: str  #: the password, or the OAuth2 access token
+
+    def __repr__(self) -> str:
+        return f"Credentials(method={self.method.value!r}, secret=<hidden>)"
+
+
+@dataclass(frozen=True)
+class RetrievalPolicy:
+    """The account's retrieval settings."""
+
+    delete: DeletePolicy = DeletePolicy.KEEP
+    delete_after_days: int = 0
+    max_message_size: int = 50 * 1024 * 1024  #: larger messages (by LIST size) are skipped
+    max_messages_per_session: int = 1000  #: QUIT after this many; the caller runs again
+    commit_every: int = 64  #: messages per durable commit (group commit)
+    commit_bytes: int = 16 * 1024 * 1024  #: or this many bytes, whichever comes first
+    accept_uidl_reset: bool = False  #: the user confirmed: import after a UIDL reset
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What the ledger knows of one UIDL that was stored here."""
+
+    stored_at: datetime  #: when it was durably stored (aware, UTC)
+    on_server: bool  #: still listed by the server at the last poll
+
+
+class Ledger(Protocol):
+    """The account's memory of UIDLs already stored (the point of truth)."""
+
+    def entries(self) -> Mapping[str, LedgerEntry]:
+        """Every UIDL ever stored for this account, committed state only."""
+        ...
+
+    def mark_gone(self, uidls: Collection[str]) -> None:
+        """Durably record that these UIDLs are no longer on the server."""
+        ...
+
+
+@dataclass
+class MessageMeta:
+    """Metadata parsed from a message's headers (never fails: see ``parse``)."""
+
+    sent_at: datetime  #: Date header, else first Received date, else fetch time (aware, UTC)
+    sent_at_source: str  #: "date" | "received" | "fetched"
+    from_addr: str  #: decoded display form, "" when absent
+    to_addrs: str  #: decoded display form of To (and Cc), "" when absent
+    subject: str  #: decoded (RFC 2047), "" when absent
+    message_id: str  #: "" when absent
+    size: int  #: octets stored
+    defects: list[str] = field(default_factory=list)  #: parse problems, for logs
+
+
+@dataclass
+class RetrievedMessage:
+    """One complete message, spooled; handed to :meth:`Sink.add`."""
+
+    uidl: str
+    size: int  #: octets received (after dot-unstuffing, CRLF line ends kept)
+    spool: IO[bytes]  #: positioned at 0; the raw message exactly as the server sent it
+    meta: MessageMeta
+
+
+class Sink(Protocol):
+    """Stores messages durably, each together with its ledger row."""
+
+    def add(self, message: RetrievedMessage) -> None:
+        """Stage one message, its metadata and its ledger row in the current transaction.
+
+        The spool is only valid during this call.
+        """
+        ...
+
+    def commit(self) -> None:
+        """Make everything staged durable. Only after this may the server copy be deleted."""
+        ...
+
+    def rollback(self) -> None:
+        """Drop everything staged since the last commit."""
+        ...
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported while a fetch runs (R16)."""
+
+    total: int  #: new messages to fetch in this session
+    done: int
+    bytes_total: int
+    bytes_done: int
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class FetchReport:
+    """What one fetch session did."""
+
+    server_count: int = 0  #: messages listed by the server
+    new: int = 0  #: messages new to us at the start of the session
+    stored: int = 0
+    bytes_stored: int = 0
+    deleted: int = 0  #: DELEs confirmed by QUIT
+    skipped_too_large: list[str] = field(default_factory=list)  #: UIDLs over the size limit
+    more_pending: bool = False  #: max_messages_per_session was reached
+    capabilities: frozenset[str] = frozenset()
