@@ -1,5 +1,24 @@
-"""flask-popaccounts: bring outside POP3 mailboxes into any Flask webmail."""
+"""flask-popaccounts: bring outside POP3 mailboxes into any Flask webmail.
+
+Importing the package is cheap and pure: the Flask parts load on first use, so that
+``flask_popaccounts.engine`` can be imported (and tested) without Flask.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+__all__ = ["PopAccounts", "__version__", "db_session", "get_state"]
+
+if TYPE_CHECKING:
+    from .extension import PopAccounts, db_session, get_state
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("PopAccounts", "db_session", "get_state"):
+        from . import extension
+
+        return getattr(extension, name)
+    raise AttributeError(name)
