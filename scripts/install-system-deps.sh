@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite runs against for real:
+# Dovecot (POP3), PostgreSQL (multi-process tests), Chromium (browser tests).
+# Idempotent: does nothing when they are all present.
+set -euo pipefail
+need=()
+command -v dovecot >/dev/null 2>&1 || need+=(dovecot-core dovecot-pop3d)
+[ -x /usr/lib/dovecot/pop3 ] || need+=(dovecot-pop3d)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "Installing system packages: ${need[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
