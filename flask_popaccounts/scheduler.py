@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
@@ -109,9 +109,7 @@ class FetchScheduler:
                     self._in_flight.discard(account_id)
 
 
-def _soon() -> Any:
-    from datetime import datetime, timezone
-
+def _soon() -> datetime:
     return datetime.now(timezone.utc)
 
 
