@@ -83,13 +83,18 @@ def claim_due(session: Session, worker: str, limit: int, lease_seconds: int,
             )
         claimed = ids
     else:
-        for account_id in session.scalars(due).all():
+        candidates = session.scalars(due).all()
+        # End the read transaction first: on SQLite (WAL) a reader that later writes
+        # fails at once instead of waiting; each UPDATE below starts a fresh one.
+        session.commit()
+        for account_id in candidates:
             result = session.execute(
                 update(Account)
                 .where(Account.id == account_id, _due_clause(now))
                 .values(lease_owner=worker, lease_expires_at=expires)
                 .execution_options(synchronize_session=False)
             )
+            session.commit()
             if result.rowcount == 1:  # type: ignore[attr-defined]
                 claimed.append(account_id)
     session.commit()

@@ -1,0 +1,90 @@
+"""Leases on SQLite: due accounts are claimed once, expired leases are taken over."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from flask_popaccounts.engine.types import Security
+from flask_popaccounts.extension import _tune_sqlite
+from flask_popaccounts.models import Account, AccountStatus, Base
+from flask_popaccounts.services import scheduling
+
+
+@pytest.fixture
+def factory(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'claims.db'}")
+    _tune_sqlite(engine)  # WAL and busy timeout, as the extension runs it
+    Base.metadata.create_all(engine)
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def _add(session: Session, n: int, **kw) -> list[int]:
+    base = session.query(Account).count()
+    accounts = [
+        Account(owner_id="u", email=f"a{i}@example.org", name=f"a{i}",
+                send_from=f"a{i}@example.org", pop_host="pop.example.org", pop_port=995,
+                pop_security=Security.SSL,
+                pop_username=f"a{i}", **kw)
+        for i in range(base, base + n)
+    ]
+    session.add_all(accounts)
+    session.commit()
+    return [a.id for a in accounts]
+
+
+def test_each_due_account_is_claimed_by_exactly_one_of_many_threads(factory):
+    with factory() as s:
+        ids = _add(s, 40)
+    results: dict[str, list[int]] = {}
+    barrier = threading.Barrier(8)
+
+    def grab(name: str) -> None:
+        barrier.wait()
+        got: list[int] = []
+        with factory() as s:
+            for _ in range(10):
+                got += scheduling.claim_due(s, name, 3, 600)
+        results[name] = got
+
+    threads = [threading.Thread(target=grab, args=(f"w{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claimed = [i for got in results.values() for i in got]
+    assert sorted(claimed) == sorted(ids)  # every account once, none twice
+    with factory() as s:
+        owners = {a.id: a.lease_owner for a in s.scalars(select(Account))}
+    for name, got in results.items():
+        assert all(owners[i] == name for i in got)
+
+
+def test_accounts_needing_the_user_or_not_due_are_not_claimed(factory):
+    later = datetime.now(timezone.utc) + timedelta(minutes=5)
+    with factory() as s:
+        due = _add(s, 1)
+        _add(s, 1, status=AccountStatus.NEEDS_PASSWORD)
+        _add(s, 1, status=AccountStatus.NEEDS_REAUTH)
+        _add(s, 1, enabled=False)
+        _add(s, 1, next_due_at=later)
+        assert scheduling.claim_due(s, "me", 10, 600) == due
+
+
+def test_an_expired_lease_is_taken_over_and_a_live_one_is_not(factory):
+    with factory() as s:
+        (account_id,) = _add(s, 1)
+        assert scheduling.claim_due(s, "dead", 1, 60) == [account_id]
+        assert scheduling.claim_due(s, "other", 1, 60) == []
+        later = datetime.now(timezone.utc) + timedelta(seconds=61)
+        assert scheduling.claim_due(s, "other", 1, 60, now=later) == [account_id]
+        # The dead worker's renewal and release no longer touch the row.
+        assert scheduling.renew(s, "dead", [account_id], 60) == 0
+        scheduling.release(s, "dead", account_id)
+        assert s.get(Account, account_id, populate_existing=True).lease_owner == "other"
+        scheduling.release(s, "other", account_id)
+        assert s.get(Account, account_id, populate_existing=True).lease_owner is None
