@@ -26,7 +26,7 @@ class Security(str, enum.Enum):
 class AuthMethod(str, enum.Enum):
     """How the user proves who they are to the server."""
 
-    PASSWORD = "password"  #: USER/PASS, or SASL PLAIN when USER is not offered
+    PASSWORD = "password"  #: USER/PASS, or SASL PLAIN when USER is not offered  # noqa: S105
     XOAUTH2 = "xoauth2"  #: SASL XOAUTH2 with an OAuth2 access token
 
 

@@ -1,0 +1,61 @@
+"""The pure retrieval engine: standard library only, no Flask, no SQLAlchemy.
+
+Public entry points: :func:`fetch` (one exactly-once fetch session) and
+:func:`check_login` (the add-account Test button). Storage plugs in through the
+:class:`~.types.Ledger` and :class:`~.types.Sink` protocols; failures are the named
+errors of :mod:`.errors`.
+"""
+
+from __future__ import annotations
+
+from .errors import PopAccountsError, clean_detail, error_for_code
+from .net import is_public_address, open_connection
+from .parse import parse_meta, read_header_section
+from .pop3 import POP3Client
+from .sync import check_login, detect_uidl_reset, fetch
+from .types import (
+    AuthMethod,
+    Credentials,
+    DeletePolicy,
+    FetchReport,
+    Ledger,
+    LedgerEntry,
+    MessageMeta,
+    NetPolicy,
+    Progress,
+    ProgressCallback,
+    RetrievalPolicy,
+    RetrievedMessage,
+    Security,
+    ServerSpec,
+    Sink,
+)
+
+__all__ = [
+    "AuthMethod",
+    "Credentials",
+    "DeletePolicy",
+    "FetchReport",
+    "Ledger",
+    "LedgerEntry",
+    "MessageMeta",
+    "NetPolicy",
+    "POP3Client",
+    "PopAccountsError",
+    "Progress",
+    "ProgressCallback",
+    "RetrievalPolicy",
+    "RetrievedMessage",
+    "Security",
+    "ServerSpec",
+    "Sink",
+    "check_login",
+    "clean_detail",
+    "detect_uidl_reset",
+    "error_for_code",
+    "fetch",
+    "is_public_address",
+    "open_connection",
+    "parse_meta",
+    "read_header_section",
+]

@@ -1,0 +1,217 @@
+"""Safe connect: resolve once, refuse non-public targets, verify TLS against the host name.
+
+The user types a host name; a hostile one could point at the cloud metadata service,
+the database next door or loopback (SSRF). So the name is resolved exactly once,
+every address it resolves to must be public (unless the host application allows
+private targets), and the socket connects to that checked address, never re-resolving
+(no DNS-rebinding window). TLS is then verified against the *name* the user gave.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+from collections.abc import Iterable
+
+from .errors import (
+    AddressNotAllowed,
+    CertificateInvalid,
+    ConnectionFailed,
+    ConnectionTimeout,
+    InvalidInput,
+    PlaintextNotAllowed,
+    PortNotAllowed,
+    ProtocolError,
+)
+from .types import NetPolicy, Security
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+_TEREDO = ipaddress.IPv6Network("2001::/32")
+_SIXTOFOUR = ipaddress.IPv6Network("2002::/16")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+_V4_COMPAT = ipaddress.IPv6Network("::/96")
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_V4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+
+
+def has_control_chars(value: str) -> bool:
+    """True when ``value`` holds CR, LF, NUL or any other control/format character."""
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029" for ch in value)
+
+
+def check_text(**fields: str) -> None:
+    """Raise :class:`InvalidInput` when any named field holds a control character."""
+    for name, value in fields.items():
+        if has_control_chars(value):
+            raise InvalidInput(f"{name} contains control characters")
+
+
+def check_host(host: str) -> str:
+    """Validate a user-given host name or IP literal; returns it without brackets."""
+    check_text(host=host)
+    h = host.strip()
+    if h.startswith("[") and h.endswith("]"):
+        h = h[1:-1]
+    if not h or len(h) > 253 or any(ch.isspace() or ch in "/\\@?#" for ch in h):
+        raise InvalidInput("host is not a valid host name")
+    return h
+
+
+def _v4_is_public(ip: ipaddress.IPv4Address) -> bool:
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or ip in _CGNAT
+        or not ip.is_global
+    )
+
+
+def is_public_address(ip: IPAddress) -> bool:
+    """Whether ``ip`` is a public unicast address (and, for IPv6, embeds no private IPv4).
+
+    IPv6 forms that carry an IPv4 address (IPv4-mapped, IPv4-compatible, SIIT,
+    6to4, NAT64) are judged by the IPv4 address they lead to; Teredo is always
+    refused (its embedded addresses are obfuscated and it is never a mail server).
+    """
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _v4_is_public(ip)
+    if ip.scope_id:
+        return False
+    if ip in _TEREDO or ip in _NAT64_LOCAL:
+        return False
+    for net in (_V4_MAPPED, _V4_TRANSLATED, _NAT64, _V4_COMPAT):
+        if ip in net:
+            # ``::`` and ``::1`` live in ::/96 too; they are refused by this path as
+            # 0.0.0.0 and 0.0.0.1.
+            return _v4_is_public(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip in _SIXTOFOUR:
+        embedded = ip.sixtofour
+        return embedded is not None and _v4_is_public(embedded)
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_site_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
+
+
+def resolve(host: str, port: int, net: NetPolicy) -> list[tuple[int, tuple[str, int]]]:
+    """Resolve ``host`` once; return ``(family, sockaddr)`` candidates, all checked.
+
+    Raises :class:`AddressNotAllowed` when any address is not public (and private
+    targets are not allowed): a name that resolves to both kinds is treated as hostile.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConnectionFailed("the host name could not be resolved", detail=str(exc)) from None
+    out: list[tuple[int, tuple[str, int]]] = []
+    for family, _type, _proto, _canon, sockaddr in infos:
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        addr = str(sockaddr[0])
+        ip = ipaddress.ip_address(addr.split("%", 1)[0])
+        if not net.allow_private and not is_public_address(ip):
+            raise AddressNotAllowed(detail=f"{host} -> {ip}")
+        item = (family, (addr, port))
+        if item not in out:
+            out.append(item)
+    if not out:
+        raise ConnectionFailed("the host name has no usable address", detail=host)
+    return out
+
+
+def check_target(host: str, port: int, security: Security, net: NetPolicy) -> str:
+    """Everything that can be refused before a packet leaves; returns the clean host."""
+    h = check_host(host)
+    if port not in net.allowed_ports:
+        raise PortNotAllowed(detail=str(port))
+    if security is Security.PLAIN and not net.allow_plaintext:
+        raise PlaintextNotAllowed()
+    return h
+
+
+def tls_context(net: NetPolicy) -> ssl.SSLContext:
+    """System trust store + the configured extra CA; host names checked; TLS 1.2 or newer."""
+    ctx = ssl.create_default_context()
+    if net.ca_file:
+        ctx.load_verify_locations(cafile=net.ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def connect_tcp(candidates: Iterable[tuple[int, tuple[str, int]]], net: NetPolicy) -> socket.socket:
+    """Connect to the first reachable checked address (with the connect timeout)."""
+    last: BaseException | None = None
+    for family, sockaddr in candidates:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(net.connect_timeout)
+            if net.source_address is not None:
+                sock.bind(net.source_address)
+            sock.connect(sockaddr)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(net.read_timeout)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    if isinstance(last, TimeoutError):
+        raise ConnectionTimeout("connecting timed out", detail=str(last))
+    raise ConnectionFailed(detail=str(last) if last else None)
+
+
+def wrap_tls(sock: socket.socket, server_hostname: str, net: NetPolicy) -> ssl.SSLSocket:
+    """TLS handshake over ``sock``, verified against ``server_hostname``.
+
+    The handshake has the connect timeout; afterwards every read has the read timeout.
+    On failure the socket is closed.
+    """
+    ctx = tls_context(net)
+    try:
+        sock.settimeout(net.connect_timeout)
+        tls = ctx.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+        tls.do_handshake()
+        tls.settimeout(net.read_timeout)
+        return tls
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        raise CertificateInvalid(detail=exc.verify_message or str(exc)) from None
+    except TimeoutError as exc:
+        sock.close()
+        raise ConnectionTimeout("the TLS handshake timed out", detail=str(exc)) from None
+    except ssl.SSLError as exc:
+        # e.g. "wrong version number": not a TLS server on this port.
+        sock.close()
+        raise ProtocolError("the TLS handshake failed", detail=str(exc)) from None
+    except OSError as exc:
+        sock.close()
+        raise ConnectionFailed("the connection closed during the TLS handshake",
+                               detail=str(exc)) from None
+
+
+def open_connection(host: str, port: int, security: Security, net: NetPolicy) -> socket.socket:
+    """Check, resolve once, connect to the checked address; TLS from the start for SSL.
+
+    For STARTTLS and PLAIN the returned socket is plain TCP (the POP3 layer upgrades).
+    """
+    h = check_target(host, port, security, net)
+    candidates = resolve(h, port, net)
+    sock = connect_tcp(candidates, net)
+    if security is Security.SSL:
+        return wrap_tls(sock, h, net)
+    return sock

@@ -1,0 +1,480 @@
+"""The POP3 wire protocol (RFC 1939, 2449, 2595, 5034), ours on purpose.
+
+Why not :mod:`poplib`: it buffers every message whole in memory, caps lines at 2 KiB,
+cannot pipeline, and verifies no certificate unless told. This client:
+
+* reads through one buffer with bounded status/list lines (64 KiB) and streams message
+  bodies of any size and any line length into a spool file;
+* hands a message over only once its terminating ``.CRLF`` line has arrived, so a
+  dropped connection can never yield a truncated message;
+* pipelines RETR and DELE when the server announces PIPELINING (a bounded window),
+  lock-step otherwise;
+* never puts a control character on a command line;
+* maps RESP-CODES to the named errors, and keeps server text out of messages
+  (it only goes, cleaned and truncated, into ``detail``).
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import ssl
+import tempfile
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import IO
+
+from . import net as _net
+from .errors import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    ConnectionTimeout,
+    InvalidInput,
+    LoginDelay,
+    MailboxInUse,
+    PopAccountsError,
+    ProtocolError,
+    ServerRefused,
+    ServerUnavailable,
+    TLSUnavailable,
+    TokenRejected,
+    UIDLUnsupported,
+    clean_detail,
+)
+from .types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
+
+MAX_LINE = 64 * 1024  #: longest status or listing line we accept
+RECV_SIZE = 256 * 1024
+SPOOL_MEMORY = 1024 * 1024  #: messages larger than this spill to a temporary file
+PIPELINE_MAX_COMMANDS = 64  #: RETRs in flight at once
+PIPELINE_MAX_BYTES = 8 * 1024 * 1024  #: LIST bytes in flight at once (at least one message)
+
+_RESP_CODE_ERRORS: dict[str, type[PopAccountsError]] = {
+    "AUTH": AuthenticationFailed,
+    "IN-USE": MailboxInUse,
+    "LOGIN-DELAY": LoginDelay,
+    "SYS/TEMP": ServerUnavailable,
+    "SYS/PERM": ServerRefused,
+}
+
+
+def resp_code(text: bytes) -> str:
+    """The RESP-CODE of an -ERR/+OK line's text (``b"[IN-USE] busy"`` -> ``"IN-USE"``)."""
+    t = text.lstrip()
+    if t.startswith(b"["):
+        end = t.find(b"]")
+        if end > 0:
+            return t[1:end].decode("ascii", "replace").upper()
+    return ""
+
+
+def error_for_response(
+    text: bytes, default: type[PopAccountsError], message: str | None = None
+) -> PopAccountsError:
+    """The named error for an -ERR line, by its RESP-CODE, else ``default``."""
+    code = resp_code(text)
+    cls = _RESP_CODE_ERRORS.get(code)
+    if cls is None:
+        # Hierarchical codes (RFC 3206: SYS/TEMP/..., AUTH/...): match the prefix.
+        for key, value in _RESP_CODE_ERRORS.items():
+            if code.startswith(key + "/"):
+                cls = value
+                break
+    if cls is AuthenticationFailed and issubclass(default, AuthenticationFailed):
+        cls = default  # keep TokenRejected for XOAUTH2
+    return (cls or default)(message, detail=text)
+
+
+class POP3Error(Exception):
+    """An ``-ERR`` answer not (yet) mapped to a named error; carries the line text."""
+
+    def __init__(self, text: bytes) -> None:
+        super().__init__(text.decode("utf-8", "replace"))
+        self.text = text
+
+
+class POP3Client:
+    """One POP3 session over a connected socket.
+
+    Use :meth:`open` to connect (checks, TLS, STLS), then :meth:`login`, then the
+    commands. Every method raises named errors from :mod:`.errors`.
+    """
+
+    def __init__(self, sock: socket.socket, *, host: str, net: NetPolicy) -> None:
+        self.sock = sock
+        self.host = host
+        self.net = net
+        self._buf = b""
+        self._pos = 0
+        self.capabilities: frozenset[str] = frozenset()  #: capability names, upper-case
+        self.sasl_mechanisms: frozenset[str] = frozenset()
+        self.capa_supported = False
+        self.greeting = b""
+        self.tls = isinstance(sock, ssl.SSLSocket)
+
+    # -- connecting -------------------------------------------------------------------
+    @classmethod
+    def open(cls, server: ServerSpec, net: NetPolicy) -> POP3Client:
+        """Connect per ``server.security``, read the greeting, CAPA, STLS when asked."""
+        host = _net.check_target(server.host, server.port, server.security, net)
+        sock = _net.open_connection(host, server.port, server.security, net)
+        client = cls(sock, host=host, net=net)
+        try:
+            client.read_greeting()
+            client.capa()
+            if server.security is Security.STARTTLS:
+                client.starttls()
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def read_greeting(self) -> None:
+        line = self._readline()
+        if line.startswith(b"+OK"):
+            self.greeting = line
+            return
+        if line.startswith(b"-ERR"):
+            raise error_for_response(line[4:], ServerUnavailable)
+        raise ProtocolError("not a POP3 greeting", detail=line)
+
+    def capa(self) -> frozenset[str]:
+        """CAPA; remembers capability names and SASL mechanisms. Empty when unsupported."""
+        try:
+            lines = self._multiline_command("CAPA")
+        except POP3Error:
+            self.capa_supported = False
+            self.capabilities = frozenset()
+            self.sasl_mechanisms = frozenset()
+            return self.capabilities
+        names: set[str] = set()
+        mechs: set[str] = set()
+        for raw in lines:
+            parts = raw.decode("ascii", "replace").split()
+            if not parts:
+                continue
+            name = parts[0].upper()
+            names.add(name)
+            if name == "SASL":
+                mechs.update(p.upper() for p in parts[1:])
+        self.capa_supported = True
+        self.capabilities = frozenset(names)
+        self.sasl_mechanisms = frozenset(mechs)
+        return self.capabilities
+
+    def starttls(self) -> None:
+        """STLS (RFC 2595), required: never continue in plaintext."""
+        if "STLS" not in self.capabilities:
+            raise TLSUnavailable("the server does not offer STLS")
+        try:
+            self._simple_command("STLS")
+        except POP3Error as exc:
+            raise TLSUnavailable("the server refused STLS", detail=exc.text) from None
+        # Anything the server (or a man in the middle) sent after "+OK" and before the
+        # handshake is plaintext injection: it must never be read as a TLS-era answer.
+        self._buf = b""
+        self._pos = 0
+        self.sock = _net.wrap_tls(self.sock, self.host, self.net)
+        self.tls = True
+        # Capabilities may differ once encrypted (RFC 2595 section 4): ask again.
+        self.capa()
+
+    # -- authentication ---------------------------------------------------------------
+    def login(self, username: str, creds: Credentials) -> frozenset[str]:
+        """Authenticate; returns the capabilities. Raises the named auth/busy errors."""
+        _net.check_text(username=username, secret=creds.secret)
+        if creds.method is AuthMethod.XOAUTH2:
+            self._auth_xoauth2(username, creds.secret)
+        elif not self.capa_supported or "USER" in self.capabilities:
+            self._user_pass(username, creds.secret)
+        elif "PLAIN" in self.sasl_mechanisms:
+            self._auth_plain(username, creds.secret)
+        else:
+            self._user_pass(username, creds.secret)
+        return self.capabilities
+
+    def _user_pass(self, username: str, secret: str) -> None:
+        try:
+            self._simple_command("USER " + username)
+        except POP3Error as exc:
+            raise error_for_response(exc.text, AuthenticationFailed) from None
+        try:
+            self._simple_command("PASS " + secret, secret=True)
+        except POP3Error as exc:
+            raise error_for_response(exc.text, AuthenticationFailed) from None
+
+    def _sasl(self, mechanism: str, payload: bytes, error: type[AuthenticationFailed]) -> None:
+        """Two-step SASL: ``AUTH MECH``, ``+``, base64 payload (RFC 5034)."""
+        self._send_line("AUTH " + mechanism)
+        line = self._readline()
+        if line.startswith(b"-ERR"):
+            raise error_for_response(line[4:], error)
+        if not line.startswith(b"+"):
+            raise ProtocolError("unexpected answer to AUTH", detail=line)
+        self._send_raw(base64.b64encode(payload) + b"\r\n")
+        line = self._readline()
+        if line.startswith(b"+OK"):
+            return
+        if line.startswith(b"+"):
+            # An error challenge (XOAUTH2 sends JSON here): answer with an empty line or
+            # the session desyncs, then read the final -ERR.
+            challenge = line
+            self._send_raw(b"\r\n")
+            line = self._readline()
+            if line.startswith(b"+OK"):
+                return
+            if not line.startswith(b"-ERR"):
+                raise ProtocolError("unexpected answer to AUTH", detail=line)
+            err = error_for_response(line[4:], error)
+            if not err.detail:
+                err.detail = clean_detail(challenge)
+            raise err
+        if line.startswith(b"-ERR"):
+            raise error_for_response(line[4:], error)
+        raise ProtocolError("unexpected answer to AUTH", detail=line)
+
+    def _auth_plain(self, username: str, secret: str) -> None:
+        payload = b"\0" + username.encode("utf-8") + b"\0" + secret.encode("utf-8")
+        self._sasl("PLAIN", payload, AuthenticationFailed)
+
+    def _auth_xoauth2(self, username: str, token: str) -> None:
+        payload = f"user={username}\x01auth=Bearer {token}\x01\x01".encode()
+        self._sasl("XOAUTH2", payload, TokenRejected)
+
+    # -- transaction state ------------------------------------------------------------
+    def stat(self) -> tuple[int, int]:
+        """STAT: (message count, octets)."""
+        try:
+            line = self._simple_command("STAT")
+        except POP3Error as exc:
+            raise error_for_response(exc.text, ProtocolError, "STAT failed") from None
+        try:
+            count, size = line.split()[:2]
+            return int(count), int(size)
+        except ValueError:
+            raise ProtocolError("bad STAT answer", detail=line) from None
+
+    def uidl(self) -> dict[int, str]:
+        """UIDL listing: message number -> unique id. -ERR -> :class:`UIDLUnsupported`."""
+        try:
+            lines = self._multiline_command("UIDL")
+        except POP3Error as exc:
+            raise UIDLUnsupported(detail=exc.text) from None
+        out: dict[int, str] = {}
+        for raw in lines:
+            parts = raw.split()
+            if len(parts) != 2 or not parts[0].isdigit():
+                raise ProtocolError("bad UIDL line", detail=raw)
+            uid = parts[1]
+            if not (1 <= len(uid) <= 512) or any(b < 0x21 or b > 0x7E for b in uid):
+                raise ProtocolError("bad UIDL value", detail=raw)
+            out[int(parts[0])] = uid.decode("ascii")
+        return out
+
+    def list_sizes(self) -> dict[int, int]:
+        """LIST: message number -> size in octets."""
+        try:
+            lines = self._multiline_command("LIST")
+        except POP3Error as exc:
+            raise error_for_response(exc.text, ProtocolError, "LIST failed") from None
+        out: dict[int, int] = {}
+        for raw in lines:
+            parts = raw.split()
+            if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
+                raise ProtocolError("bad LIST line", detail=raw)
+            out[int(parts[0])] = int(parts[1])
+        return out
+
+    @property
+    def pipelining(self) -> bool:
+        return "PIPELINING" in self.capabilities
+
+    def retrieve(
+        self, msgnums: Iterable[int], sizes: dict[int, int] | None = None
+    ) -> Iterator[tuple[int, int, IO[bytes]]]:
+        """RETR each message; yields ``(msgno, octets, spool)`` in order.
+
+        The spool (positioned at 0) holds the message exactly as sent, dot-unstuffed,
+        CRLF kept; it is closed when the generator resumes. A message is yielded only
+        after its terminating line was read. An -ERR for one message raises
+        :class:`ProtocolError` (the server said the number exists in its listing).
+        """
+        sizes = sizes or {}
+        pending = deque(msgnums)
+        window = PIPELINE_MAX_COMMANDS if self.pipelining else 1
+        byte_window = PIPELINE_MAX_BYTES if self.pipelining else 0
+        inflight: deque[int] = deque()
+        inflight_bytes = 0
+        while pending or inflight:
+            # Refill the window; commands are tiny, so sending them while the server is
+            # still writing cannot deadlock on socket buffers.
+            batch: list[bytes] = []
+            while pending and len(inflight) < window and (
+                not inflight or inflight_bytes + sizes.get(pending[0], 0) <= byte_window
+            ):
+                n = pending.popleft()
+                inflight.append(n)
+                inflight_bytes += sizes.get(n, 0)
+                batch.append(f"RETR {n}\r\n".encode("ascii"))
+            if batch:
+                self._send_raw(b"".join(batch))
+            n = inflight.popleft()
+            inflight_bytes -= sizes.get(n, 0)
+            line = self._readline()
+            if not line.startswith(b"+OK"):
+                if line.startswith(b"-ERR"):
+                    raise error_for_response(line[4:], ProtocolError, f"RETR {n} failed")
+                raise ProtocolError("unexpected answer to RETR", detail=line)
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+            try:
+                octets = self._read_body_into(spool)
+                spool.seek(0)
+                yield n, octets, spool
+            finally:
+                spool.close()
+
+    def dele(self, msgnums: Iterable[int]) -> list[int]:
+        """DELE each message (pipelined when possible); returns those the server accepted."""
+        nums = list(msgnums)
+        accepted: list[int] = []
+        window = PIPELINE_MAX_COMMANDS if self.pipelining else 1
+        for start in range(0, len(nums), window):
+            chunk = nums[start : start + window]
+            self._send_raw(b"".join(f"DELE {n}\r\n".encode("ascii") for n in chunk))
+            for n in chunk:
+                line = self._readline()
+                if line.startswith(b"+OK"):
+                    accepted.append(n)
+                elif not line.startswith(b"-ERR"):
+                    raise ProtocolError("unexpected answer to DELE", detail=line)
+        return accepted
+
+    def quit(self) -> None:
+        """QUIT: the server commits DELEs only when this returns normally."""
+        try:
+            self._simple_command("QUIT")
+        except POP3Error as exc:
+            # RFC 1939: -ERR to QUIT means some deletions could not be done.
+            raise error_for_response(exc.text, ServerUnavailable, "QUIT failed") from None
+        self.close()
+
+    def close(self) -> None:
+        """Drop the connection without QUIT (the server then undoes DELEs)."""
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- wire -------------------------------------------------------------------------
+    def _send_line(self, line: str, *, secret: bool = False) -> None:
+        if _net.has_control_chars(line):
+            # check_text ran earlier for user input; this guards every other path.
+            raise InvalidInput("a command would contain control characters")
+        self._send_raw(line.encode("utf-8") + b"\r\n")
+
+    def _send_raw(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except TimeoutError as exc:
+            raise ConnectionTimeout("the server stopped reading", detail=str(exc)) from None
+        except OSError as exc:
+            raise ConnectionFailed("the connection was lost", detail=str(exc)) from None
+
+    def _fill(self) -> None:
+        """Read more bytes into the buffer (dropping what was consumed)."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except TimeoutError as exc:
+            raise ConnectionTimeout("the server stopped answering", detail=str(exc)) from None
+        except ssl.SSLError as exc:
+            raise ConnectionFailed("the TLS connection failed", detail=str(exc)) from None
+        except OSError as exc:
+            raise ConnectionFailed("the connection was lost", detail=str(exc)) from None
+        if not data:
+            raise ConnectionFailed("the server closed the connection")
+        if self._pos:
+            self._buf = self._buf[self._pos :] + data
+            self._pos = 0
+        else:
+            self._buf += data
+
+    def _readline(self, limit: int = MAX_LINE) -> bytes:
+        """One line without its line end (CRLF, or a bare LF from sloppy servers)."""
+        while True:
+            i = self._buf.find(b"\n", self._pos)
+            if i >= 0:
+                line = self._buf[self._pos : i]
+                self._pos = i + 1
+                if len(line) > limit:
+                    raise ProtocolError("line too long", detail=line[:100])
+                return line[:-1] if line.endswith(b"\r") else line
+            if len(self._buf) - self._pos > limit:
+                raise ProtocolError("line too long", detail=self._buf[self._pos : self._pos + 100])
+            self._fill()
+
+    def _simple_command(self, line: str, *, secret: bool = False) -> bytes:
+        """Send one command; return the text after +OK, raise POP3Error on -ERR."""
+        self._send_line(line, secret=secret)
+        resp = self._readline()
+        if resp.startswith(b"+OK"):
+            return resp[3:].strip()
+        if resp.startswith(b"-ERR"):
+            raise POP3Error(resp[4:].strip())
+        raise ProtocolError("unexpected answer", detail=resp)
+
+    def _multiline_command(self, line: str) -> list[bytes]:
+        self._simple_command(line)
+        out: list[bytes] = []
+        while True:
+            item = self._readline()
+            if item.startswith(b"."):
+                if item == b".":
+                    return out
+                item = item[1:]
+            out.append(item)
+
+    def _read_body_into(self, out: IO[bytes]) -> int:
+        """Stream one multi-line body into ``out`` until ``.CRLF``; returns octets written.
+
+        Works on whole buffers: only positions right after a LF that hold a ``.`` need
+        attention (terminator or dot-stuffing), everything between is copied as is.
+        """
+        written = 0
+        at_line_start = True
+        while True:
+            buf, pos = self._buf, self._pos
+            if at_line_start:
+                if len(buf) - pos < 3:
+                    # Need up to three bytes to tell ".\r\n" from a stuffed dot.
+                    if pos < len(buf) and buf[pos] != 0x2E:
+                        pass
+                    else:
+                        if buf[pos : pos + 2] == b".\n":
+                            self._pos = pos + 2
+                            return written
+                        self._fill()
+                        continue
+                if buf[pos] == 0x2E:  # "."
+                    if buf[pos : pos + 3] == b".\r\n":
+                        self._pos = pos + 3
+                        return written
+                    if buf[pos : pos + 2] == b".\n":
+                        self._pos = pos + 2
+                        return written
+                    pos += 1  # dot-unstuffing
+                at_line_start = False
+            i = buf.find(b"\n.", pos)
+            if i >= 0:
+                chunk = buf[pos : i + 1]
+                self._pos = i + 1
+                at_line_start = True
+            else:
+                chunk = buf[pos:]
+                self._pos = len(buf)
+                at_line_start = buf.endswith(b"\n") if chunk else at_line_start
+            if chunk:
+                out.write(chunk)
+                written += len(chunk)
+            if i < 0:
+                self._buf, self._pos = b"", 0
+                self._fill()
