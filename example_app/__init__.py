@@ -1,0 +1,251 @@
+"""A small but real host webmail that uses flask-popaccounts.
+
+Run it with ``python -m example_app`` (or ``flask --app example_app run``). On first
+run it creates ``instance/`` with a SQLite database, a Flask secret key and a Fernet
+key for the extension, and two demo users (alice, bob) whose passwords it prints.
+
+Any config key can be set from the environment with Flask's ``FLASK_`` prefix (values
+are parsed as JSON when they can be), e.g. for a local test server::
+
+    FLASK_POPACCOUNTS_ALLOW_PRIVATE_HOSTS=true \\
+    FLASK_POPACCOUNTS_CA_FILE=/tmp/ca.pem \\
+    FLASK_POPACCOUNTS_ALLOWED_POP3_PORTS='[110, 995, 11995]' python -m example_app
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, abort, redirect, render_template, request, url_for
+from flask_login import (
+    LoginManager,
+    UserMixin,
+    current_user,
+    login_required,
+    login_user,
+    logout_user,
+)
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect, FlaskForm
+from markupsafe import Markup
+from sqlalchemy import String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from werkzeug.security import check_password_hash, generate_password_hash
+from wtforms import PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired
+
+from flask_popaccounts import PopAccounts, db_session
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_USERS = ("alice", "bob")
+PAGE_SIZE = 50
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+
+class User(UserMixin, db.Model):  # type: ignore[name-defined]
+    """The webmail's own users (the extension only ever sees ``get_id()``)."""
+
+    __tablename__ = "example_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired()])
+    password = PasswordField("Password", validators=[DataRequired()])
+    submit = SubmitField("Sign in")
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    try:
+        return db.session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        return None
+
+
+def _instance_secret(app: Flask, name: str, make: Any) -> str:
+    """A secret kept in instance/<name>, generated on first run (mode 0600)."""
+    path = Path(app.instance_path) / name
+    if path.exists():
+        return path.read_text().strip()
+    value = str(make())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def create_app(config: dict[str, Any] | None = None, *, instance_path: str | None = None
+               ) -> Flask:
+    """The example webmail. ``config`` overrides everything (tests pass TESTING etc.)."""
+    from cryptography.fernet import Fernet
+
+    app = Flask(__name__, template_folder=str(ROOT / "templates"),
+                instance_path=instance_path, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{Path(app.instance_path) / 'example.db'}",
+        POPACCOUNTS_MAILBOX_ENDPOINT="mailbox",
+        POPACCOUNTS_BASE_TEMPLATE="base.html",
+        POPACCOUNTS_SCHEDULER_ENABLED=True,
+        EXAMPLE_CREATE_DEMO_USERS=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    app.config.from_prefixed_env()
+    app.config.update(config or {})
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret(app, "secret_key",
+                                                    lambda: secrets.token_hex(32))
+    if not app.config.get("POPACCOUNTS_SECRET_KEYS"):
+        app.config["POPACCOUNTS_SECRET_KEYS"] = [_instance_secret(
+            app, "popaccounts_key", lambda: Fernet.generate_key().decode())]
+
+    db.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "login"
+    login_manager.login_message = "Sign in to read your mail."
+    csrf.init_app(app)
+    PopAccounts(app, db=db)
+
+    _register_routes(app)
+    _register_cli(app)
+
+    with app.app_context():
+        create_tables(app)
+        if app.config["EXAMPLE_CREATE_DEMO_USERS"] and db.session.scalar(
+                select(User.id).limit(1)) is None:
+            click.echo("First run: creating demo users (change these passwords!)")
+            for name, password in create_demo_users().items():
+                click.echo(f"  {name} / {password}")
+    return app
+
+
+def create_tables(app: Flask) -> None:
+    """The webmail's own tables, then the extension's (its migrations when available)."""
+    db.create_all()
+    from flask_popaccounts import get_state, migrations
+
+    upgrade = getattr(migrations, "upgrade", None)
+    if upgrade is not None:  # the extension's Alembic lineage (flask popaccounts db upgrade)
+        upgrade(get_state(app).engine, "heads")
+    else:
+        get_state(app).ext.create_all(app)
+
+
+def create_demo_users() -> dict[str, str]:
+    """Create (or reset) alice and bob with fresh random passwords; returns them."""
+    out: dict[str, str] = {}
+    for name in DEMO_USERS:
+        user = db.session.scalar(select(User).where(User.username == name))
+        if user is None:
+            user = User(username=name)
+            db.session.add(user)
+        password = secrets.token_urlsafe(9)
+        user.set_password(password)
+        out[name] = password
+    db.session.commit()
+    return out
+
+
+def _register_cli(app: Flask) -> None:
+    @app.cli.command("create-demo-users")
+    def create_demo_users_command() -> None:
+        """Create the demo users alice and bob (or reset their passwords) and print them."""
+        for name, password in create_demo_users().items():
+            click.echo(f"{name} / {password}")
+
+
+def _register_routes(app: Flask) -> None:
+    from flask_popaccounts import store
+    from flask_popaccounts.services import accounts as account_svc
+    from flask_popaccounts.services.reading import read_message
+
+    def side_pane() -> list[dict[str, Any]]:
+        session = db_session()
+        return [
+            {"account": a,
+             "unread": store.count_messages(session, a.id, unread_only=True),
+             "status": account_svc.status_view(a)}
+            for a in account_svc.list_accounts(session, str(current_user.get_id()))
+        ]
+
+    @app.route("/")
+    def home() -> Any:
+        return redirect(url_for("mailbox_home"))
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        form = LoginForm()
+        error = None
+        if form.validate_on_submit():
+            user = db.session.scalar(select(User).where(User.username == form.username.data))
+            if user is not None and user.check_password(form.password.data or ""):
+                login_user(user)
+                target = request.args.get("next") or ""
+                if not target.startswith("/") or target.startswith("//"):
+                    target = url_for("mailbox_home")
+                return redirect(target)
+            error = "Wrong username or password."
+        return render_template("login.html", form=form, error=error), (401 if error else 200)
+
+    @app.route("/logout", methods=["POST"])
+    def logout() -> Any:
+        logout_user()
+        return redirect(url_for("login"))
+
+    @app.route("/mail/")
+    @login_required
+    def mailbox_home() -> Any:
+        accounts = account_svc.list_accounts(db_session(), str(current_user.get_id()))
+        if accounts:  # default account first
+            return redirect(url_for("mailbox", account_id=accounts[0].id))
+        return render_template("mailbox.html", pane=[], account=None, messages=[],
+                               page=1, has_more=False)
+
+    @app.route("/mail/<int:account_id>/")
+    @login_required
+    def mailbox(account_id: int) -> Any:
+        session = db_session()
+        account = account_svc.get_owned_account(session, str(current_user.get_id()), account_id)
+        page = max(1, request.args.get("page", 1, type=int) or 1)
+        messages = store.list_messages(session, account.id, limit=PAGE_SIZE + 1,
+                                       offset=(page - 1) * PAGE_SIZE)
+        return render_template("mailbox.html", pane=side_pane(), account=account,
+                               messages=messages[:PAGE_SIZE], page=page,
+                               has_more=len(messages) > PAGE_SIZE)
+
+    @app.route("/mail/<int:account_id>/<int:message_id>")
+    @login_required
+    def message(account_id: int, message_id: int) -> Any:
+        session = db_session()
+        account = account_svc.get_owned_account(session, str(current_user.get_id()), account_id)
+        meta = store.get_message(session, account.id, message_id)
+        if meta is None:
+            abort(404)
+        readable = read_message(session, meta.id)
+        if not meta.is_read:
+            store.mark_read(session, meta.id)
+        html = Markup(readable.html) if readable.html else None  # noqa: S704 - nh3-sanitised
+        return render_template("message.html", pane=side_pane(), account=account, meta=meta,
+                               msg=readable, html=html)

@@ -1,0 +1,195 @@
+"""Flask-WTF forms for the Mail Accounts pages.
+
+Every form is a :class:`FlaskForm`, so every one (the small button forms included)
+carries a CSRF token. The validators here refuse what must never reach a protocol
+line or a header: CR, LF and other control characters in any field, host names that
+are not host names, ports outside ``POPACCOUNTS_ALLOWED_POP3_PORTS``.
+
+Hosts can subclass these forms; the views look them up through
+:data:`FORMS` so a host may swap one in (``FORMS["account"] = MyForm``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    Field,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+    SubmitField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+
+from .engine.types import DeletePolicy, Security
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+#: Check intervals offered to the user, in minutes (the seed product's 3..60 range).
+INTERVAL_CHOICES = [3, 5, 10, 15, 30, 60]
+
+
+def no_control_chars(form: Any, field: Field) -> None:
+    """Refuse CR, LF and every other control character (header/protocol injection)."""
+    value = field.data
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ValidationError("Line breaks and control characters are not allowed here.")
+
+
+def email_address(form: Any, field: Field) -> None:
+    """A syntactically valid address (email-validator; no DNS look-up)."""
+    value = (field.data or "").strip()
+    if not value:
+        return
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationError(f"This is not a valid email address: {exc}") from None
+    field.data = result.normalized
+
+
+def host_name(form: Any, field: Field) -> None:
+    """A DNS host name (IDN allowed, stored as ASCII) or an IP address literal."""
+    value = (field.data or "").strip().rstrip(".")
+    if not value:
+        return
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        field.data = value
+        return
+    try:
+        ascii_host = value.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValidationError(
+            "This is not a valid server name. Use the host name your provider gives, "
+            "for example pop.example.com."
+        ) from None
+    labels = ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValidationError(
+            "This is not a valid server name. Use the host name your provider gives, "
+            "for example pop.example.com."
+        )
+    field.data = ascii_host.lower()
+
+
+def allowed_pop3_port(form: Any, field: Field) -> None:
+    """The port must be one the host application allows (R23: 110 and 995 by default)."""
+    if field.data is None:
+        return
+    allowed = sorted(int(p) for p in current_app.config["POPACCOUNTS_ALLOWED_POP3_PORTS"])
+    if int(field.data) not in allowed:
+        listed = " and ".join(str(p) for p in allowed)
+        raise ValidationError(
+            f"Only the standard POP3 ports are allowed: {listed}. If your provider uses "
+            "another port, ask them for the standard one."
+        )
+
+
+class AccountForm(FlaskForm):
+    """The add/edit form: identity, incoming server, retrieval settings."""
+
+    email = StringField(
+        "Email address",
+        validators=[DataRequired(), Length(max=320), no_control_chars, email_address],
+    )
+    name = StringField(
+        "Account name",
+        description="Shown in the side pane, e.g. “Work” or “Old ISP mail”.",
+        validators=[DataRequired(), Length(max=200), no_control_chars],
+    )
+    send_from = StringField(
+        "Send mail as",
+        description="The From address for mail sent from this account. "
+        "Leave empty to use the email address.",
+        validators=[Optional(), Length(max=320), no_control_chars, email_address],
+    )
+    reply_to = StringField(
+        "Reply-To address",
+        description="Leave empty unless replies should go to another address.",
+        validators=[Optional(), Length(max=320), no_control_chars, email_address],
+    )
+    is_default = BooleanField("Set this as the default account")
+
+    pop_host = StringField(
+        "Incoming (POP3) server",
+        validators=[DataRequired(), Length(max=253), no_control_chars, host_name],
+    )
+    pop_port = IntegerField(
+        "Port", validators=[InputRequired(message="Enter the port number."), allowed_pop3_port]
+    )
+    pop_security = SelectField("Security", choices=[])
+    pop_username = StringField(
+        "Username",
+        description="Some providers want the full email address, others domain\\username.",
+        validators=[DataRequired(), Length(max=320), no_control_chars],
+    )
+    password = PasswordField(
+        "Password",
+        validators=[Length(max=1024), no_control_chars],
+    )
+    delete_policy = RadioField(
+        "Delete emails from the server",
+        choices=[
+            (DeletePolicy.KEEP.value, "Keep a copy on the server"),
+            (DeletePolicy.DELETE.value, "Delete from the server once stored here"),
+            (DeletePolicy.AFTER_DAYS.value, "Delete from the server after some days"),
+        ],
+        default=DeletePolicy.KEEP.value,
+    )
+    delete_after_days = IntegerField("Days to keep on the server", default=7,
+                                     validators=[Optional()])
+    fetch_interval_minutes = SelectField(
+        "Check for new mail every",
+        choices=[(str(m), f"{m} minutes") for m in INTERVAL_CHOICES],
+        default="5",
+    )
+    submit = SubmitField("Test and save")
+
+    def __init__(self, *args: Any, password_required: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.password_required = password_required
+        choices = [
+            (Security.SSL.value, "SSL (port 995)"),
+            (Security.STARTTLS.value, "STARTTLS (port 110)"),
+        ]
+        if current_app.config.get("POPACCOUNTS_ALLOW_PLAINTEXT"):
+            choices.append((Security.PLAIN.value, "Plain, no encryption (not recommended)"))
+        self.pop_security.choices = choices
+        if not self.is_submitted() and not self.pop_security.data:
+            self.pop_security.data = Security.SSL.value
+        interval = str(current_app.config.get("POPACCOUNTS_DEFAULT_INTERVAL_MINUTES", 5))
+        if not self.is_submitted() and self.fetch_interval_minutes.data in (None, "None"):
+            self.fetch_interval_minutes.data = interval
+
+    def validate_password(self, field: Field) -> None:
+        if self.password_required and not field.data:
+            raise ValidationError("Enter the password (or app password) for this mailbox.")
+
+    def validate_delete_after_days(self, field: Field) -> None:
+        if self.delete_policy.data == DeletePolicy.AFTER_DAYS.value:
+            if field.data is None or not 1 <= int(field.data) <= 3650:
+                raise ValidationError("Enter a number of days between 1 and 3650.")
+
+
+class ConfirmForm(FlaskForm):
+    """A button that changes something (delete, enable, default, check now): CSRF only."""
+
+    submit = SubmitField("Confirm")
+
+
+#: The form classes the views use; a host may replace any of them before the first request.
+FORMS: dict[str, type[FlaskForm]] = {"account": AccountForm, "confirm": ConfirmForm}

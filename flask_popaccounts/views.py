@@ -1,0 +1,432 @@
+"""The Mail Accounts pages: a blueprint the extension registers on the host app.
+
+Every route needs a signed-in Flask-Login user and only ever sees that user's
+accounts (``current_user.get_id()``); another user's account id is a 404, never a
+403, so ids cannot be probed. The views talk to the services layer only
+(``services.accounts``, ``services.fetching``), never to the engine.
+
+Routes (under ``POPACCOUNTS_URL_PREFIX``, default ``/settings/mail-accounts``)::
+
+    GET       /                          list of account cards            index
+    GET       /add                       step 1: account type             add_type
+    GET       /add/pop3                  step 2: provider                 add_provider
+    GET       /add/pop3/oauth/<prov>     Outlook / Office 365 (OAuth)     add_oauth
+    GET,POST  /add/pop3/<provider>       step 3: details, Test and save   add_account
+    GET       /<id>/connected            step 4: connected (+ outgoing)   connected
+    GET,POST  /<id>/edit                 edit (re-tests on new password)  edit
+    GET,POST  /<id>/delete               confirmation, then delete        delete
+    POST      /<id>/enable | /<id>/disable                               enable, disable
+    POST      /<id>/default              make it the default account      set_default
+    POST      /<id>/check                fetch now                        check_now
+    GET       /<id>/progress.json        fetch progress for the card     progress
+
+Templates live under ``popaccounts/`` and each can be overridden by the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import BuildError
+
+from .engine.errors import PopAccountsError
+from .engine.types import DeletePolicy, Security
+from .extension import db_session
+from .forms import FORMS, AccountForm
+
+#: Providers offered in step 2, with what the form is prefilled with.
+PROVIDERS: dict[str, dict[str, Any]] = {
+    "gmail": {"label": "Gmail", "pop_host": "pop.gmail.com", "pop_port": 995,
+              "pop_security": Security.SSL.value},
+    "other": {"label": "Other provider", "pop_host": "", "pop_port": 995,
+              "pop_security": Security.SSL.value},
+}
+OAUTH_PROVIDERS: dict[str, str] = {"outlook": "Outlook.com", "office365": "Office 365"}
+
+_CONNECTION_FIELDS = ("pop_host", "pop_port", "pop_security", "pop_username")
+
+
+def create_blueprint(name: str = "popaccounts") -> Blueprint:
+    """The Mail Accounts blueprint (templates ``popaccounts/*``, static ``popaccounts/*``)."""
+    bp = Blueprint(name, __name__, template_folder="templates", static_folder="static",
+                   static_url_path="/static")
+
+    bp.before_request(_require_login)
+    bp.context_processor(_template_helpers)
+
+    bp.add_url_rule("/", "index", index)
+    bp.add_url_rule("/add", "add_type", add_type)
+    bp.add_url_rule("/add/pop3", "add_provider", add_provider)
+    bp.add_url_rule("/add/pop3/oauth/<provider>", "add_oauth", add_oauth)
+    bp.add_url_rule("/add/pop3/<provider>", "add_account", add_account, methods=["GET", "POST"])
+    bp.add_url_rule("/<int:account_id>/connected", "connected", connected)
+    bp.add_url_rule("/<int:account_id>/edit", "edit", edit, methods=["GET", "POST"])
+    bp.add_url_rule("/<int:account_id>/delete", "delete", delete, methods=["GET", "POST"])
+    bp.add_url_rule("/<int:account_id>/enable", "enable", enable, methods=["POST"])
+    bp.add_url_rule("/<int:account_id>/disable", "disable", disable, methods=["POST"])
+    bp.add_url_rule("/<int:account_id>/default", "set_default", set_default, methods=["POST"])
+    bp.add_url_rule("/<int:account_id>/check", "check_now", check_now, methods=["POST"])
+    bp.add_url_rule("/<int:account_id>/progress.json", "progress", progress)
+    return bp
+
+
+# -- plumbing ---------------------------------------------------------------------------
+
+def _require_login() -> ResponseReturnValue | None:
+    if request.endpoint and request.endpoint.endswith(".static"):
+        return None
+    if not current_user.is_authenticated:
+        manager = getattr(current_app, "login_manager", None)
+        if manager is None:
+            abort(401)
+        return manager.unauthorized()
+    return None
+
+
+def _owner() -> str:
+    return str(current_user.get_id())
+
+
+def _app() -> Any:
+    return current_app._get_current_object()  # type: ignore[attr-defined]
+
+
+def _account(account_id: int) -> Any:
+    """The signed-in user's account, or 404 (also for other users' ids)."""
+    from .services import accounts as svc
+
+    try:
+        account = svc.get_owned_account(db_session(), _owner(), account_id)
+    except (LookupError, PermissionError):
+        raise NotFound() from None
+    if account is None:
+        raise NotFound()
+    return account
+
+
+def mailbox_url(account_id: int) -> str | None:
+    """The host's mailbox page for one account (R8), or None if the host has none."""
+    endpoint = current_app.config.get("POPACCOUNTS_MAILBOX_ENDPOINT")
+    if not endpoint:
+        return None
+    try:
+        return url_for(endpoint, account_id=account_id)
+    except BuildError:
+        return None
+
+
+def _template_helpers() -> dict[str, Any]:
+    return {
+        "popaccounts_mailbox_url": mailbox_url,
+        "popaccounts_size": human_size,
+        "popaccounts_allow_plaintext": bool(current_app.config.get("POPACCOUNTS_ALLOW_PLAINTEXT")),
+    }
+
+
+def human_size(num: int | None) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as mail providers show quotas)."""
+    value = float(num or 0)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover
+
+
+def _confirm_ok() -> bool:
+    form = FORMS["confirm"]()
+    if not form.validate_on_submit():
+        abort(400, "The form expired or was not sent from this site. Reload and try again.")
+    return True
+
+
+def _form_to_input(form: AccountForm, provider: str) -> Any:
+    from .services.accounts import AccountInput
+
+    email = form.email.data.strip()
+    days = int(form.delete_after_days.data or 0)
+    policy = DeletePolicy(form.delete_policy.data)
+    return AccountInput(
+        email=email,
+        name=form.name.data.strip(),
+        send_from=(form.send_from.data or "").strip() or email,
+        reply_to=(form.reply_to.data or "").strip(),
+        is_default=bool(form.is_default.data),
+        provider=provider,
+        pop_host=form.pop_host.data,
+        pop_port=int(form.pop_port.data),
+        pop_security=Security(form.pop_security.data),
+        pop_username=form.pop_username.data.strip(),
+        password=form.password.data or None,
+        delete_policy=policy,
+        delete_after_days=days if policy is DeletePolicy.AFTER_DAYS else 0,
+        fetch_interval_minutes=int(form.fetch_interval_minutes.data),
+    )
+
+
+def _account_data(account: Any) -> dict[str, Any]:
+    """The form's initial values from a stored account (never the secret)."""
+    def val(v: Any) -> Any:
+        return getattr(v, "value", v)
+
+    return {
+        "email": account.email,
+        "name": account.name,
+        "send_from": account.send_from,
+        "reply_to": account.reply_to,
+        "is_default": account.is_default,
+        "pop_host": account.pop_host,
+        "pop_port": account.pop_port,
+        "pop_security": val(account.pop_security),
+        "pop_username": account.pop_username,
+        "delete_policy": val(account.delete_policy),
+        "delete_after_days": account.delete_after_days or 7,
+        "fetch_interval_minutes": str(account.fetch_interval_minutes),
+    }
+
+
+def _running(info: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The progress dict only while a fetch runs (the services keep the last one)."""
+    return info if info and info.get("running") else None
+
+
+def _fail_page(form: AccountForm, template: str, error: PopAccountsError | None,
+               status: int, **ctx: Any) -> ResponseReturnValue:
+    # The password is never echoed back: PasswordField hides it, and we drop it too.
+    form.password.data = ""
+    form.password.raw_data = []
+    return render_template(template, form=form, test_error=error, **ctx), status
+
+
+# -- pages ------------------------------------------------------------------------------
+
+def index() -> ResponseReturnValue:
+    from .services import accounts as svc
+    from .services import fetching
+    from .store import storage_used
+
+    session = db_session()
+    owner = _owner()
+    used = storage_used(session, owner)
+    cards = []
+    for account in svc.list_accounts(session, owner):
+        cards.append({
+            "account": account,
+            "status": svc.status_view(account),
+            "progress": _running(fetching.fetch_progress(account.id)),
+            "mailbox_url": mailbox_url(account.id),
+            "storage": used.get(account.id, account.bytes_stored),
+        })
+    return render_template(
+        "popaccounts/index.html",
+        cards=cards,
+        storage_used=sum(used.values()),
+        quota=current_app.config.get("POPACCOUNTS_QUOTA_BYTES"),
+        confirm_form=FORMS["confirm"](),
+    )
+
+
+def add_type() -> ResponseReturnValue:
+    return render_template("popaccounts/add_type.html")
+
+
+def add_provider() -> ResponseReturnValue:
+    return render_template("popaccounts/add_provider.html", providers=PROVIDERS,
+                           oauth_providers=OAUTH_PROVIDERS)
+
+
+def add_oauth(provider: str) -> ResponseReturnValue:
+    if provider not in OAUTH_PROVIDERS:
+        abort(404)
+    return render_template("popaccounts/add_oauth.html", provider=provider,
+                           provider_label=OAUTH_PROVIDERS[provider])
+
+
+def add_account(provider: str) -> ResponseReturnValue:
+    from .services import accounts as svc
+
+    if provider in OAUTH_PROVIDERS:
+        return redirect(url_for(".add_oauth", provider=provider))
+    preset = PROVIDERS.get(provider)
+    if preset is None:
+        abort(404)
+    form_cls = FORMS["account"]
+    if request.method == "GET":
+        form = form_cls(data={k: v for k, v in preset.items() if k != "label"})
+    else:
+        form = form_cls()
+    ctx: dict[str, Any] = {"provider": provider, "provider_label": preset["label"],
+                           "mode": "add"}
+    if not form.validate_on_submit():
+        status = 400 if form.is_submitted() else 200
+        return _fail_page(form, "popaccounts/account_form.html", None, status, **ctx)
+
+    data = _form_to_input(form, provider)
+    try:
+        svc.test_incoming(_app(), data)
+    except PopAccountsError as exc:
+        current_app.logger.info("popaccounts: incoming test failed for owner %s: %s (%s)",
+                                _owner(), exc.code, exc.detail)
+        return _fail_page(form, "popaccounts/account_form.html", exc, 422, **ctx)
+
+    session = db_session()
+    try:
+        account = svc.create_account(session, _owner(), data)
+        session.commit()
+    except PopAccountsError as exc:
+        session.rollback()
+        return _fail_page(form, "popaccounts/account_form.html", exc, 422, **ctx)
+    return redirect(url_for(".connected", account_id=account.id))
+
+
+def connected(account_id: int) -> ResponseReturnValue:
+    account = _account(account_id)
+    return render_template("popaccounts/connected.html", account=account,
+                           mailbox_url=mailbox_url(account.id),
+                           confirm_form=FORMS["confirm"]())
+
+
+def edit(account_id: int) -> ResponseReturnValue:
+    from .models import AccountStatus
+    from .services import accounts as svc
+
+    account = _account(account_id)
+    form_cls = FORMS["account"]
+    if request.method == "GET":
+        form = form_cls(data=_account_data(account), password_required=False)
+    else:
+        form = form_cls(password_required=False)
+    form.submit.label.text = "Test and save"
+    ctx: dict[str, Any] = {"account": account, "provider": account.provider,
+                           "provider_label": PROVIDERS.get(account.provider, {}).get(
+                               "label", account.provider),
+                           "mode": "edit",
+                           "needs_password": account.status == AccountStatus.NEEDS_PASSWORD}
+    if not form.validate_on_submit():
+        status = 400 if form.is_submitted() else 200
+        return _fail_page(form, "popaccounts/account_form.html", None, status, **ctx)
+
+    data = _form_to_input(form, account.provider)
+    new_password = data.password is not None
+    old = _account_data(account)
+    changed = new_password or any(
+        str(old[f]) != str(getattr(data, f).value if f == "pop_security" else getattr(data, f))
+        for f in _CONNECTION_FIELDS
+    )
+    if changed:
+        try:
+            svc.test_incoming(_app(), data, existing=account)
+        except PopAccountsError as exc:
+            return _fail_page(form, "popaccounts/account_form.html", exc, 422, **ctx)
+
+    session = db_session()
+    try:
+        svc.update_account(session, account, data)
+        if new_password and not account.enabled:
+            svc.set_enabled(session, account, True)  # R7: new password -> enabled again
+        session.commit()
+    except PopAccountsError as exc:
+        session.rollback()
+        return _fail_page(form, "popaccounts/account_form.html", exc, 422, **ctx)
+    flash(f"Saved the settings of {account.email}.", "success")
+    return redirect(url_for(".index"))
+
+
+def delete(account_id: int) -> ResponseReturnValue:
+    from .services import accounts as svc
+
+    account = _account(account_id)
+    form = FORMS["confirm"]()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400, "The form expired or was not sent from this site. Reload and try again.")
+        email = account.email
+        session = db_session()
+        svc.delete_account(session, account)
+        session.commit()
+        flash(f"Removed {email} and the mail stored from it.", "success")
+        return redirect(url_for(".index"))
+    return render_template("popaccounts/delete.html", account=account, form=form)
+
+
+def _set_enabled(account_id: int, enabled: bool) -> ResponseReturnValue:
+    from .services import accounts as svc
+
+    account = _account(account_id)
+    _confirm_ok()
+    session = db_session()
+    svc.set_enabled(session, account, enabled)
+    session.commit()
+    flash(f"{account.email} is {'enabled' if enabled else 'disabled'}.", "success")
+    return redirect(url_for(".index"))
+
+
+def enable(account_id: int) -> ResponseReturnValue:
+    return _set_enabled(account_id, True)
+
+
+def disable(account_id: int) -> ResponseReturnValue:
+    return _set_enabled(account_id, False)
+
+
+def set_default(account_id: int) -> ResponseReturnValue:
+    from .services import accounts as svc
+
+    account = _account(account_id)
+    _confirm_ok()
+    session = db_session()
+    svc.set_default(session, account)
+    session.commit()
+    flash(f"{account.email} is now your default account.", "success")
+    return redirect(url_for(".index"))
+
+
+def check_now(account_id: int) -> ResponseReturnValue:
+    from .services import fetching
+
+    account = _account(account_id)
+    _confirm_ok()
+    started = fetching.check_now(_app(), account.id)
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"started": bool(started)})
+    if started:
+        flash(f"Checking {account.email} for new mail.", "info")
+    else:
+        flash(f"{account.email} is already being checked.", "info")
+    target = request.form.get("next") or ""
+    if target.startswith("/") and not target.startswith("//"):
+        return redirect(target)
+    return redirect(url_for(".index"))
+
+
+def progress(account_id: int) -> ResponseReturnValue:
+    from .services import accounts as svc
+    from .services import fetching
+
+    account = _account(account_id)
+    db_session().refresh(account)
+    info = fetching.fetch_progress(account.id)
+    status = svc.status_view(account)
+    last = account.last_success_at
+    return jsonify({
+        "running": _running(info) is not None,
+        "progress": info,
+        "status": {"label": status.label, "explanation": status.explanation,
+                   "tone": status.tone},
+        "message_count": account.message_count,
+        "last_success_at": last.isoformat() if last else None,
+    })
