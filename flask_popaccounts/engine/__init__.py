@@ -8,7 +8,7 @@ errors of :mod:`.errors`.
 
 from __future__ import annotations
 
-from .errors import PopAccountsError, clean_detail, error_for_code
+from .errors import ConnectionFailed, PopAccountsError, clean_detail, error_for_code
 from .net import is_public_address, open_connection
 from .parse import parse_meta, read_header_section
 from .pop3 import POP3Client
@@ -33,6 +33,7 @@ from .types import (
 
 __all__ = [
     "AuthMethod",
+    "ConnectionFailed",
     "Credentials",
     "DeletePolicy",
     "FetchReport",

@@ -194,6 +194,10 @@ def wrap_tls(sock: socket.socket, server_hostname: str, net: NetPolicy) -> ssl.S
     except TimeoutError as exc:
         sock.close()
         raise ConnectionTimeout("the TLS handshake timed out", detail=str(exc)) from None
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+        sock.close()
+        raise ConnectionFailed("the connection closed during the TLS handshake",
+                               detail=str(exc)) from None
     except ssl.SSLError as exc:
         # e.g. "wrong version number": not a TLS server on this port.
         sock.close()

@@ -1,0 +1,113 @@
+"""A TCP proxy that resets the connection after a chosen number of bytes.
+
+Sits between the engine and Dovecot on loopback. For each accepted connection it
+takes the next cut offset (``cut_next(n)``; ``None`` = never cut): once ``n`` bytes
+have passed in total (both directions, TLS records included) it forwards exactly the
+bytes up to the offset and then aborts both sides with a TCP RST (SO_LINGER 0), the
+way a flaky network or a crashing middlebox does.
+"""
+
+from __future__ import annotations
+
+import collections
+import selectors
+import socket
+import struct
+import threading
+
+from tests.support.dovecot import free_port
+
+
+def _rst_close(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+class FaultProxy:
+    """``FaultProxy(target_host, target_port)``; connect the client to ``(host, port)``."""
+
+    def __init__(self, target_host: str, target_port: int, host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.host = host
+        self.port = free_port(host)
+        self._cuts: collections.deque[int | None] = collections.deque()
+        self.cuts_done = 0  #: connections that were actually reset
+        self.connections = 0
+        self._lsock = socket.create_server((host, self.port))
+        self._lsock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def cut_next(self, offset: int | None) -> None:
+        """The next connection is reset after ``offset`` bytes (``None``: left alone)."""
+        self._cuts.append(offset)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._lsock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            cut = self._cuts.popleft() if self._cuts else None
+            self.connections += 1
+            threading.Thread(target=self._pump, args=(client, cut), daemon=True).start()
+
+    def _pump(self, client: socket.socket, cut: int | None) -> None:
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            _rst_close(client)
+            return
+        passed = 0
+        sel = selectors.DefaultSelector()
+        sel.register(client, selectors.EVENT_READ, upstream)
+        sel.register(upstream, selectors.EVENT_READ, client)
+        try:
+            while not self._stop.is_set():
+                for key, _ in sel.select(timeout=0.2):
+                    src: socket.socket = key.fileobj  # type: ignore[assignment]
+                    dst: socket.socket = key.data
+                    try:
+                        data = src.recv(65536)
+                    except OSError:
+                        return
+                    if not data:
+                        try:
+                            dst.shutdown(socket.SHUT_WR)
+                        except OSError:
+                            pass
+                        sel.unregister(src)
+                        if not sel.get_map():
+                            return
+                        continue
+                    if cut is not None and passed + len(data) >= cut:
+                        data = data[: cut - passed]
+                        if data:
+                            dst.sendall(data)
+                        self.cuts_done += 1
+                        return
+                    passed += len(data)
+                    dst.sendall(data)
+        except OSError:
+            return
+        finally:
+            sel.close()
+            _rst_close(client)
+            _rst_close(upstream)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._lsock.close()
+        self._thread.join(2)
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
