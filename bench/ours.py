@@ -1,0 +1,287 @@
+"""Benchmark worker for our engine; runs in its own process (one job per process).
+
+``python -m bench.ours '<json job>'`` prints one JSON line with the result. Jobs:
+
+* ``fetch``: a first full fetch into a fresh store (``db`` must not exist yet);
+* ``memory``: same, but reports peak RSS above the baseline taken just before the
+  fetch (after imports, schema and account setup);
+* ``poll``: ``repeat`` fetch sessions against an existing store, timing each.
+
+The store is the extension's built-in one (``flask_popaccounts.store``: SqlLedger +
+SqlSink on SQLAlchemy over a SQLite file, tuned as the extension tunes SQLite). If that
+module cannot be imported, a plain sqlite3 stand-in with the same shape is used and the
+result says ``"store": "sqlite3-standin"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flask_popaccounts.engine import sync
+from flask_popaccounts.engine.types import (
+    AuthMethod,
+    Credentials,
+    LedgerEntry,
+    NetPolicy,
+    RetrievalPolicy,
+    RetrievedMessage,
+    Security,
+    ServerSpec,
+)
+
+
+def _proc_status(field: str) -> int:
+    """A ``VmRSS``/``VmHWM`` figure of this process, in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5); False when not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+# -- the real store -----------------------------------------------------------------------
+
+
+class RealStore:
+    label = "flask_popaccounts.store (SqlLedger+SqlSink, SQLAlchemy, SQLite WAL)"
+
+    def __init__(self, db: str) -> None:
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.orm import Session
+
+        from flask_popaccounts import store
+        from flask_popaccounts.models import Account, Base
+
+        self._store = store
+        self.engine = create_engine(f"sqlite:///{db}")
+        try:  # exactly what the extension does to its SQLite engines
+            from flask_popaccounts.extension import _tune_sqlite
+
+            _tune_sqlite(self.engine)
+        except ImportError:  # pragma: no cover - same pragmas by hand
+
+            @event.listens_for(self.engine, "connect")
+            def _on_connect(conn: Any, _rec: Any) -> None:
+                for p in ("foreign_keys=ON", "busy_timeout=30000", "journal_mode=WAL",
+                          "synchronous=FULL"):
+                    conn.execute(f"PRAGMA {p}")
+
+        Base.metadata.create_all(self.engine)
+        self.Session = Session
+        with Session(self.engine) as s:
+            acc = s.query(Account).filter_by(owner_id="bench").one_or_none()
+            if acc is None:
+                acc = Account(
+                    owner_id="bench", email="bench@example.net", name="Bench",
+                    send_from="bench@example.net", pop_host="127.0.0.1", pop_port=995,
+                    pop_security=Security.SSL, pop_username="bench",
+                )
+                s.add(acc)
+                s.flush()
+                store.ensure_default_folders(s, acc)
+                s.commit()
+            self.account_id = acc.id
+            self.inbox_id = store.folder_id_for(s, acc.id)
+
+    def open(self) -> tuple[Any, Any, Any]:
+        session = self.Session(self.engine)
+        ledger = self._store.SqlLedger(session, self.account_id)
+        sink = self._store.SqlSink(session, self.account_id, self.inbox_id)
+        return session, ledger, sink
+
+    def count(self) -> tuple[int, int]:
+        with self.Session(self.engine) as s:
+            n = self._store.count_messages(s, self.account_id)
+            from sqlalchemy import func, select
+
+            from flask_popaccounts.models import Message
+
+            b = s.execute(
+                select(func.coalesce(func.sum(Message.size), 0)).where(
+                    Message.account_id == self.account_id
+                )
+            ).scalar_one()
+            return int(n), int(b)
+
+
+# -- a stand-in, only if the real store is missing ----------------------------------------
+
+
+class _StandinLedger:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def entries(self) -> Mapping[str, LedgerEntry]:
+        return {
+            u: LedgerEntry(stored_at=datetime.fromisoformat(at), on_server=bool(on))
+            for u, at, on in self.conn.execute("SELECT uidl, stored_at, on_server FROM uidl")
+        }
+
+    def mark_gone(self, uidls: Collection[str]) -> None:
+        self.conn.executemany("UPDATE uidl SET on_server=0 WHERE uidl=?", [(u,) for u in uidls])
+        self.conn.commit()
+
+
+class _StandinSink:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def add(self, message: RetrievedMessage) -> None:
+        m = message.meta
+        cur = self.conn.execute(
+            "INSERT INTO message (uidl, sent_at, from_addr, subject, size) VALUES (?,?,?,?,?)",
+            (message.uidl, m.sent_at.isoformat(), m.from_addr, m.subject, message.size),
+        )
+        seq = 0
+        while chunk := message.spool.read(1 << 20):
+            self.conn.execute("INSERT INTO chunk VALUES (?,?,?)", (cur.lastrowid, seq, chunk))
+            seq += 1
+        self.conn.execute(
+            "INSERT INTO uidl VALUES (?,?,1)", (message.uidl, datetime.now(UTC).isoformat())
+        )
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+
+class StandinStore:
+    label = "sqlite3 stand-in (flask_popaccounts.store not importable)"
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+        conn = self._connect()
+        conn.executescript(
+            "CREATE TABLE IF NOT EXISTS message (id INTEGER PRIMARY KEY, uidl TEXT,"
+            " sent_at TEXT, from_addr TEXT, subject TEXT, size INTEGER);"
+            "CREATE TABLE IF NOT EXISTS chunk (message_id INTEGER, seq INTEGER, data BLOB,"
+            " PRIMARY KEY (message_id, seq));"
+            "CREATE TABLE IF NOT EXISTS uidl (uidl TEXT PRIMARY KEY, stored_at TEXT,"
+            " on_server INTEGER);"
+        )
+        conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    def open(self) -> tuple[Any, Any, Any]:
+        conn = self._connect()
+        return conn, _StandinLedger(conn), _StandinSink(conn)
+
+    def count(self) -> tuple[int, int]:
+        conn = self._connect()
+        n, b = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM message").fetchone()
+        conn.close()
+        return int(n), int(b)
+
+
+def make_store(db: str) -> RealStore | StandinStore:
+    try:
+        import flask_popaccounts.store  # noqa: F401
+    except ImportError:
+        return StandinStore(db)
+    return RealStore(db)
+
+
+# -- jobs ---------------------------------------------------------------------------------
+
+
+def _one_fetch(job: dict[str, Any], store: RealStore | StandinStore) -> tuple[float, Any]:
+    server = ServerSpec(
+        host=job["host"], port=job["port"], security=Security.SSL, username=job["user"]
+    )
+    creds = Credentials(AuthMethod.PASSWORD, job["password"])
+    net = NetPolicy(
+        allow_private=True, allowed_ports=frozenset({job["port"]}), ca_file=job["ca_file"]
+    )
+    policy = RetrievalPolicy(
+        max_message_size=job.get("max_message_size", 100 * 1024 * 1024),
+        max_messages_per_session=job.get("max_messages_per_session", 1_000_000),
+    )
+    t0 = time.perf_counter()
+    session, ledger, sink = store.open()
+    try:
+        report = sync.fetch(server, creds, policy, ledger, sink, net=net)
+    finally:
+        session.close()
+    return time.perf_counter() - t0, report
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    kind = job["kind"]
+    if kind in ("fetch", "memory") and os.path.exists(job["db"]):
+        raise SystemExit(f"{job['db']} exists: a first fetch needs a fresh store")
+    store = make_store(job["db"])
+    out: dict[str, Any] = {"store": store.label}
+    if kind == "fetch":
+        secs, report = _one_fetch(job, store)
+        n, b = store.count()
+        out.update(seconds=secs, stored=report.stored, counted=n, bytes=b,
+                   more_pending=report.more_pending)
+    elif kind == "memory":
+        baseline = _proc_status("VmRSS")
+        exact = _reset_peak_rss()
+        secs, report = _one_fetch(job, store)
+        peak = _proc_status("VmHWM")
+        n, b = store.count()
+        out.update(seconds=secs, stored=report.stored, counted=n, bytes=b,
+                   baseline_rss=baseline, peak_rss=peak, peak_above_baseline=peak - baseline,
+                   peak_reset=exact)
+    elif kind == "poll":
+        times = []
+        for _ in range(job.get("repeat", 3)):
+            secs, report = _one_fetch(job, store)
+            if report.stored:
+                raise SystemExit(f"poll stored {report.stored} messages: ledger was not full")
+            times.append(secs)
+        n, _b = store.count()
+        out.update(times=times, seconds=min(times), server_count=report.server_count, counted=n)
+    else:
+        raise SystemExit(f"unknown job kind {kind!r}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    job = json.loads(argv[0])
+    if job.get("profile"):
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        result = prof.runcall(run, job)
+        prof.dump_stats(job["profile"])
+        stats = pstats.Stats(job["profile"])
+        stats.sort_stats("cumulative").print_stats(35)
+        stats.sort_stats("tottime").print_stats(25)
+    else:
+        result = run(job)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
