@@ -42,6 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_MAX_MESSAGE_SIZE": 50 * 1024 * 1024,
     "POPACCOUNTS_MAX_MESSAGES_PER_SESSION": 1000,
     "POPACCOUNTS_DEFAULT_INTERVAL_MINUTES": 5,
+    "POPACCOUNTS_MIN_INTERVAL_MINUTES": 3,  # the allowed range of per-account intervals
+    "POPACCOUNTS_MAX_INTERVAL_MINUTES": 60,
+    "POPACCOUNTS_BACKOFF_BASE_SECONDS": 60,  # first retry after a transient failure
+    "POPACCOUNTS_BACKOFF_MAX_SECONDS": 3600,  # back-off cap (doubling, with jitter)
     # Scheduling
     "POPACCOUNTS_SCHEDULER_ENABLED": False,
     "POPACCOUNTS_SCHEDULER_TICK_SECONDS": 30,
@@ -82,8 +86,8 @@ class PopAccountsState:
             self._session_factory = sessionmaker(bind=self.engine, expire_on_commit=False)
         return self._session_factory
 
-    def net_policy(self, config: dict[str, Any], *, ports_key: str = "POPACCOUNTS_ALLOWED_POP3_PORTS"
-                   ) -> NetPolicy:
+    def net_policy(self, config: dict[str, Any], *,
+                   ports_key: str = "POPACCOUNTS_ALLOWED_POP3_PORTS") -> NetPolicy:
         src = config.get("POPACCOUNTS_SOURCE_ADDRESS")
         return NetPolicy(
             allow_private=bool(config["POPACCOUNTS_ALLOW_PRIVATE_HOSTS"]),
@@ -148,8 +152,15 @@ class PopAccounts:
             return lambda: create_engine(uri)
         if isinstance(db, Engine):
             return lambda: db
-        if hasattr(db, "engines"):  # Flask-SQLAlchemy 3: engines are per app
-            return lambda: db.engines[None]
+        if hasattr(type(db), "engines"):  # Flask-SQLAlchemy 3: engines are per app
+            # (checked on the type: the property itself needs an app context)
+
+            def fsa_engine() -> Engine:
+                with app.app_context():  # usable from threads and the CLI alike
+                    engine: Engine = db.engines[None]
+                    return engine
+
+            return fsa_engine
         raise TypeError("db= must be a Flask-SQLAlchemy object or a SQLAlchemy Engine")
 
     def create_all(self, app: Flask | None = None) -> None:
@@ -163,7 +174,8 @@ class PopAccounts:
 def get_state(app: Flask | None = None) -> PopAccountsState:
     app = app or current_app
     try:
-        return app.extensions["popaccounts"]  # type: ignore[no-any-return]
+        state: PopAccountsState = app.extensions["popaccounts"]
+        return state
     except KeyError:
         raise RuntimeError("PopAccounts is not registered on this app") from None
 

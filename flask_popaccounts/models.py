@@ -42,6 +42,16 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def value_of(member: object) -> str:
+    """The stored string of an enum column, whether it holds the enum or the loaded str.
+
+    (``str()`` of a ``(str, Enum)`` member is ``"Cls.NAME"`` on Python 3.11, not its value.)
+    """
+    if isinstance(member, enum.Enum):
+        return str(member.value)
+    return str(member)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
 
@@ -73,7 +83,7 @@ class AccountStatus(str, enum.Enum):
     NEW = "new"  #: saved, never fetched yet
     OK = "ok"  #: the last fetch succeeded
     RETRYING = "retrying"  #: a transient failure; backing off, will recover by itself
-    NEEDS_PASSWORD = "needs_password"  #: the server refused the password (R7)
+    NEEDS_PASSWORD = "needs_password"  # noqa: S105 (a status, not a password) #: the server refused the password (R7)
     NEEDS_REAUTH = "needs_reauth"  #: OAuth authorization revoked or expired (R13)
     NEEDS_ATTENTION = "needs_attention"  #: another failure only the user can fix
     DISABLED = "disabled"  #: switched off by the user
@@ -142,7 +152,9 @@ class Account(Base):
         back_populates="account", cascade="all, delete-orphan", passive_deletes=True
     )
 
-    __table_args__ = (UniqueConstraint("owner_id", "email", name="uq_popaccounts_account_owner_email"),)
+    __table_args__ = (
+        UniqueConstraint("owner_id", "email", name="uq_popaccounts_account_owner_email"),
+    )
 
     def __repr__(self) -> str:  # never shows the secret
         return f"<Account {self.id} {self.email!r} owner={self.owner_id!r}>"
@@ -182,7 +194,9 @@ class Message(Base):
     __tablename__ = "popaccounts_message"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("popaccounts_account.id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("popaccounts_account.id", ondelete="CASCADE")
+    )
     folder_id: Mapped[int] = mapped_column(ForeignKey("popaccounts_folder.id", ondelete="CASCADE"))
     uidl: Mapped[str | None] = mapped_column(String(70), default=None)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)

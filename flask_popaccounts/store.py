@@ -1,0 +1,353 @@
+"""The built-in message store: the storage side of the engine's Ledger and Sink.
+
+:class:`SqlLedger` and :class:`SqlSink` implement the engine's Protocols
+(:mod:`flask_popaccounts.engine.types`) over the ``popaccounts_*`` tables; the
+services build one pair per fetch session, on a session of their own.
+
+The sink's hot path uses Core inserts (no ORM unit of work) and streams each spooled
+message into :class:`~.models.MessageChunk` rows of at most :data:`CHUNK_SIZE` bytes, so
+no message is ever held whole in memory. Everything ``add()`` stages (the message row,
+its chunks, its ledger row and the account's counters) becomes durable together in
+``commit()``; the engine decides how often that is (group commit).
+
+The read side (``list_messages``, ``iter_raw``...) serves the pages. Functions that
+change data say so; those marked "commits" end their own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import cast
+
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from .engine.types import LedgerEntry, RetrievedMessage
+from .models import (
+    Account,
+    Base,
+    Filter,
+    Folder,
+    FolderRole,
+    Message,
+    MessageChunk,
+    Signature,
+    Template,
+    UidlEntry,
+    Vacation,
+    utcnow,
+    value_of,
+)
+
+#: Raw message bytes are stored in chunks of at most this many bytes.
+CHUNK_SIZE = 1024 * 1024
+
+#: The folders every account starts with, in display order.
+DEFAULT_FOLDERS: tuple[tuple[str, FolderRole], ...] = (
+    ("Inbox", FolderRole.INBOX),
+    ("Sent", FolderRole.SENT),
+    ("Trash", FolderRole.TRASH),
+)
+
+# Plain Core tables: the sink's inserts bypass the ORM unit of work (speed).
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+_MESSAGE = _table(Message)
+_CHUNK = _table(MessageChunk)
+_UIDL = _table(UidlEntry)
+_ACCOUNT = _table(Account)
+
+_INSERT_MESSAGE = insert(_MESSAGE)
+_INSERT_CHUNK = insert(_CHUNK)
+_INSERT_UIDL = insert(_UIDL)
+
+#: Bound on the number of parameters in one ``IN (...)`` list (SQLite's old limit is 999).
+_IN_BATCH = 500
+
+
+class SqlLedger:
+    """The engine's :class:`~.engine.types.Ledger` over ``popaccounts_uidl``."""
+
+    def __init__(self, session: Session, account_id: int) -> None:
+        self.session = session
+        self.account_id = account_id
+
+    def entries(self) -> Mapping[str, LedgerEntry]:
+        """Every UIDL stored for the account, in one query."""
+        rows = self.session.execute(
+            select(_UIDL.c.uidl, _UIDL.c.stored_at, _UIDL.c.on_server).where(
+                _UIDL.c.account_id == self.account_id
+            )
+        )
+        return {uidl: LedgerEntry(stored_at=at, on_server=bool(on)) for uidl, at, on in rows}
+
+    def mark_gone(self, uidls: Collection[str]) -> None:
+        """Record that these UIDLs are no longer on the server; commits (durable).
+
+        Committing here also makes durable anything a sink on the same session has
+        staged; that is safe, because each staged message carries its own ledger row.
+        """
+        todo = list(uidls)
+        for i in range(0, len(todo), _IN_BATCH):
+            self.session.execute(
+                update(_UIDL)
+                .where(_UIDL.c.account_id == self.account_id,
+                       _UIDL.c.uidl.in_(todo[i : i + _IN_BATCH]))
+                .values(on_server=False)
+            )
+        self.session.commit()
+
+
+class SqlSink:
+    """The engine's :class:`~.engine.types.Sink`: stores messages into a folder.
+
+    ``on_commit`` (optional) is called after each successful commit with the ids of
+    the messages that commit made durable (the services fire signals from it).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        account: Account | int,
+        inbox_folder_id: int,
+        *,
+        on_commit: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.account_id = account if isinstance(account, int) else account.id
+        self.folder_id = inbox_folder_id
+        self.on_commit = on_commit
+        self._staged_ids: list[int] = []
+        self._staged_bytes = 0
+        self._uidl_rows: list[dict[str, object]] = []
+        self.committed_ids: list[int] = []  #: every message id made durable by this sink
+
+    def add(self, message: RetrievedMessage) -> None:
+        """Stage one message: metadata row, raw chunks, ledger row (not yet durable)."""
+        meta = message.meta
+        now = utcnow()
+        # One connection-level execute per row with prebuilt statements: no ORM unit of
+        # work and no per-call statement building (that was most of the cost).
+        conn = self.session.connection()
+        result = conn.execute(_INSERT_MESSAGE, {
+            "account_id": self.account_id,
+            "folder_id": self.folder_id,
+            "uidl": message.uidl,
+            "sent_at": meta.sent_at,
+            "sent_at_source": meta.sent_at_source,
+            "fetched_at": now,
+            "from_addr": meta.from_addr,
+            "to_addrs": meta.to_addrs,
+            "subject": meta.subject,
+            "message_id": meta.message_id,
+            "size": message.size,
+            "is_read": False,  # R18: every retrieved message arrives unread
+            "is_flagged": False,
+        })
+        pk = result.inserted_primary_key
+        assert pk is not None
+        message_id = int(pk[0])
+        spool = message.spool
+        seq = 0
+        size = 0
+        while True:
+            data = spool.read(CHUNK_SIZE)
+            if not data:
+                break
+            conn.execute(_INSERT_CHUNK, {"message_id": message_id, "seq": seq, "data": data})
+            seq += 1
+            size += len(data)
+        if seq == 0:  # an empty message still gets one (empty) chunk: reads stay uniform
+            conn.execute(_INSERT_CHUNK, {"message_id": message_id, "seq": 0, "data": b""})
+        # Ledger rows go in one executemany at commit time, still in this transaction.
+        self._uidl_rows.append({"account_id": self.account_id, "uidl": message.uidl,
+                                "stored_at": now, "on_server": True})
+        self._staged_ids.append(message_id)
+        self._staged_bytes += size
+
+    def _flush(self) -> None:
+        if self._uidl_rows:
+            self.session.connection().execute(_INSERT_UIDL, self._uidl_rows)
+        if self._staged_ids:
+            n = len(self._staged_ids)
+            self.session.execute(
+                update(_ACCOUNT)
+                .where(_ACCOUNT.c.id == self.account_id)
+                .values(
+                    message_count=_ACCOUNT.c.message_count + n,
+                    bytes_stored=_ACCOUNT.c.bytes_stored + self._staged_bytes,
+                    fetched_total=_ACCOUNT.c.fetched_total + n,
+                )
+            )
+
+    def commit(self) -> None:
+        """Make every staged message durable (with its ledger row and counters)."""
+        try:
+            self._flush()
+            self.session.commit()
+        except BaseException:
+            self.rollback()
+            raise
+        ids, self._staged_ids = self._staged_ids, []
+        self._uidl_rows = []
+        self._staged_bytes = 0
+        self.committed_ids.extend(ids)
+        if ids and self.on_commit is not None:
+            self.on_commit(ids)
+
+    def rollback(self) -> None:
+        """Drop everything staged since the last commit."""
+        self.session.rollback()
+        self._staged_ids = []
+        self._uidl_rows = []
+        self._staged_bytes = 0
+
+
+# -- folders -----------------------------------------------------------------------------
+
+
+def ensure_default_folders(session: Session, account: Account) -> dict[FolderRole, Folder]:
+    """Create Inbox, Sent and Trash for the account when missing; flushes, does not commit."""
+    if account.id is None:
+        session.flush()
+    existing: dict[str, Folder] = {
+        value_of(f.role): f
+        for f in session.scalars(select(Folder).where(Folder.account_id == account.id))
+        if f.role != FolderRole.CUSTOM
+    }
+    out: dict[FolderRole, Folder] = {}
+    for name, role in DEFAULT_FOLDERS:
+        folder = existing.get(role.value)
+        if folder is None:
+            folder = Folder(account_id=account.id, name=name, role=role.value)
+            session.add(folder)
+        out[FolderRole(role)] = folder
+    session.flush()
+    return out
+
+
+def folder_id_for(session: Session, account_id: int, role: FolderRole = FolderRole.INBOX) -> int:
+    """The id of the account's folder with this role (Inbox by default)."""
+    fid = session.scalar(
+        select(Folder.id).where(Folder.account_id == account_id, Folder.role == role.value)
+        .order_by(Folder.id).limit(1)
+    )
+    if fid is None:
+        raise LookupError(f"account {account_id} has no {role.value} folder")
+    return int(fid)
+
+
+def list_folders(session: Session, account_id: int) -> list[Folder]:
+    """The account's folders, default ones first."""
+    order = {role.value: i for i, (_n, role) in enumerate(DEFAULT_FOLDERS)}
+    folders = list(session.scalars(select(Folder).where(Folder.account_id == account_id)))
+    return sorted(folders, key=lambda f: (order.get(value_of(f.role), 99), f.name.lower(), f.id))
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def list_messages(
+    session: Session,
+    account_id: int,
+    folder_id: int | None = None,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[Message]:
+    """Messages newest first by their sent date (R18), not by when they were fetched.
+
+    ``folder_id=None`` lists every folder of the account.
+    """
+    stmt = select(Message).where(Message.account_id == account_id)
+    if folder_id is not None:
+        stmt = stmt.where(Message.folder_id == folder_id)
+    stmt = stmt.order_by(Message.sent_at.desc(), Message.id.desc()).limit(limit).offset(offset)
+    return list(session.scalars(stmt))
+
+
+def count_messages(
+    session: Session, account_id: int, folder_id: int | None = None, *, unread_only: bool = False
+) -> int:
+    """How many messages the account (or one of its folders) holds."""
+    stmt = select(func.count()).select_from(_MESSAGE).where(_MESSAGE.c.account_id == account_id)
+    if folder_id is not None:
+        stmt = stmt.where(_MESSAGE.c.folder_id == folder_id)
+    if unread_only:
+        stmt = stmt.where(_MESSAGE.c.is_read.is_(False))
+    return int(session.scalar(stmt) or 0)
+
+
+def get_message(session: Session, account_id: int, message_id: int) -> Message | None:
+    """One message, only if it belongs to that account."""
+    return session.scalar(
+        select(Message).where(Message.id == message_id, Message.account_id == account_id)
+    )
+
+
+def iter_raw(session: Session, message_id: int) -> Iterator[bytes]:
+    """The raw message, chunk by chunk, exactly as the server sent it.
+
+    One query per chunk, on purpose: drivers such as psycopg buffer a whole result set
+    client-side, which would put a 50 MiB message in memory at once.
+    """
+    seq = 0
+    while True:
+        data = session.scalar(
+            select(_CHUNK.c.data).where(_CHUNK.c.message_id == message_id, _CHUNK.c.seq == seq)
+        )
+        if data is None:
+            return
+        if data:
+            yield bytes(data)
+        seq += 1
+
+
+def read_raw(session: Session, message_id: int) -> bytes:
+    """The whole raw message (for parsing a message to show it; mind the size)."""
+    return b"".join(iter_raw(session, message_id))
+
+
+def mark_read(session: Session, message_id: int, read: bool = True) -> None:
+    """Mark a message read (or unread again); commits."""
+    session.execute(update(_MESSAGE).where(_MESSAGE.c.id == message_id).values(is_read=read))
+    session.commit()
+
+
+def storage_used(session: Session, owner_id: str) -> dict[int, int]:
+    """Bytes of stored mail per account of this owner (R19), from the account counters."""
+    rows = session.execute(
+        select(_ACCOUNT.c.id, _ACCOUNT.c.bytes_stored).where(_ACCOUNT.c.owner_id == owner_id)
+    )
+    return {int(aid): int(used or 0) for aid, used in rows}
+
+
+def recount(session: Session, account_id: int) -> tuple[int, int]:
+    """Recompute an account's counters from its stored messages; flushes, returns them."""
+    count, size = session.execute(
+        select(func.count(), func.coalesce(func.sum(_MESSAGE.c.size), 0)).where(
+            _MESSAGE.c.account_id == account_id
+        )
+    ).one()
+    session.execute(
+        update(_ACCOUNT).where(_ACCOUNT.c.id == account_id)
+        .values(message_count=int(count), bytes_stored=int(size))
+    )
+    return int(count), int(size)
+
+
+def delete_account_data(session: Session, account_id: int) -> None:
+    """Delete everything stored for an account, then the account row; does not commit.
+
+    Explicit deletes in dependency order, so the result does not depend on the
+    backend enforcing ``ON DELETE CASCADE`` (SQLite only does with a PRAGMA).
+    """
+    msg_ids = select(_MESSAGE.c.id).where(_MESSAGE.c.account_id == account_id)
+    session.execute(delete(_CHUNK).where(_CHUNK.c.message_id.in_(msg_ids)))
+    session.execute(delete(_MESSAGE).where(_MESSAGE.c.account_id == account_id))
+    for model in (UidlEntry, Folder, Signature, Template, Filter, Vacation):
+        table = _table(model)
+        session.execute(delete(table).where(table.c.account_id == account_id))
+    session.execute(delete(_ACCOUNT).where(_ACCOUNT.c.id == account_id))
