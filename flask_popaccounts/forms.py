@@ -28,12 +28,31 @@ from wtforms import (
     StringField,
     SubmitField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    Optional,
+    StopValidation,
+    ValidationError,
+)
 
 from .engine.types import DeletePolicy, Security
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+try:  # WTForms >= 3.3 prefers SelectChoice objects over (value, label) tuples
+    from wtforms.fields.choices import SelectChoice
+except ImportError:  # pragma: no cover - older WTForms
+    SelectChoice = None
+
+
+def _choices(pairs: list[tuple[str, str]]) -> list[Any]:
+    if SelectChoice is None:  # pragma: no cover
+        return pairs
+    return [SelectChoice(value, label) for value, label in pairs]
+
 
 #: Check intervals offered to the user, in minutes (the seed product's 3..60 range).
 INTERVAL_CHOICES = [3, 5, 10, 15, 30, 60]
@@ -99,6 +118,16 @@ def allowed_pop3_port(form: Any, field: Field) -> None:
         )
 
 
+def _days_when_needed(form: Any, field: Field) -> None:
+    """Days matter only with "delete after N days"; otherwise ignore the field."""
+    if form.delete_policy.data != DeletePolicy.AFTER_DAYS.value:
+        field.errors[:] = []
+        raise StopValidation()
+    if field.data is None or not 1 <= int(field.data) <= 3650:
+        field.errors[:] = []
+        raise StopValidation("Enter a number of days between 1 and 3650.")
+
+
 class AccountForm(FlaskForm):
     """The add/edit form: identity, incoming server, retrieval settings."""
 
@@ -143,18 +172,18 @@ class AccountForm(FlaskForm):
     )
     delete_policy = RadioField(
         "Delete emails from the server",
-        choices=[
+        choices=_choices([
             (DeletePolicy.KEEP.value, "Keep a copy on the server"),
             (DeletePolicy.DELETE.value, "Delete from the server once stored here"),
             (DeletePolicy.AFTER_DAYS.value, "Delete from the server after some days"),
-        ],
+        ]),
         default=DeletePolicy.KEEP.value,
     )
     delete_after_days = IntegerField("Days to keep on the server", default=7,
-                                     validators=[Optional()])
+                                     validators=[_days_when_needed])
     fetch_interval_minutes = SelectField(
         "Check for new mail every",
-        choices=[(str(m), f"{m} minutes") for m in INTERVAL_CHOICES],
+        choices=_choices([(str(m), f"{m} minutes") for m in INTERVAL_CHOICES]),
         default="5",
     )
     submit = SubmitField("Test and save")
@@ -168,7 +197,7 @@ class AccountForm(FlaskForm):
         ]
         if current_app.config.get("POPACCOUNTS_ALLOW_PLAINTEXT"):
             choices.append((Security.PLAIN.value, "Plain, no encryption (not recommended)"))
-        self.pop_security.choices = choices
+        self.pop_security.choices = _choices(choices)
         if not self.is_submitted() and not self.pop_security.data:
             self.pop_security.data = Security.SSL.value
         interval = str(current_app.config.get("POPACCOUNTS_DEFAULT_INTERVAL_MINUTES", 5))
@@ -179,10 +208,6 @@ class AccountForm(FlaskForm):
         if self.password_required and not field.data:
             raise ValidationError("Enter the password (or app password) for this mailbox.")
 
-    def validate_delete_after_days(self, field: Field) -> None:
-        if self.delete_policy.data == DeletePolicy.AFTER_DAYS.value:
-            if field.data is None or not 1 <= int(field.data) <= 3650:
-                raise ValidationError("Enter a number of days between 1 and 3650.")
 
 
 class ConfirmForm(FlaskForm):
