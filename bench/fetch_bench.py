@@ -352,6 +352,18 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
             f"{_f(r['seconds_for_full']):>10} {'yes' if r['ok'] else 'NO':>3}  {', '.join(notes)}"
         )
     lines.append("")
+    lines.append("Where our engine's time goes (median run; rest = connect, TLS, POP3, spooling)")
+    for r in res["rows"]:
+        if r["tool"] != "ours":
+            continue
+        runs = sorted(r["detail"]["runs"], key=lambda x: x["seconds"])
+        run = runs[len(runs) // 2]
+        st = run.get("stages", {})
+        rest = run["seconds"] - sum(st.values())
+        parts = [f"{k} {v:.2f}" for k, v in sorted(st.items(), key=lambda kv: -kv[1])]
+        lines.append(f"  {r['latency_ms']:>4g} ms: total {run['seconds']:.2f} s = "
+                     f"{', '.join(parts)}, rest {rest:.2f}")
+    lines.append("")
     lines.append("Ratios (by messages/second)")
     targets = []
     for q in res["ratios"]:
