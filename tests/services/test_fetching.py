@@ -235,3 +235,20 @@ def test_control_characters_refused(app, dovecot):
         setattr(data, field, "bad\r\nUSER evil")
         with pytest.raises(InvalidInput):
             svc.test_incoming(app, data)
+
+
+def test_cli_fetch_with_progress(app, session, dovecot, new_user):
+    user, pw = new_user
+    dovecot.deliver_many(user, [make_message(i) for i in range(6)])
+    account = svc.create_account(session, "owner-8", account_input(dovecot, user, pw))
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["popaccounts", "fetch", "--account", str(account.id)])
+    assert result.exit_code == 0, result.output
+    assert "6 stored" in result.output
+    result = runner.invoke(args=["popaccounts", "fetch", "--all"])
+    assert result.exit_code == 0 and "0 stored" in result.output
+    assert store.count_messages(session, account.id) == 6
+    dovecot.set_password(user, "changed")
+    result = runner.invoke(args=["popaccounts", "fetch", "--account", str(account.id)])
+    assert result.exit_code == 1 and "Authentication failed" in result.output
+    assert pw not in result.output
