@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from flask_popaccounts.engine.types import NetPolicy
 from tests.support.dovecot import Dovecot
 
 _user_counter = itertools.count(1)
@@ -33,3 +34,28 @@ def new_user(dovecot: Dovecot) -> tuple[str, str]:
     user, password = f"user{n}", f"secret-{n}"
     dovecot.add_user(user, password)
     return user, password
+
+
+@pytest.fixture
+def dovecot_net(dovecot: Dovecot) -> NetPolicy:
+    """A NetPolicy that lets the engine reach the test Dovecot (loopback, its ports, its CA)."""
+    return NetPolicy(
+        allow_private=True,
+        allowed_ports=frozenset({dovecot.pop3_port, dovecot.pop3s_port}),
+        ca_file=dovecot.ca_file,
+        connect_timeout=5,
+        read_timeout=20,
+    )
+
+
+_source_counter = itertools.count(1)
+
+
+def fresh_source_address() -> tuple[str, int]:
+    """A loopback source address no other test used (127.0.1.N).
+
+    Dovecot delays every later login from an IP that failed one (its anvil "auth
+    penalty", up to 15 s); tests that fail a login on purpose connect from their own
+    address so the rest of the suite stays fast.
+    """
+    return (f"127.0.1.{next(_source_counter)}", 0)

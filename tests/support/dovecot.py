@@ -22,7 +22,7 @@ Usage::
         dc.pop3s_port, dc.pop3_port, dc.ca_file, dc.log_path
         dc.server_messages("alice")            # what is still on the server (bytes)
 
-Users live in a passwd-file; each user's Maildir is ``root/mail/<user>/Maildir`` owned
+Users live in passwd-files (one per user); each user's Maildir is ``root/mail/<user>/Maildir`` owned
 by ``nobody`` (Dovecot refuses to run mail processes as root). Mail is seeded by
 writing files straight into ``Maildir/new``, which is what a local delivery agent does.
 
@@ -197,6 +197,8 @@ ssl_cert = <{r}/certs/good.crt
 ssl_key = <{r}/certs/good.key
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
+# No tarpit for failed logins in tests (default: 2 s, plus a growing per-IP penalty).
+auth_failure_delay = 0
 auth_mechanisms = {mechs}
 mail_location = maildir:{r}/mail/%u/Maildir
 login_trusted_networks =
@@ -221,7 +223,7 @@ protocol pop3 {{
 passdb {{
   driver = passwd-file
   mechanisms = plain login
-  args = scheme=PLAIN username_format=%u {self.users_path}
+  args = scheme=PLAIN username_format=%u {self.users_path}/%u
 }}
 {oauth}userdb {{
   driver = static
@@ -288,11 +290,16 @@ passdb {{
 
     # -- users ------------------------------------------------------------------------
     def _write_users(self) -> None:
-        lines = "".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self._users.items())
-        tmp = self.users_path.with_suffix(".tmp")
-        tmp.write_text(lines)
-        tmp.chmod(0o644)
-        os.replace(tmp, self.users_path)
+        # One passwd-file per user (``users/<name>``): Dovecot re-checks a passwd-file
+        # at most once per second, so a single shared file would miss a user added in
+        # the same second as the previous login; a new path is always read fresh.
+        self.users_path.mkdir(exist_ok=True)
+        self.users_path.chmod(0o755)
+        for user, password in self._users.items():
+            tmp = self.users_path / f".{user}.tmp"
+            tmp.write_text(f"{user}:{{PLAIN}}{password}::::::\n")
+            tmp.chmod(0o644)
+            os.replace(tmp, self.users_path / user)
 
     def add_user(self, user: str, password: str) -> None:
         """Create (or reset the password of) a user with an empty Maildir."""
@@ -307,10 +314,12 @@ passdb {{
             os.chown(p, MAIL_UID, MAIL_GID)
 
     def set_password(self, user: str, password: str) -> None:
-        """Change a user's password (takes effect on the next login)."""
+        """Change a user's password; returns once Dovecot will see it (about 1 s)."""
         if user not in self._users:
             raise KeyError(user)
         self.add_user(user, password)
+        # Dovecot stats a passwd-file at most once per second (see _write_users).
+        time.sleep(1.1)
 
     # -- mail -------------------------------------------------------------------------
     def maildir(self, user: str) -> Path:
