@@ -1,0 +1,131 @@
+"""Sign in, add accounts through the wizard against Dovecot, read their mail, switch
+accounts from the side pane and from the card icon, check now from the card (JS)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+
+from tests.support.dovecot import Dovecot
+from tests.web.conftest import PASSWORDS
+
+from .conftest import LiveServer
+
+pytestmark = pytest.mark.browser
+
+
+def mail(subject: str, date: str, i: int) -> bytes:
+    return (f"From: Friend <friend{i}@example.org>\r\nTo: me@example.com\r\n"
+            f"Subject: {subject}\r\nDate: {date}\r\nMessage-ID: <br-{i}-{time.time_ns()}@x>\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\nHello from {subject}.\r\n").encode()
+
+
+def sign_in(page: Any, server: LiveServer) -> None:
+    page.goto(server.url + "/")
+    assert "/login" in page.url
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORDS["alice"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/mail/"))
+
+
+def add_account(page: Any, server: LiveServer, dovecot: Dovecot, user: str, password: str,
+                name: str) -> int:
+    page.goto(server.url + "/")
+    page.get_by_role("link", name="Settings · Mail Accounts").click()
+    page.get_by_role("link", name="Add an account").first.click()
+    page.get_by_role("link", name=re.compile("^POP3")).click()
+    page.get_by_role("link", name=re.compile("^Other")).click()
+    page.get_by_label("Email address").fill(f"{user}@example.com")
+    page.get_by_label("Account name").fill(name)
+    page.get_by_label("Incoming (POP3) server").fill("127.0.0.1")
+    page.get_by_label("Port").fill(str(dovecot.pop3s_port))
+    page.get_by_label("Security").select_option("ssl")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Test and save").click()
+    page.wait_for_url(re.compile(r"/connected$"))
+    assert "Outgoing mail: coming with the sending step" in page.content()
+    account_id = int(re.search(r"/(\d+)/connected", page.url).group(1))  # type: ignore[union-attr]
+    page.get_by_role("button", name="Check now").click()
+    return account_id
+
+
+def wait_for_rows(page: Any, server: LiveServer, account_id: int, n: int) -> list[str]:
+    deadline = time.monotonic() + 30
+    while True:
+        page.goto(f"{server.url}/mail/{account_id}/")
+        rows = page.locator("table.list tbody tr")
+        if rows.count() >= n or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    return [rows.nth(i).locator("td a").inner_text() for i in range(rows.count())]
+
+
+def test_wizard_mail_and_switching(page: Any, live_app: LiveServer, dovecot: Dovecot,
+                                   new_user: tuple[str, str]) -> None:
+    user1, pw1 = new_user
+    dovecot.add_user(user1 + "b", "second-secret")
+    user2, pw2 = user1 + "b", "second-secret"
+    dovecot.deliver(user1, mail("Work older", "Mon, 30 Jun 2025 09:00:00 +0000", 1))
+    dovecot.deliver(user1, mail("Work newer", "Tue, 01 Jul 2025 09:00:00 +0000", 2))
+    dovecot.deliver(user2, mail("Home only", "Wed, 02 Jul 2025 09:00:00 +0000", 3))
+
+    sign_in(page, live_app)
+    assert "You have not added any mailbox yet" in page.content()
+
+    # a wrong password first: the named error, and the password field comes back empty
+    page.goto(live_app.url + "/settings/mail-accounts/add/pop3/other")
+    page.get_by_label("Email address").fill(f"{user1}@example.com")
+    page.get_by_label("Account name").fill("Work")
+    page.get_by_label("Incoming (POP3) server").fill("127.0.0.1")
+    page.get_by_label("Port").fill(str(dovecot.pop3s_port))
+    page.get_by_label("Username").fill(user1)
+    page.get_by_label("Password", exact=True).fill("not-the-password")
+    page.get_by_role("button", name="Test and save").click()
+    assert page.get_by_role("alert").filter(has_text="Authentication failed").is_visible()
+    assert page.get_by_label("Password", exact=True).input_value() == ""
+    assert "not-the-password" not in page.content()
+
+    work = add_account(page, live_app, dovecot, user1, pw1, "Work")
+    assert wait_for_rows(page, live_app, work, 2) == ["Work newer", "Work older"]
+    # unread rows are bold
+    weight = page.locator("table.list tbody tr").first.locator("td").first.evaluate(
+        "el => getComputedStyle(el).fontWeight")
+    assert int(weight) >= 700
+
+    home = add_account(page, live_app, dovecot, user2, pw2, "Home")
+    assert wait_for_rows(page, live_app, home, 1) == ["Home only"]
+
+    # switch from the side pane
+    pane = page.get_by_role("navigation", name="Accounts")
+    pane.get_by_role("link", name=re.compile("^Work")).click()
+    page.wait_for_url(re.compile(rf"/mail/{work}/$"))
+    assert page.locator("h1").inner_text().startswith("Work")
+    assert "Home only" not in page.content()
+
+    # open a message: it is marked read
+    page.get_by_role("link", name="Work newer").click()
+    assert "Hello from Work newer." in page.content()
+    page.goto(f"{live_app.url}/mail/{work}/")
+    assert page.locator("tr.read").count() == 1
+
+    # switch from the card icon on the Mail Accounts page
+    page.goto(live_app.url + "/settings/mail-accounts/")
+    page.get_by_role("link", name=f"Switch to {user2}@example.com").click()
+    page.wait_for_url(re.compile(rf"/mail/{home}/$"))
+    assert "Home only" in page.content()
+
+    # "Check now" on a card: sent with fetch(), the card updates without a reload
+    dovecot.deliver(user2, mail("Home later", "Thu, 03 Jul 2025 09:00:00 +0000", 4))
+    page.goto(live_app.url + "/settings/mail-accounts/")
+    card = page.locator(f"#account-{home}")
+    assert card.locator("[data-role=message-count]").inner_text() == "1"
+    card.get_by_role("button", name="Check now").click()
+    page.wait_for_function(
+        f"document.querySelector('#account-{home} [data-role=message-count]')"
+        ".textContent.trim() === '2'", timeout=30000)
+    assert page.url.endswith("/settings/mail-accounts/")  # no navigation happened
