@@ -179,6 +179,7 @@ class Bench:
         a = self.args
         res = self.results
         res["started"] = datetime.now(UTC).isoformat(timespec="seconds")
+        res["loadavg_start"] = os.getloadavg()
         res["params"] = {k: v for k, v in vars(a).items() if k != "out"}
         res["env"] = _environment()
         user = peers.ensure_user()
@@ -217,6 +218,7 @@ class Bench:
                 self._poll(dc, port)
         shutil.rmtree(self.tmp, ignore_errors=True)
         res["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        res["loadavg_end"] = os.getloadavg()
         return res
 
     def _latency_round(self, delay: float, port: int, peer_n: int, user: Any) -> None:
@@ -358,11 +360,18 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
             continue
         runs = sorted(r["detail"]["runs"], key=lambda x: x["seconds"])
         run = runs[len(runs) // 2]
-        st = run.get("stages", {})
+        st = dict(run.get("stages", {}))
+        cpu = st.pop("cpu", None)
         rest = run["seconds"] - sum(st.values())
         parts = [f"{k} {v:.2f}" for k, v in sorted(st.items(), key=lambda kv: -kv[1])]
         lines.append(f"  {r['latency_ms']:>4g} ms: total {run['seconds']:.2f} s = "
-                     f"{', '.join(parts)}, rest {rest:.2f}")
+                     f"{', '.join(parts)}, rest {rest:.2f}; client CPU {_f(cpu)} s")
+    for r in res["rows"]:
+        if r["tool"] == "raw":
+            cpus = [x["cpu"] for x in r["detail"]["runs"] if "cpu" in x]
+            if cpus:
+                lines.append(f"  {r['latency_ms']:>4g} ms: raw client CPU "
+                             f"{statistics.median(cpus):.2f} s")
     lines.append("")
     lines.append("Ratios (by messages/second)")
     targets = []
@@ -453,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     text = report(res, args)
     res["wall_seconds"] = time.monotonic() - t0
     print(text)
-    print(f"\n(total wall time {res['wall_seconds']:.0f} s)")
+    print(f"\n(total wall time {res['wall_seconds']:.0f} s; load average at start "
+          f"{res['loadavg_start'][0]:.2f}, at end {res['loadavg_end'][0]:.2f} on "
+          f"{os.cpu_count()} CPUs: other work on the machine skews timings)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=str))

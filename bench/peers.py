@@ -254,6 +254,7 @@ def raw_fetch(
     host: str, port: int, user: str, password: str, ca_file: str, window: int = 64
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
+    c0 = time.process_time()
     c = _Conn(host, port, ca_file)
     c.ok()
     c.send(f"USER {user}\r\n".encode())
@@ -279,7 +280,8 @@ def raw_fetch(
     c.send(b"QUIT\r\n")
     c.ok()
     c.sock.close()
-    return {"seconds": time.perf_counter() - t0, "delivered": got, "octets": octets}
+    return {"seconds": time.perf_counter() - t0, "delivered": got, "octets": octets,
+            "cpu": time.process_time() - c0}
 
 
 def main(argv: list[str] | None = None) -> None:
