@@ -44,9 +44,13 @@ def read_header_section(spool: IO[bytes], limit: int = HEADER_LIMIT) -> bytes:
     return data
 
 
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
 def _undo_surrogates(text: str) -> str:
     """Raw 8-bit header bytes arrive as surrogate escapes; decode them as UTF-8."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in text):
+    if not _has_surrogates(text):
         return text
     raw = text.encode("utf-8", "surrogateescape")
     try:
@@ -87,19 +91,24 @@ def _decode_words_leniently(value: str, defects: list[str]) -> str:
 
 
 def _field(modern: Message | None, legacy: Message, name: str, defects: list[str]) -> str:
-    """One header decoded: policy.default first, then a lenient word-by-word fallback."""
-    if modern is not None:
+    """One header decoded: policy.default first, then a lenient word-by-word fallback.
+
+    Raw 8-bit headers go straight to the fallback: policy.default turns their bytes
+    into U+FFFD, while we can still try UTF-8 and then cp1252 on the original bytes.
+    """
+    raw_values = _raw_values(legacy, name)
+    eight_bit = any(_has_surrogates(v) for v in raw_values)
+    if modern is not None and not eight_bit:
         try:
             values = modern.get_all(name) or []
             if values:
-                text = ", ".join(_undo_surrogates(str(v)) for v in values)
-                if "=?" not in text or not _ENCODED_WORD.search(text):
+                text = ", ".join(str(v) for v in values)
+                if not _ENCODED_WORD.search(text):
                     return _clean(text)
                 defects.append(f"{name}: undecoded encoded-word")
         except Exception as exc:
             defects.append(f"{name}: {type(exc).__name__}")
-    raw_values = _raw_values(legacy, name)
-    decoded = [_decode_words_leniently(_undo_surrogates(str(v)), defects) for v in raw_values]
+    decoded = [_decode_words_leniently(_undo_surrogates(v), defects) for v in raw_values]
     return _clean(", ".join(decoded))
 
 

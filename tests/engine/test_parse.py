@@ -1,0 +1,104 @@
+"""Header metadata: RFC 2047 (Arabic), raw 8-bit, broken input; never raises."""
+
+from __future__ import annotations
+
+import base64
+import io
+import random
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from flask_popaccounts.engine.parse import parse_meta, read_header_section
+
+def _b64(text: str, charset: str) -> str:
+    return base64.b64encode(text.encode(charset)).decode()
+
+
+FETCHED = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def meta(headers: str | bytes):  # type: ignore[no-untyped-def]
+    raw = headers.encode() if isinstance(headers, str) else headers
+    return parse_meta(raw, len(raw), FETCHED)
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("=?UTF-8?B?2YXYsdit2KjYpyDYqNin2YTYudin2YTZhQ==?=", "مرحبا بالعالم"),
+    ("=?utf-8?q?=D9=85=D8=B1=D8=AD=D8=A8=D8=A7?=", "مرحبا"),
+    ("=?windows-1256?B?" + _b64("السلام", "cp1256") + "?=", "السلام"),
+    ("=?ISO-8859-6?B?" + _b64("السلام", "iso-8859-6") + "?=", "السلام"),
+    ("=?UTF-8?B?2YXYsdit2KjYpw==?=\r\n =?UTF-8?B?INio2YM=?=", "مرحبا بك"),
+    ("Re: =?UTF-8?B?2LTZg9ix2Kc=?= (2)", "Re: شكرا (2)"),
+])
+def test_rfc2047_arabic(header: str, expected: str) -> None:
+    assert meta(f"Subject: {header}\r\n\r\n").subject == expected
+
+
+def test_raw_utf8_headers() -> None:
+    m = meta("Subject: تقرير شهري\r\nFrom: أحمد <ahmed@example.org>\r\nTo: a@x, b@y\r\n"
+             "Cc: c@z\r\n\r\n")
+    assert m.subject == "تقرير شهري"
+    assert m.from_addr == "أحمد <ahmed@example.org>"
+    assert m.to_addrs == "a@x, b@y, c@z"
+
+
+def test_raw_latin1_bytes_do_not_break() -> None:
+    m = meta(b"Subject: caf\xe9 cr\xe8me\r\n\r\n")
+    assert m.subject == "café crème"
+
+
+def test_malformed_encoded_words_degrade() -> None:
+    m = meta("Subject: =?UTF-8?B?###?= ok =?no-such-charset?Q?abc?= =?UTF-8?Q?caf=C3=A9?=\r\n\r\n")
+    assert "ok" in m.subject and "café" in m.subject
+
+
+def test_date_header_to_utc() -> None:
+    m = meta("Date: Tue, 01 Jul 2025 10:52:37 +0200\r\n\r\n")
+    assert m.sent_at == datetime(2025, 7, 1, 8, 52, 37, tzinfo=UTC)
+    assert m.sent_at_source == "date"
+    naive = meta("Date: Tue, 01 Jul 2025 10:52:37 -0000\r\n\r\n")
+    assert naive.sent_at.tzinfo is not None
+    assert naive.sent_at == datetime(2025, 7, 1, 10, 52, 37, tzinfo=UTC)
+
+
+def test_received_fallback_uses_topmost() -> None:
+    m = meta("Received: from a by b with ESMTP id 1; Mon, 2 Jun 2025 08:00:00 +0300\r\n"
+             "Received: from c by d; Sun, 1 Jun 2025 08:00:00 +0000\r\nDate: nonsense\r\n\r\n")
+    assert m.sent_at_source == "received"
+    assert m.sent_at == datetime(2025, 6, 2, 5, 0, tzinfo=UTC)
+    assert "Date: unparseable" in m.defects
+
+
+def test_fetch_time_fallback_and_aware() -> None:
+    m = parse_meta(b"Subject: x\r\n\r\n", 10, datetime(2026, 3, 1, 12, 0,
+                                                      tzinfo=timezone(timedelta(hours=3))))
+    assert m.sent_at == datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    assert m.sent_at_source == "fetched"
+
+
+def test_message_id_and_control_characters_cleaned() -> None:
+    m = meta("Message-ID: <abc@x>\r\nSubject: a\x1b[31m red \x00 b\r\n\r\n")
+    assert m.message_id == "<abc@x>"
+    assert "\x1b" not in m.subject and "\x00" not in m.subject
+
+
+def test_random_garbage_never_raises() -> None:
+    rng = random.Random(7)
+    pieces = [b"Subject: ", b"From: ", b"Date: ", b"Received: ", b"=?", b"?B?", b"?Q?", b"?=",
+              b"\r\n", b"\n", b" ", b"\xff", b"\xd9\x85", b";", b":", b"<", b">", b"\"", b"(",
+              b"utf-8", b"=C3", b"\x00", b"\t"]
+    for _ in range(400):
+        blob = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 60)))
+        m = parse_meta(blob, len(blob), FETCHED)
+        assert m.sent_at.tzinfo is not None
+
+
+def test_read_header_section_is_bounded_and_rewinds() -> None:
+    spool = io.BytesIO(b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore")
+    assert read_header_section(spool) == b"A: 1\r\nB: 2\r\n\r\n"
+    assert spool.tell() == 0
+    huge = io.BytesIO(b"X: " + b"y" * 1_000_000)
+    assert len(read_header_section(huge, limit=1000)) == 1000
+    lf = io.BytesIO(b"A: 1\n\nbody")
+    assert read_header_section(lf) == b"A: 1\n\n"
