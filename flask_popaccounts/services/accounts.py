@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
-from ..engine.errors import InvalidInput, error_for_code
+from ..engine.errors import InvalidInput, UIDLReset, error_for_code
 from ..engine.types import (
     AuthMethod,
     Credentials,
@@ -311,10 +311,26 @@ def set_enabled(session: Session, account: Account, enabled: bool) -> None:
     Enabling does not clear a credentials problem: that takes a new password (R7).
     """
     account.enabled = bool(enabled)
-    if enabled and value_of(account.status) == AccountStatus.DISABLED.value:
+    status = value_of(account.status)
+    if enabled and (status == AccountStatus.DISABLED.value or (
+            status == AccountStatus.NEEDS_ATTENTION.value
+            and account.last_error_code != UIDLReset.code)):
+        # e.g. a certificate the provider has since fixed: try again
         account.status = _resting_status(account)
+        account.consecutive_failures = 0
     if enabled:
         account.next_due_at = _now()
+    session.commit()
+
+
+def confirm_uidl_reset(session: Session, account: Account) -> None:
+    """The user confirmed that everything on the server may be imported again; commits.
+
+    Only the next fetch accepts the reset (see ``RetrievalPolicy.accept_uidl_reset``).
+    """
+    account.accept_uidl_reset = True
+    if value_of(account.status) == AccountStatus.NEEDS_ATTENTION.value:
+        _reset_health(account)
     session.commit()
 
 

@@ -252,3 +252,26 @@ def test_cli_fetch_with_progress(app, session, dovecot, new_user):
     result = runner.invoke(args=["popaccounts", "fetch", "--account", str(account.id)])
     assert result.exit_code == 1 and "Authentication failed" in result.output
     assert pw not in result.output
+
+
+def test_uidl_reset_needs_confirmation(app, session, dovecot, new_user):
+    from flask_popaccounts.engine.errors import UIDLReset
+
+    user, pw = new_user
+    dovecot.deliver_many(user, [make_message(i) for i in range(12)])
+    account = svc.create_account(session, "owner-9", account_input(dovecot, user, pw))
+    assert fetching.fetch_account(app, account.id).stored == 12
+    dovecot.reset_uidls(user)  # the provider rebuilt the mailbox: every UIDL changes
+    with pytest.raises(UIDLReset):
+        fetching.fetch_account(app, account.id)
+    session.expire_all()
+    acc = session.get(Account, account.id)
+    assert acc.status == AccountStatus.NEEDS_ATTENTION.value
+    assert store.count_messages(session, account.id) == 12  # nothing imported twice
+    svc.set_enabled(session, acc, True)  # enabling alone does not accept the reset
+    assert acc.status == AccountStatus.NEEDS_ATTENTION.value
+    svc.confirm_uidl_reset(session, acc)
+    assert fetching.fetch_account(app, account.id).stored == 12
+    session.expire_all()
+    acc = session.get(Account, account.id)
+    assert acc.status == AccountStatus.OK.value and not acc.accept_uidl_reset
