@@ -38,7 +38,7 @@ def test_fifty_megabyte_message_in_bounded_memory(
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
-    [(uidl, size, got)] = result["stored"]
+    [(_uidl, size, got)] = result["stored"]
     assert got == digest and size >= 50 * 1024 * 1024
     above_mib = (result["peak_kib"] - result["baseline_kib"]) / 1024
     print(f"50 MB message: peak {above_mib:.1f} MiB above baseline")

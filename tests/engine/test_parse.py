@@ -11,6 +11,7 @@ import pytest
 
 from flask_popaccounts.engine.parse import parse_meta, read_header_section
 
+
 def _b64(text: str, charset: str) -> str:
     return base64.b64encode(text.encode(charset)).decode()
 
