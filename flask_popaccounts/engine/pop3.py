@@ -199,7 +199,7 @@ class POP3Client:
         except POP3Error as exc:
             raise error_for_response(exc.text, AuthenticationFailed) from None
         try:
-            self._simple_command("PASS " + secret, secret=True)
+            self._simple_command("PASS " + secret)
         except POP3Error as exc:
             raise error_for_response(exc.text, AuthenticationFailed) from None
 
@@ -366,7 +366,7 @@ class POP3Client:
             pass
 
     # -- wire -------------------------------------------------------------------------
-    def _send_line(self, line: str, *, secret: bool = False) -> None:
+    def _send_line(self, line: str) -> None:
         if _net.has_control_chars(line):
             # check_text ran earlier for user input; this guards every other path.
             raise InvalidInput("a command would contain control characters")
@@ -412,9 +412,9 @@ class POP3Client:
                 raise ProtocolError("line too long", detail=self._buf[self._pos : self._pos + 100])
             self._fill()
 
-    def _simple_command(self, line: str, *, secret: bool = False) -> bytes:
+    def _simple_command(self, line: str) -> bytes:
         """Send one command; return the text after +OK, raise POP3Error on -ERR."""
-        self._send_line(line, secret=secret)
+        self._send_line(line)
         resp = self._readline()
         if resp.startswith(b"+OK"):
             return resp[3:].strip()
