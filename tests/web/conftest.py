@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,17 @@ from flask_popaccounts import get_state
 PASSWORDS = {"alice": "alice-webmail-pw", "bob": "bob-webmail-pw"}
 
 
+_TEMPLATE_DB: list[Path] = []  # a migrated database with the users, copied per app (speed)
+
+
 def make_example(tmp_path: Path, **config: Any) -> Flask:
     """The example app, testing config, users alice and bob with known passwords."""
     from example_app import User, create_app, db
+
+    instance = tmp_path / "instance"
+    if _TEMPLATE_DB and _TEMPLATE_DB[0].exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        shutil.copy(_TEMPLATE_DB[0], instance / "example.db")
 
     base = {
         "TESTING": True,
@@ -27,13 +37,19 @@ def make_example(tmp_path: Path, **config: Any) -> Flask:
         "SECRET_KEY": "web-tests",
     }
     base.update(config)
-    app = create_app(base, instance_path=str(tmp_path / "instance"))
+    app = create_app(base, instance_path=str(instance))
     with app.app_context():
-        for name, pw in PASSWORDS.items():
-            user = User(username=name)
-            user.set_password(pw)
-            db.session.add(user)
-        db.session.commit()
+        if db.session.scalar(db.select(User.id).limit(1)) is None:
+            for name, pw in PASSWORDS.items():
+                user = User(username=name)
+                user.set_password(pw)
+                db.session.add(user)
+            db.session.commit()
+        if not _TEMPLATE_DB:
+            db.engine.dispose()
+            keep = Path(tempfile.mkdtemp(prefix="example-template-")) / "example.db"
+            shutil.copy(instance / "example.db", keep)
+            _TEMPLATE_DB.append(keep)
     return app
 
 
