@@ -139,6 +139,17 @@ class Account(Base):
     # Claim (lease) so that one account is never fetched twice at once
     lease_owner: Mapped[str | None] = mapped_column(String(120), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: "Check now" was asked for: the next dispatcher claims this account first, even
+    #: when it needs attention (never when its credentials were refused). Cleared on claim.
+    check_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    # Progress of the fetch running now (R16), on the row so that any web process can
+    # show it; written at most about twice a second, cleared when the fetch ends.
+    progress_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    progress_done: Mapped[int | None] = mapped_column(Integer, default=None)
+    progress_total: Mapped[int | None] = mapped_column(Integer, default=None)
+    progress_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    progress_bytes_total: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     # Counters (kept in the same transaction as the messages they count)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
