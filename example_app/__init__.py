@@ -126,7 +126,11 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
     login_manager.login_view = "login"
     login_manager.login_message = "Sign in to read your mail."
     csrf.init_app(app)
+    # The scheduler starts only once the tables exist (its first dispatch runs at once).
+    run_scheduler = bool(app.config["POPACCOUNTS_SCHEDULER_ENABLED"])
+    app.config["POPACCOUNTS_SCHEDULER_ENABLED"] = False
     PopAccounts(app, db=db)
+    app.config["POPACCOUNTS_SCHEDULER_ENABLED"] = run_scheduler
 
     _register_routes(app)
     _register_cli(app)
@@ -138,6 +142,10 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
             click.echo("First run: creating demo users (change these passwords!)")
             for name, password in create_demo_users().items():
                 click.echo(f"  {name} / {password}")
+    if run_scheduler:
+        from flask_popaccounts.scheduler import start_in_process
+
+        start_in_process(app)
     return app
 
 
@@ -176,6 +184,12 @@ def _register_cli(app: Flask) -> None:
             click.echo(f"{name} / {password}")
 
 
+def _local_path(target: str) -> bool:
+    """A same-site path to redirect to (not //host, /\\host or a scheme)."""
+    return (target.startswith("/") and not target.startswith(("//", "/\\"))
+            and not any(ch in target for ch in "\r\n\t"))
+
+
 def _register_routes(app: Flask) -> None:
     from flask_popaccounts import store
     from flask_popaccounts.services import accounts as account_svc
@@ -203,7 +217,7 @@ def _register_routes(app: Flask) -> None:
             if user is not None and user.check_password(form.password.data or ""):
                 login_user(user)
                 target = request.args.get("next") or ""
-                if not target.startswith("/") or target.startswith("//"):
+                if not _local_path(target):
                     target = url_for("mailbox_home")
                 return redirect(target)
             error = "Wrong username or password."

@@ -199,6 +199,12 @@ def _account_data(account: Any) -> dict[str, Any]:
     }
 
 
+def _local_path(target: str) -> bool:
+    """A same-site path to redirect to (not //host, /\\host or a scheme)."""
+    return (target.startswith("/") and not target.startswith(("//", "/\\"))
+            and not any(ch in target for ch in "\r\n\t"))
+
+
 def _running(info: dict[str, Any] | None) -> dict[str, Any] | None:
     """The progress dict only while a fetch runs (the services keep the last one)."""
     return info if info and info.get("running") else None
@@ -408,7 +414,7 @@ def check_now(account_id: int) -> ResponseReturnValue:
     else:
         flash(f"{account.email} is already being checked.", "info")
     target = request.form.get("next") or ""
-    if target.startswith("/") and not target.startswith("//"):
+    if _local_path(target):
         return redirect(target)
     return redirect(url_for(".index"))
 

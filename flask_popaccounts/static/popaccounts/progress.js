@@ -42,6 +42,9 @@
       .catch(function () { /* offline or signed out: leave the card as it is */ });
   }
   document.addEventListener("DOMContentLoaded", function () {
+    // After a failed "Test and save", move focus to the explanation (screen readers too).
+    var problem = document.getElementById("test-error") || document.getElementById("form-errors");
+    if (problem) { problem.focus(); }
     document.querySelectorAll(".pa-progress").forEach(function (box) {
       if (!box.hidden) { poll(box, 1000); }
     });
