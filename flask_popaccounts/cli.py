@@ -85,8 +85,12 @@ def db_current_command() -> None:
 
 
 def _fetch_one(account_id: int, label: str) -> bool:
-    """Fetch one account through a claim, with a progress bar; True on success."""
-    from .services.fetching import FetchSkipped, claim, fetch_account, new_owner, release
+    """Fetch one account through a claim, with a progress bar; True on success.
+
+    The lease is renewed while the fetch runs (services.fetching.run_claimed), so a
+    long first sync from the command line keeps its claim against the scheduler.
+    """
+    from .services.fetching import FetchSkipped, LeaseLost, claim, new_owner, run_claimed
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = get_state(app)
@@ -111,18 +115,19 @@ def _fetch_one(account_id: int, label: str) -> bool:
             seen = p.done
 
     try:
-        report = fetch_account(app, account_id, progress=progress)
+        report = run_claimed(app, account_id, owner, progress=progress)
     except FetchSkipped as exc:
         click.echo(f"{label}: not fetched ({exc.reason}).")
         return exc.reason not in ("needs_password", "needs_reauth")
     except PopAccountsError as exc:
         click.echo(f"{label}: failed: {exc.title} ({exc.code}). {exc.help}", err=True)
         return False
+    except LeaseLost:
+        click.echo(f"{label}: taken over by another process; stopped.", err=True)
+        return False
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-        with state.session_factory() as session:
-            release(session, account_id, owner)
     click.echo(f"{label}: {report.new} new on the server, {report.stored} stored "
                f"({report.bytes_stored} bytes), {report.deleted} deleted from the server.")
     return True
@@ -161,6 +166,7 @@ def scheduler_command() -> None:
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     sched = start_in_process(app)
+    assert sched is not None  # only `flask run`'s reloader watcher gets None
     click.echo("popaccounts scheduler running; Ctrl-C to stop.")
     try:
         while True:

@@ -1,23 +1,29 @@
 """Fetching on a schedule inside the host process (APScheduler 3.x).
 
-One ``BackgroundScheduler`` runs two jobs:
+One ``BackgroundScheduler`` runs the dispatcher every
+``POPACCOUNTS_SCHEDULER_TICK_SECONDS``: it claims as many due accounts as there are
+free workers (services.scheduling.claim_due) and hands each to a bounded thread pool
+(``POPACCOUNTS_WORKERS``). A worker fetches its account inside an app context through
+services.fetching.run_claimed, which keeps the lease renewed while the fetch runs (so
+a long first sync keeps its claim) and releases it at the end; then the worker claims
+the next due account itself, so a backlog is worked off at the pool's pace rather than
+a few accounts per tick. A crashed process stops renewing; its leases expire and
+another process takes the accounts over.
 
-- the dispatcher, every ``POPACCOUNTS_SCHEDULER_TICK_SECONDS``: claims as many due
-  accounts as there are free workers (services.scheduling.claim_due) and hands each
-  to a bounded thread pool (``POPACCOUNTS_WORKERS``), where it is fetched inside an
-  app context by services.fetching.fetch_account and its lease released;
-- the lease keeper, every third of ``POPACCOUNTS_LEASE_SECONDS``: renews the leases of
-  the accounts this process is still fetching, so a long first sync keeps its claim,
-  and a crashed process loses its claims when they expire.
+"Check now" makes the account due at once and calls :meth:`FetchScheduler.poke`, which
+runs the dispatcher immediately instead of at the next tick.
 
 Several gunicorn workers, the debug reloader's two processes or several machines on one
 PostgreSQL database may all run this; the lease makes sure each account is fetched by
 one of them at a time. ``flask popaccounts scheduler`` runs it alone in the foreground.
+Under the debug reloader, :func:`start_in_process` leaves the watcher process (which
+never serves) alone; the lease would keep it harmless anyway.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -32,7 +38,7 @@ log = logging.getLogger("flask_popaccounts.scheduler")
 
 
 class FetchScheduler:
-    """The dispatcher, the worker pool and the lease keeper for one app."""
+    """The dispatcher and the worker pool for one app."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -44,23 +50,28 @@ class FetchScheduler:
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="popaccounts-fetch")
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._scheduler = BackgroundScheduler(daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`shutdown`."""
+        return bool(self._scheduler.running) and not self._stopping.is_set()
+
     def start(self) -> None:
         self._scheduler.add_job(self.dispatch, "interval", seconds=self.tick, id="dispatch",
-                                max_instances=1, coalesce=True, next_run_time=_soon())
-        self._scheduler.add_job(self.keep_leases, "interval",
-                                seconds=max(1.0, self.lease_seconds / 3), id="leases",
-                                max_instances=1, coalesce=True)
+                                max_instances=1, coalesce=True, next_run_time=_soon(),
+                                misfire_grace_time=None)
         self._scheduler.start()
         log.info("scheduler %s started: %d workers, tick %ss", self.worker_id, self.workers,
                  self.tick)
 
     def shutdown(self, wait: bool = True) -> None:
+        """Stop dispatching; with ``wait``, let running fetches finish (leases released)."""
+        self._stopping.set()
         self._scheduler.shutdown(wait=wait)
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
     def poke(self) -> None:
         """Run the dispatcher now (after "check now"), instead of at the next tick."""
@@ -69,55 +80,112 @@ class FetchScheduler:
         except Exception:  # the scheduler may be shutting down
             log.debug("could not poke the dispatcher", exc_info=True)
 
-    # -- jobs --------------------------------------------------------------------
-    def dispatch(self) -> list[int]:
-        state = get_state(self.app)
+    @property
+    def in_flight(self) -> frozenset[int]:
+        """Accounts this scheduler is fetching right now."""
         with self._lock:
-            free = self.workers - len(self._in_flight)
-        if free <= 0:
+            return frozenset(self._in_flight)
+
+    # -- jobs --------------------------------------------------------------------
+    def _claim(self, limit: int) -> list[int]:
+        with self._lock:
+            limit = min(limit, self.workers - len(self._in_flight))
+        if limit <= 0 or self._stopping.is_set():
             return []
-        with state.session_factory() as session:
-            claimed = scheduling.claim_due(session, self.worker_id, free, self.lease_seconds)
-        for account_id in claimed:
-            with self._lock:
-                self._in_flight.add(account_id)
-            self._pool.submit(self._run_one, account_id)
+        with get_state(self.app).session_factory() as session:
+            claimed = scheduling.claim_due(session, self.worker_id, limit, self.lease_seconds)
+        with self._lock:
+            self._in_flight.update(claimed)
         return claimed
 
-    def keep_leases(self) -> None:
-        with self._lock:
-            ids = set(self._in_flight)
-        if not ids:
-            return
-        with get_state(self.app).session_factory() as session:
-            scheduling.renew(session, self.worker_id, ids, self.lease_seconds)
+    def dispatch(self) -> list[int]:
+        """Claim due accounts for the free workers and start them; returns their ids."""
+        try:
+            claimed = self._claim(self.workers)
+        except Exception:  # the database may be briefly away: try again next tick
+            log.exception("dispatcher could not claim accounts")
+            return []
+        for account_id in claimed:
+            try:
+                self._pool.submit(self._work, account_id)
+            except RuntimeError:  # pool shut down meanwhile: give the claim back
+                self._finish(account_id)
+        return claimed
+
+    def _work(self, account_id: int) -> None:
+        """Fetch the account, then keep claiming the next due one while there is any."""
+        next_id: int | None = account_id
+        while next_id is not None:
+            self._run_one(next_id)
+            next_id = None
+            if not self._stopping.is_set():
+                try:
+                    more = self._claim(1)
+                except Exception:
+                    log.exception("worker could not claim the next account")
+                    more = []
+                next_id = more[0] if more else None
 
     def _run_one(self, account_id: int) -> None:
-        from .services.fetching import fetch_account
+        from .services import fetching
 
         try:
             with self.app.app_context():
-                fetch_account(self.app, account_id)
-        except Exception:  # fetch_account records named failures; this is a bug guard
+                fetching.run_claimed(self.app, account_id, self.worker_id)
+        except (fetching.PopAccountsError, fetching.FetchSkipped, fetching.LeaseLost):
+            pass  # recorded on the account (or nothing to record)
+        except Exception:  # fetch_account records crashes too; this is a bug guard
             log.exception("fetch of account %s crashed", account_id)
         finally:
-            try:
-                with get_state(self.app).session_factory() as session:
-                    scheduling.release(session, self.worker_id, account_id)
-            finally:
-                with self._lock:
-                    self._in_flight.discard(account_id)
+            with self._lock:
+                self._in_flight.discard(account_id)
+
+    def _finish(self, account_id: int) -> None:
+        try:
+            with get_state(self.app).session_factory() as session:
+                scheduling.release(session, self.worker_id, account_id)
+        finally:
+            with self._lock:
+                self._in_flight.discard(account_id)
 
 
 def _soon() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def start_in_process(app: Flask) -> FetchScheduler:
-    """Start the scheduler for ``app`` (called by init_app when enabled)."""
+def in_reloader_watcher(app: Flask) -> bool:
+    """True in the Werkzeug reloader's watcher process, which never serves requests.
+
+    ``flask run`` with the reloader loads the app in a watcher process that only
+    restarts the serving child; Werkzeug sets ``WERKZEUG_RUN_MAIN=true`` in that child
+    alone. The app is created inside the ``run`` command, so its click context says
+    whether the reloader is on. (``app.run(debug=True)`` decides only after the app is
+    built; there both processes start a scheduler and the lease keeps them apart.)
+    """
+    if os.environ.get("WERKZEUG_RUN_MAIN") == "true":
+        return False
+    import click
+    from flask.helpers import get_debug_flag
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.command.name != "run":
+        return False
+    reload = ctx.params.get("reload")
+    return bool(get_debug_flag() if reload is None else reload)
+
+
+def start_in_process(app: Flask) -> FetchScheduler | None:
+    """Start the scheduler for ``app`` (called by init_app when enabled).
+
+    Returns the running scheduler, or None in the debug reloader's watcher process.
+    """
     state = get_state(app)
     if state.scheduler is not None:
-        return state.scheduler  # type: ignore[no-any-return]
+        running: FetchScheduler = state.scheduler
+        return running
+    if in_reloader_watcher(app):
+        log.info("not starting the fetch scheduler in the reloader's watcher process")
+        return None
     sched = FetchScheduler(app)
     state.scheduler = sched
     sched.start()

@@ -14,24 +14,28 @@ outcome on the account (see :func:`record_success` / :func:`record_failure`):
 - any other failure only the user can fix (certificate, no UIDL, UIDL reset...):
   NEEDS_ATTENTION, likewise paused (the user may still press "check now").
 
-Callers own the claim: the scheduler claims with ``services.scheduling.claim_due``;
-:func:`check_now` and the CLI claim one account with :func:`claim`.
+Claims: one implementation, in :mod:`.scheduling` (re-exported here as :func:`claim`,
+:func:`release`, :func:`new_owner`). Whoever claimed an account runs it with
+:func:`run_claimed`, which keeps the lease renewed while the fetch runs (a heartbeat;
+a lost lease stops the fetch at the next message) and releases it afterwards: the
+scheduler's pool, the "check now" thread and the CLI all go through it.
+
+Progress (R16) is kept twice: in this process's registry (every message), and on the
+account row (``progress_*``, at most about every half second, cleared at the end) so
+that :func:`fetch_progress` answers from any web process, whichever runs the fetch.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 import time
-import uuid
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..engine.errors import AuthenticationFailed, PopAccountsError, TokenRejected
@@ -48,6 +52,7 @@ from ..signals import (
 from ..store import SqlLedger, SqlSink, folder_id_for
 from . import scheduling
 from .accounts import credentials_for, retrieval_policy_for, server_spec_for
+from .scheduling import LeaseHeartbeat, LeaseLost, new_owner
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -55,8 +60,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("flask_popaccounts.services.fetching")
 
 #: Statuses that make :func:`fetch_account` refuse without contacting the server.
-NO_LOGIN_STATUSES = frozenset({AccountStatus.NEEDS_PASSWORD.value,
-                               AccountStatus.NEEDS_REAUTH.value})
+NO_LOGIN_STATUSES = frozenset(scheduling.NO_LOGIN_STATUSES)
+
+#: Seconds between progress writes to the account row (the registry sees every message).
+PROGRESS_WRITE_SECONDS = 0.5
+
+__all__ = [
+    "FetchSkipped", "LeaseLost", "check_now", "claim", "fetch_account", "fetch_progress",
+    "new_owner", "release", "report_dict", "run_claimed", "wait_for_check",
+]
 
 
 class FetchSkipped(RuntimeError):
@@ -80,34 +92,15 @@ def _engine_sync() -> Any:
     return sync
 
 
-# -- claim ---------------------------------------------------------------------------------
-
-
-def new_owner() -> str:
-    """A lease owner id for this process and this job."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+# -- claim (one implementation: services.scheduling) ------------------------------------
 
 
 def claim(session: Session, account_id: int, owner: str, lease_seconds: int) -> bool:
     """Take the account's lease for ``owner`` if it is free or expired; commits.
 
-    One conditional UPDATE, atomic on every backend (PostgreSQL re-checks the WHERE
-    clause after waiting for a concurrent writer), so of two claimants one wins.
-    Re-claiming one's own lease extends it.
+    See :func:`.scheduling.claim` (this keeps the services' argument order).
     """
-    now = _now()
-    result = session.execute(
-        update(Account)
-        .where(
-            Account.id == account_id,
-            or_(Account.lease_owner.is_(None), Account.lease_expires_at < now,
-                Account.lease_owner == owner),
-        )
-        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds))
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+    return scheduling.claim(session, owner, account_id, lease_seconds)
 
 
 def release(session: Session, account_id: int, owner: str) -> None:
@@ -122,15 +115,50 @@ _progress_lock = threading.Lock()
 _threads: dict[int, threading.Thread] = {}
 
 
-def fetch_progress(account_id: int) -> dict[str, Any] | None:
+def fetch_progress(account_id: int, app: Flask | None = None) -> dict[str, Any] | None:
     """The current (or last) fetch's progress for a JSON endpoint, or None.
 
     Keys: running, done, total, bytes_done, bytes_total, stored, error (a code or
     None), started_at / finished_at (ISO 8601).
+
+    A fetch running in this process answers from the registry; otherwise, inside an
+    app context (or given ``app``), the account row says whether another process is
+    fetching it (``progress_*`` under a live lease) or a "check now" is queued, so any
+    web worker can serve the card's JSON endpoint.
     """
     with _progress_lock:
         item = _progress.get(account_id)
-        return dict(item) if item is not None else None
+        local = dict(item) if item is not None else None
+    if local is not None and local["running"]:
+        return local
+    if app is None:
+        from flask import current_app, has_app_context
+
+        if not has_app_context():
+            return local
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    with get_state(app).session_factory() as session:
+        row = session.execute(
+            select(Account.progress_started_at, Account.progress_done,
+                   Account.progress_total, Account.progress_bytes,
+                   Account.progress_bytes_total, Account.lease_owner,
+                   Account.lease_expires_at, Account.check_requested_at, Account.enabled,
+                   Account.status).where(Account.id == account_id)
+        ).one_or_none()
+    if row is None:
+        return local
+    now = _now()
+    fetching_elsewhere = (row.progress_started_at is not None and row.lease_owner is not None
+                          and row.lease_expires_at is not None and row.lease_expires_at >= now)
+    queued = (row.check_requested_at is not None and row.enabled
+              and value_of(row.status) not in NO_LOGIN_STATUSES)
+    if not (fetching_elsewhere or queued):
+        return local
+    started = row.progress_started_at if fetching_elsewhere else row.check_requested_at
+    return {"running": True, "done": row.progress_done or 0, "total": row.progress_total or 0,
+            "bytes_done": row.progress_bytes or 0, "bytes_total": row.progress_bytes_total or 0,
+            "stored": row.progress_done or 0, "error": None,
+            "started_at": started.isoformat() if started else None, "finished_at": None}
 
 
 def _progress_start(account_id: int) -> None:
@@ -148,6 +176,27 @@ def _progress_update(account_id: int, **values: Any) -> None:
 
 
 # -- health ------------------------------------------------------------------------------
+
+
+_PROGRESS_CLEARED: dict[str, Any] = {
+    "progress_started_at": None, "progress_done": None, "progress_total": None,
+    "progress_bytes": None, "progress_bytes_total": None,
+}
+
+
+def _clear_progress(account: Account) -> None:
+    for key, value in _PROGRESS_CLEARED.items():
+        setattr(account, key, value)
+
+
+def interval_seconds(app: Flask, account: Account) -> float:
+    """The account's fetch interval in seconds.
+
+    ``POPACCOUNTS_INTERVAL_UNIT_SECONDS`` (default 60) is the length of one interval
+    "minute"; tests shorten it to watch intervals being honoured in real time.
+    """
+    unit = float(app.config.get("POPACCOUNTS_INTERVAL_UNIT_SECONDS", 60))
+    return int(account.fetch_interval_minutes or 5) * unit
 
 
 def backoff_seconds(app: Flask, failures: int) -> float:
@@ -168,7 +217,8 @@ def record_success(app: Flask, session: Session, account: Account, *, now: datet
     account.last_error_code = None
     account.consecutive_failures = 0
     account.accept_uidl_reset = False  # a confirmation is good for one import only
-    account.next_due_at = now + timedelta(minutes=int(account.fetch_interval_minutes or 5))
+    account.next_due_at = now + timedelta(seconds=interval_seconds(app, account))
+    _clear_progress(account)
     session.commit()
     return recovered
 
@@ -180,6 +230,7 @@ def record_failure(app: Flask, session: Session, account: Account, exc: PopAccou
     account.last_error_code = exc.code
     account.last_error_at = now
     account.consecutive_failures = int(account.consecutive_failures or 0) + 1
+    _clear_progress(account)
     stopped = False
     if isinstance(exc, TokenRejected):
         account.status = AccountStatus.NEEDS_REAUTH.value  # type: ignore[assignment]
@@ -196,6 +247,19 @@ def record_failure(app: Flask, session: Session, account: Account, exc: PopAccou
         stopped = True
     session.commit()
     return stopped
+
+
+def record_crash(app: Flask, session: Session, account: Account, *, now: datetime) -> None:
+    """A fetch ended by an unexpected error (a bug, the database): back off like a
+    transient failure, so the account is not retried at every tick."""
+    account.last_attempt_at = now
+    account.last_error_code = "internal_error"
+    account.last_error_at = now
+    account.consecutive_failures = int(account.consecutive_failures or 0) + 1
+    account.next_due_at = now + timedelta(
+        seconds=backoff_seconds(app, account.consecutive_failures))
+    _clear_progress(account)
+    session.commit()
 
 
 # -- the fetch ---------------------------------------------------------------------------
@@ -242,29 +306,69 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
     done_before = 0
     bytes_before = 0
     _progress_start(account_id)
+    started = _now()
+    with state.session_factory() as session:
+        session.execute(update(Account).where(Account.id == account_id).values(
+            progress_started_at=started, progress_done=0, progress_total=None,
+            progress_bytes=0, progress_bytes_total=None)
+            .execution_options(synchronize_session=False))
+        session.commit()
+    current: list[Session] = []  # the fetch session running now (for progress writes)
+    last_write = time.monotonic()
+    sqlite = state.engine.dialect.name == "sqlite"
+
+    def write_progress(values: dict[str, Any]) -> None:
+        stmt = (update(Account).where(Account.id == account_id).values(**values)
+                .execution_options(synchronize_session=False))
+        if sqlite and current:
+            # SQLite has one writer: the fetch's own session holds the write lock while
+            # messages are staged, so the row goes in with that transaction (visible at
+            # the next group commit); a second connection would wait for us forever.
+            sess = current[-1]
+            idle = not sess.in_transaction()
+            sess.execute(stmt)
+            if idle:
+                sess.commit()
+        else:
+            # PostgreSQL: the sink's transaction does not lock the account row until
+            # its commit, so a separate short transaction shows progress at once.
+            with state.session_factory() as sess:
+                sess.execute(stmt)
+                sess.commit()
 
     def on_progress(p: Progress) -> None:
-        _progress_update(account_id, done=done_before + p.done, total=done_before + p.total,
-                         bytes_done=bytes_before + p.bytes_done,
-                         bytes_total=bytes_before + p.bytes_total)
+        nonlocal last_write
+        values = {"done": done_before + p.done, "total": done_before + p.total,
+                  "bytes_done": bytes_before + p.bytes_done,
+                  "bytes_total": bytes_before + p.bytes_total}
+        _progress_update(account_id, **values)
+        tick = time.monotonic()
+        if tick - last_write >= PROGRESS_WRITE_SECONDS or p.done == p.total:
+            last_write = tick
+            write_progress({"progress_done": values["done"], "progress_total": values["total"],
+                            "progress_bytes": values["bytes_done"],
+                            "progress_bytes_total": values["bytes_total"]})
         if progress is not None:
-            progress(Progress(total=done_before + p.total, done=done_before + p.done,
-                              bytes_total=bytes_before + p.bytes_total,
-                              bytes_done=bytes_before + p.bytes_done))
+            progress(Progress(total=values["total"], done=values["done"],
+                              bytes_total=values["bytes_total"],
+                              bytes_done=values["bytes_done"]))
 
     def on_commit(ids: list[int]) -> None:
         _progress_update(account_id, stored=total.stored + len(ids))
         for mid in ids:
             message_fetched.send(sender, account_id=account_id, message_id=mid)
 
-    started = _now()
     try:
         for n in range(max_sessions):
             with state.session_factory() as session:
+                current.append(session)
                 ledger = SqlLedger(session, account_id)
                 sink = SqlSink(session, account_id, inbox_id, on_commit=on_commit)
-                report = sync.fetch(server, creds, policy, ledger, sink, net=net,
-                                    progress=on_progress)
+                try:
+                    report = sync.fetch(server, creds, policy, ledger, sink, net=net,
+                                        progress=on_progress)
+                finally:
+                    current.pop()
             _add_reports(total, report, first=n == 0)
             done_before += report.stored
             bytes_before += report.bytes_stored
@@ -284,9 +388,22 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
         if stopped:
             account_disabled.send(sender, account_id=account_id, code=exc.code)
         raise
-    except BaseException:
+    except LeaseLost:
+        # Another process owns the account now; its fetch records the outcome.
+        _progress_update(account_id, running=False, error="lease_lost",
+                         finished_at=_now().isoformat())
+        raise
+    except BaseException as exc:
         _progress_update(account_id, running=False, error="error",
                          finished_at=_now().isoformat())
+        if isinstance(exc, Exception):
+            try:
+                with state.session_factory() as session:
+                    account = session.get(Account, account_id)
+                    if account is not None:
+                        record_crash(app, session, account, now=started)
+            except Exception:
+                log.exception("could not record the crash of account %s", account_id)
         raise
 
     with state.session_factory() as session:
@@ -302,6 +419,32 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
     return total
 
 
+def run_claimed(app: Flask, account_id: int, owner: str, *,
+                progress: ProgressCallback | None = None) -> FetchReport:
+    """Fetch an account whose lease ``owner`` holds; renews it meanwhile, releases after.
+
+    The lease is renewed by a :class:`~.scheduling.LeaseHeartbeat` every third of
+    ``POPACCOUNTS_LEASE_SECONDS``; if it is found taken over, the fetch stops at the
+    next message with :class:`LeaseLost` (what was committed stays; the ledger keeps
+    the new owner from storing it again). Raises what :func:`fetch_account` raises.
+    """
+    state = get_state(app)
+    lease_seconds = int(app.config["POPACCOUNTS_LEASE_SECONDS"])
+    try:
+        with LeaseHeartbeat(state.session_factory, owner, account_id, lease_seconds) as hb:
+
+            def guarded(p: Progress) -> None:
+                hb.check()
+                if progress is not None:
+                    progress(p)
+
+            # (a module global, looked up at call time: hosts and tests may wrap it)
+            return fetch_account(app, account_id, progress=guarded)
+    finally:
+        with state.session_factory() as session:
+            scheduling.release(session, owner, account_id)
+
+
 def report_dict(report: FetchReport) -> dict[str, Any]:
     """A FetchReport as JSON-ready values."""
     out = asdict(report)
@@ -313,33 +456,43 @@ def report_dict(report: FetchReport) -> dict[str, Any]:
 
 
 def check_now(app: Flask, account_id: int) -> bool:
-    """Fetch the account now, in a background thread; False when it cannot start.
+    """Fetch the account now; False when it cannot start (already running, or refused).
 
-    Guarded by the lease: if anyone (this process, another worker, the scheduler)
-    is fetching the account, nothing starts. Accounts stopped for their credentials
-    are not fetched (no login attempt) until the user updates them.
+    With the in-process scheduler running, the account is made due at once and goes
+    first (:func:`.scheduling.make_due_now`) and the dispatcher is poked: the fetch
+    goes through the claim and the bounded worker pool like any other. Without one, a
+    background thread of this process claims the account and fetches it.
+
+    Either way the lease guards it: if anyone (this process, another worker, the
+    scheduler) is fetching the account, nothing starts. Accounts stopped for their
+    credentials, or disabled, are not fetched (no login attempt) until the user acts.
     """
     state = get_state(app)
     with state.session_factory() as session:
         account = session.get(Account, account_id)
-        if account is None or value_of(account.status) in NO_LOGIN_STATUSES:
+        if (account is None or not account.enabled
+                or value_of(account.status) in NO_LOGIN_STATUSES):
             return False
+        sched = state.scheduler
+        if sched is not None and getattr(sched, "running", False):
+            if scheduling.lease_is_live(session, account_id):
+                return False
+            scheduling.make_due_now(session, account_id)
+            sched.poke()
+            return True
         owner = new_owner()
         lease = int(app.config["POPACCOUNTS_LEASE_SECONDS"])
-        if not claim(session, account_id, owner, lease):
+        if not scheduling.claim(session, owner, account_id, lease):
             return False
 
     def run() -> None:
         try:
             with app.app_context():
-                fetch_account(app, account_id)
-        except (PopAccountsError, FetchSkipped):
+                run_claimed(app, account_id, owner)
+        except (PopAccountsError, FetchSkipped, LeaseLost):
             pass  # recorded on the account / nothing to do
         except Exception:
             log.exception("check-now fetch of account %s crashed", account_id)
-        finally:
-            with state.session_factory() as session:
-                release(session, account_id, owner)
 
     _progress_start(account_id)
     thread = threading.Thread(target=run, name=f"popaccounts-check-{account_id}", daemon=True)

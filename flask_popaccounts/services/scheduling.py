@@ -13,20 +13,37 @@ A process that dies stops renewing its leases; they expire and another process t
 the account over. Even if a lease were lost while a fetch still runs, the ledger's
 primary key (account, UIDL) makes a second copy of a message impossible: the
 overlapping commit fails and is rolled back.
+
+Every fetch, whoever started it (the scheduler's pool, a "check now" thread, the CLI),
+runs inside a :class:`LeaseHeartbeat` that renews its lease every third of the lease
+time, so a long first sync never loses its claim; when a renewal finds the lease gone
+(this process stalled past its expiry and another took the account over), the fetch
+is stopped at the next message (:class:`LeaseLost`).
+
+"Check now" (:func:`make_due_now`) sets ``check_requested_at``: the account is due at
+once and is claimed before every other due account, even when it waits for the user
+for a reason other than its credentials (the user pressed the button, so one attempt
+is wanted). Accounts whose password or token was refused are never claimed: no login
+attempt until the user updates them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
+from types import TracebackType
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from ..models import Account, AccountStatus
+
+log = logging.getLogger("flask_popaccounts.services.scheduling")
 
 #: Statuses whose accounts the scheduler leaves alone until the user acts.
 PAUSED_STATUSES = (
@@ -34,6 +51,12 @@ PAUSED_STATUSES = (
     AccountStatus.NEEDS_REAUTH.value,
     AccountStatus.NEEDS_ATTENTION.value,
     AccountStatus.DISABLED.value,
+)
+
+#: Statuses that forbid any login attempt, even one the user asked for with "check now".
+NO_LOGIN_STATUSES = (
+    AccountStatus.NEEDS_PASSWORD.value,
+    AccountStatus.NEEDS_REAUTH.value,
 )
 
 
@@ -46,16 +69,24 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _due_clause(now: datetime):  # type: ignore[no-untyped-def]
+#: The same id serves as lease owner for one-off fetches (check-now thread, CLI).
+new_owner = new_worker_id
+
+
+def _due_clause(now: datetime) -> ColumnElement[bool]:
     return and_(
         Account.enabled.is_(True),
-        Account.status.not_in(PAUSED_STATUSES),
-        or_(Account.next_due_at.is_(None), Account.next_due_at <= now),
+        or_(
+            and_(Account.status.not_in(PAUSED_STATUSES),
+                 or_(Account.next_due_at.is_(None), Account.next_due_at <= now)),
+            and_(Account.check_requested_at.is_not(None),
+                 Account.status.not_in((*NO_LOGIN_STATUSES, AccountStatus.DISABLED.value))),
+        ),
         _lease_free(now),
     )
 
 
-def _lease_free(now: datetime):  # type: ignore[no-untyped-def]
+def _lease_free(now: datetime) -> ColumnElement[bool]:
     return or_(Account.lease_owner.is_(None), Account.lease_expires_at < now)
 
 
@@ -69,7 +100,9 @@ def claim_due(session: Session, worker: str, limit: int, lease_seconds: int,
     due = (
         select(Account.id)
         .where(_due_clause(now))
-        .order_by(Account.next_due_at.is_(None).desc(), Account.next_due_at, Account.id)
+        # "check now" first, then never-fetched accounts, then the longest overdue.
+        .order_by(Account.check_requested_at.is_(None), Account.next_due_at.is_(None).desc(),
+                  Account.next_due_at, Account.id)
         .limit(limit)
     )
     claimed: list[int] = []
@@ -79,7 +112,7 @@ def claim_due(session: Session, worker: str, limit: int, lease_seconds: int,
             session.execute(
                 update(Account)
                 .where(Account.id.in_(ids))
-                .values(lease_owner=worker, lease_expires_at=expires)
+                .values(lease_owner=worker, lease_expires_at=expires, check_requested_at=None)
             )
         claimed = ids
     else:
@@ -91,7 +124,7 @@ def claim_due(session: Session, worker: str, limit: int, lease_seconds: int,
             result = session.execute(
                 update(Account)
                 .where(Account.id == account_id, _due_clause(now))
-                .values(lease_owner=worker, lease_expires_at=expires)
+                .values(lease_owner=worker, lease_expires_at=expires, check_requested_at=None)
                 .execution_options(synchronize_session=False)
             )
             session.commit()
@@ -117,12 +150,49 @@ def renew(session: Session, worker: str, account_ids: Collection[int], lease_sec
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def claim(session: Session, worker: str, account_id: int, lease_seconds: int,
+          *, now: datetime | None = None) -> bool:
+    """Take one account's lease for ``worker`` if it is free or expired; commits.
+
+    For fetches started outside the dispatcher (a "check now" thread, the CLI): due
+    or not, paused or not (the caller decides what may be fetched). One conditional
+    UPDATE, atomic on every backend (PostgreSQL re-checks the WHERE clause after
+    waiting for a concurrent writer), so of two claimants one wins. Re-claiming
+    one's own lease extends it.
+    """
+    now = now or _now()
+    result = session.execute(
+        update(Account)
+        .where(
+            Account.id == account_id,
+            or_(_lease_free(now), Account.lease_owner == worker),
+        )
+        .values(lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_seconds),
+                check_requested_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+def lease_is_live(session: Session, account_id: int, *, now: datetime | None = None) -> bool:
+    """True when someone holds an unexpired lease on the account (a fetch is running)."""
+    now = now or _now()
+    held = session.scalar(
+        select(Account.id).where(Account.id == account_id, Account.lease_owner.is_not(None),
+                                 Account.lease_expires_at >= now)
+    )
+    return held is not None
+
+
 def make_due_now(session: Session, account_id: int) -> None:
-    """"Check now": the account becomes due at once (the claim still guards it)."""
+    """"Check now": the account becomes due at once and goes first (the claim still
+    guards it); commits."""
+    now = _now()
     session.execute(
         update(Account)
         .where(Account.id == account_id)
-        .values(next_due_at=_now())
+        .values(next_due_at=now, check_requested_at=now)
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -137,3 +207,76 @@ def release(session: Session, worker: str, account_id: int) -> None:
         .execution_options(synchronize_session=False)
     )
     session.commit()
+
+
+class LeaseLost(RuntimeError):
+    """Our lease on the account was taken over while we fetched; we stop at once."""
+
+    def __init__(self, account_id: int) -> None:
+        super().__init__(f"lease on account {account_id} lost")
+        self.account_id = account_id
+
+
+class LeaseHeartbeat:
+    """Renews one account's lease in a small thread while a fetch runs.
+
+    ``with LeaseHeartbeat(factory, worker, account_id, lease_seconds) as hb: ...``;
+    call :meth:`check` between units of work: it raises :class:`LeaseLost` once a
+    renewal found that the lease is no longer ours. Renewals use their own short
+    sessions. A renewal that fails (database briefly away) is retried at the next beat;
+    the lease then either survives or is found lost.
+    """
+
+    def __init__(self, factory: sessionmaker[Session], worker: str, account_id: int,
+                 lease_seconds: int, *, interval: float | None = None) -> None:
+        self.factory = factory
+        self.worker = worker
+        self.account_id = account_id
+        self.lease_seconds = lease_seconds
+        self.interval = interval if interval is not None else max(0.2, lease_seconds / 3)
+        self.renewals = 0
+        self._stop = threading.Event()
+        self._lost = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLost` when the lease was found taken over."""
+        if self._lost.is_set():
+            raise LeaseLost(self.account_id)
+
+    def beat(self) -> bool:
+        """Renew once now; False when the lease is no longer ours."""
+        with self.factory() as session:
+            ok = renew(session, self.worker, [self.account_id], self.lease_seconds) == 1
+        if ok:
+            self.renewals += 1
+        else:
+            self._lost.set()
+        return ok
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                if not self.beat():
+                    log.warning("lease on account %s lost by %s", self.account_id,
+                                self.worker)
+                    return
+            except Exception:
+                log.warning("could not renew the lease on account %s", self.account_id,
+                            exc_info=True)
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"popaccounts-lease-{self.account_id}")
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
