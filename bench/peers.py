@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import resource
 import shutil
 import socket
 import ssl
@@ -24,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench import lmtp_dovecot
 
 BENCH_USER = "popbench"
 
@@ -63,7 +66,14 @@ def _maildir(path: Path, user: pwd.struct_passwd) -> Path:
 
 
 def _count_delivered(maildir: Path) -> int:
-    return sum(len(os.listdir(maildir / sub)) for sub in ("new", "cur"))
+    """Messages in a Maildir (0 while the delivery agent has not created it yet)."""
+    n = 0
+    for sub in ("new", "cur"):
+        try:
+            n += len(os.listdir(maildir / sub))
+        except FileNotFoundError:
+            pass
+    return n
 
 
 def _run_as(
@@ -74,6 +84,7 @@ def _run_as(
     env = {"HOME": user.pw_dir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "USER": user.pw_name}
     log = open(cwd / "output.log", "wb")
     t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(
         argv, cwd=cwd, env=env, user=user.pw_uid, group=user.pw_gid, extra_groups=[],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -97,11 +108,14 @@ def _run_as(
         os.killpg(proc.pid, 9)
     proc.wait()
     secs = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     log.close()
     delivered = _count_delivered(maildir)
     tail = (cwd / "output.log").read_text(errors="replace")[-600:]
     return {
-        "seconds": secs, "delivered": delivered, "returncode": proc.returncode,
+        "seconds": secs, "cpu": round(cpu, 3), "delivered": delivered,
+        "returncode": proc.returncode,
         "hung": hung, "max_gap": round(max_gap, 2), "output_tail": tail,
     }
 
@@ -154,30 +168,42 @@ def run_fetchmail(
 ) -> dict[str, Any]:
     """fetchmail: ssl + sslcertck, fetchsizelimit 0, uidl + keep, delivering over LMTP.
 
-    The LMTP server (``bench.lmtp_sink``, its own process) writes each message into a
-    Maildir, so the delivered count is a count of files.
+    The LMTP server is Dovecot's own (``bench.lmtp_dovecot``) when ``dovecot-lmtpd`` is
+    installed, else the Python sink ``bench.lmtp_sink``; both write each message into
+    a Maildir, so the delivered count is a count of files.
     """
     user = user or ensure_user()
     work = _workdir(user, "bench-fetchmail-")
-    sink = None
+    sink_root = Path(tempfile.mkdtemp(prefix="bench-lmtp-"))
+    sink_root.chmod(0o755)
+    py_sink = None
+    dovecot_sink = None
     try:
         shutil.copy(ca_file, work / "ca.pem")
-        maildir = work / "Maildir"
-        sock = work / "lmtp.sock"
-        sink = subprocess.Popen(
-            [sys.executable, "-m", "bench.lmtp_sink", "--socket", str(sock),
-             "--maildir", str(maildir)],
-            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
-        )
-        assert sink.stdout is not None
-        if sink.stdout.readline().strip() != b"READY":
-            raise RuntimeError("LMTP sink did not start")
+        if lmtp_dovecot.available():
+            dovecot_sink = lmtp_dovecot.DovecotLMTP(sink_root)
+            dovecot_sink.start()
+            sock = dovecot_sink.socket
+            maildir = dovecot_sink.maildir("fmsink")
+            sink_name = "dovecot-lmtp"
+        else:
+            sock = sink_root / "lmtp.sock"
+            maildir = sink_root / "Maildir"
+            py_sink = subprocess.Popen(
+                [sys.executable, "-m", "bench.lmtp_sink", "--socket", str(sock),
+                 "--maildir", str(maildir)],
+                cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
+            )
+            assert py_sink.stdout is not None
+            if py_sink.stdout.readline().strip() != b"READY":
+                raise RuntimeError("LMTP sink did not start")
+            sink_name = "python-aiosmtpd-lmtp"
         rc = work / "fetchmailrc"
         rc.write_text(
             "set no syslog\n"
             "set no bouncemail\n"
             f"poll {host} with proto POP3 port {port} uidl\n"
-            f'  user "{username}" there with password "{password}" is "{user.pw_name}" here\n'
+            f'  user "{username}" there with password "{password}" is "fmsink" here\n'
             f'  options ssl sslcertck sslcertfile "{work / "ca.pem"}" sslcommonname "localhost"\n'
             "  fetchsizelimit 0 keep\n"
             f'  lmtp smtphost "{sock}"\n'
@@ -191,14 +217,26 @@ def run_fetchmail(
              "--pidfile", str(work / "fetchmail.pid"), "--nodetach", "-d0", "--silent"],
             work, maildir, expected, timeout,
         )
+        res["sink"] = sink_name
+        if py_sink is not None:
+            res["sink_cpu"] = _cpu_seconds(py_sink.pid)
         # exit 0: mail delivered; 1 would mean "no mail", which is a failure here
         res["ok"] = res["delivered"] == expected and not res["hung"] and res["returncode"] == 0
         return res
     finally:
-        if sink is not None:
-            sink.terminate()
-            sink.wait(10)
+        if py_sink is not None:
+            py_sink.terminate()
+            py_sink.wait(10)
+        if dovecot_sink is not None:
+            dovecot_sink.stop()
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(sink_root, ignore_errors=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the raw pipelined client -------------------------------------------------------------
