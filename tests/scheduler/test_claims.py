@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -88,3 +89,55 @@ def test_an_expired_lease_is_taken_over_and_a_live_one_is_not(factory):
         assert s.get(Account, account_id, populate_existing=True).lease_owner == "other"
         scheduling.release(s, "other", account_id)
         assert s.get(Account, account_id, populate_existing=True).lease_owner is None
+
+
+def test_check_now_goes_first_and_may_retry_an_account_needing_attention(factory):
+    with factory() as s:
+        overdue = _add(s, 2, next_due_at=datetime.now(timezone.utc) - timedelta(hours=1))
+        (attention,) = _add(s, 1, status=AccountStatus.NEEDS_ATTENTION)
+        (refused,) = _add(s, 1, status=AccountStatus.NEEDS_PASSWORD)
+        (off,) = _add(s, 1, status=AccountStatus.DISABLED, enabled=False)
+        (later,) = _add(s, 1, next_due_at=datetime.now(timezone.utc) + timedelta(hours=1))
+        for account_id in (attention, refused, off, later):
+            scheduling.make_due_now(s, account_id)
+        # requested first (oldest request first), then the overdue ones; never the
+        # refused-credentials or disabled accounts, requested or not
+        assert scheduling.claim_due(s, "me", 10, 600) == [attention, later, *overdue]
+        acc = s.get(Account, attention, populate_existing=True)
+        assert acc.check_requested_at is None and acc.lease_owner == "me"
+        assert scheduling.claim_due(s, "me", 10, 600) == []
+
+
+def test_single_claim_one_winner_and_own_reclaim_extends(factory):
+    with factory() as s:
+        (account_id,) = _add(s, 1, status=AccountStatus.NEEDS_ATTENTION)
+        assert scheduling.claim(s, "a", account_id, 60)
+        assert not scheduling.claim(s, "b", account_id, 60)
+        first = s.get(Account, account_id, populate_existing=True).lease_expires_at
+        assert scheduling.claim(s, "a", account_id, 120)
+        assert s.get(Account, account_id, populate_existing=True).lease_expires_at > first
+        assert scheduling.lease_is_live(s, account_id)
+        scheduling.release(s, "a", account_id)
+        assert not scheduling.lease_is_live(s, account_id)
+
+
+def test_heartbeat_renews_while_held_and_notices_a_takeover(factory):
+    with factory() as s:
+        (account_id,) = _add(s, 1)
+        assert scheduling.claim(s, "me", account_id, 2)
+        before = s.get(Account, account_id, populate_existing=True).lease_expires_at
+    with scheduling.LeaseHeartbeat(factory, "me", account_id, 2, interval=0.1) as hb:
+        time.sleep(0.45)
+        assert hb.renewals >= 3 and not hb.lost
+        hb.check()
+        with factory() as s:
+            assert s.get(Account, account_id).lease_expires_at > before
+            # Simulate a stall past expiry and a takeover by another process.
+            later = datetime.now(timezone.utc) + timedelta(seconds=10)
+            assert scheduling.claim(s, "other", account_id, 60, now=later)
+        time.sleep(0.3)
+        assert hb.lost
+        with pytest.raises(scheduling.LeaseLost):
+            hb.check()
+    with factory() as s:
+        assert s.get(Account, account_id).lease_owner == "other"  # never given back by us
