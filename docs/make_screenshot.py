@@ -16,6 +16,7 @@ import tempfile
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -24,7 +25,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync"]
 
 
-def build_app(instance: Path, rtl: bool):  # type: ignore[no-untyped-def]
+def build_app(instance: Path, rtl: bool) -> Any:
     from example_app import User, create_app, db
     from flask_popaccounts import db_session
     from flask_popaccounts.engine.types import DeletePolicy, Security
@@ -44,7 +45,7 @@ def build_app(instance: Path, rtl: bool):  # type: ignore[no-untyped-def]
         db.session.commit()
         session = db_session()
 
-        def make(email: str, name: str, host: str, default: bool = False):  # type: ignore[no-untyped-def]
+        def make(email: str, name: str, host: str, default: bool = False) -> Any:
             return svc.create_account(session, str(user.id), svc.AccountInput(
                 email=email, name=name, send_from=email, reply_to="", is_default=default,
                 provider="other", pop_host=host, pop_port=995, pop_security=Security.SSL,

@@ -123,7 +123,12 @@ def test_csrf_required_on_buttons(host: Flask, tested: None, monkeypatch: pytest
     from flask_popaccounts.services import fetching
 
     called: list[Any] = []
-    monkeypatch.setattr(fetching, "check_now", lambda app, aid: called.append(aid) or True)
+
+    def fake_check(app: Flask, aid: int) -> bool:
+        called.append(aid)
+        return True
+
+    monkeypatch.setattr(fetching, "check_now", fake_check)
     client = _client(host)
     token = _token(client.get(PREFIX + "/add/pop3/other").text)
     resp = client.post(PREFIX + "/add/pop3/other", data={**account_form(), "csrf_token": token})

@@ -112,8 +112,10 @@ def test_unknown_provider_is_404(alice: FlaskClient) -> None:
 
 # -- validation --------------------------------------------------------------------------
 
-def _errors(html: str) -> list[str]:
-    return re.findall(r'class="pa-error-text" id="([a-z_]+)-error">([^<]*)<', html)
+def _errors(html: str) -> dict[str, str]:
+    found: list[tuple[str, str]] = re.findall(
+        r'class="pa-error-text" id="([a-z_]+)-error">([^<]*)<', html)
+    return dict(found)
 
 
 @pytest.mark.parametrize("host", ["bad host", "pop..example.com", "-pop.example.com",
@@ -121,7 +123,7 @@ def _errors(html: str) -> list[str]:
 def test_bad_host_refused(alice: FlaskClient, tested: list[Any], host: str) -> None:
     resp = alice.post(PREFIX + "/add/pop3/other", data=account_form(pop_host=host))
     assert resp.status_code == 400
-    assert "pop_host" in dict(_errors(resp.text))
+    assert "pop_host" in _errors(resp.text)
     assert not tested
 
 
@@ -136,7 +138,7 @@ def test_good_hosts_accepted(alice: FlaskClient, tested: list[Any], host: str) -
 def test_disallowed_port(alice: FlaskClient, tested: list[Any], port: str) -> None:
     resp = alice.post(PREFIX + "/add/pop3/other", data=account_form(pop_port=port))
     assert resp.status_code == 400
-    errors = dict(_errors(resp.text))
+    errors = _errors(resp.text)
     assert "pop_port" in errors
     if port.isdigit():
         assert "Only the standard POP3 ports are allowed: 110 and 995" in errors["pop_port"]
@@ -158,35 +160,35 @@ def test_crlf_and_control_chars_refused(alice: FlaskClient, tested: list[Any], f
     value = value[:3] + bad + "DELE 1" + value[3:]
     resp = alice.post(PREFIX + "/add/pop3/other", data=account_form(**{field: value}))
     assert resp.status_code == 400
-    assert field in dict(_errors(resp.text))
+    assert field in _errors(resp.text)
     assert not tested
 
 
 def test_missing_password_on_add(alice: FlaskClient, tested: list[Any]) -> None:
     resp = alice.post(PREFIX + "/add/pop3/other", data=account_form(password=""))
     assert resp.status_code == 400
-    assert "Enter the password" in dict(_errors(resp.text))["password"]
+    assert "Enter the password" in _errors(resp.text)["password"]
 
 
 @pytest.mark.parametrize("field", ["email", "send_from", "reply_to"])
 def test_bad_addresses(alice: FlaskClient, tested: list[Any], field: str) -> None:
     resp = alice.post(PREFIX + "/add/pop3/other", data=account_form(**{field: "not an address"}))
     assert resp.status_code == 400
-    assert "not a valid email address" in dict(_errors(resp.text))[field]
+    assert "not a valid email address" in _errors(resp.text)[field]
 
 
 def test_missing_required_fields(alice: FlaskClient, tested: list[Any]) -> None:
     resp = alice.post(PREFIX + "/add/pop3/other",
                       data=account_form(email="", name="", pop_host="", pop_username=""))
     assert resp.status_code == 400
-    assert {"email", "name", "pop_host", "pop_username"} <= set(dict(_errors(resp.text)))
+    assert {"email", "name", "pop_host", "pop_username"} <= set(_errors(resp.text))
 
 
 def test_delete_after_days_needs_days(alice: FlaskClient, tested: list[Any]) -> None:
     resp = alice.post(PREFIX + "/add/pop3/other",
                       data=account_form(delete_policy="after_days", delete_after_days=""))
     assert resp.status_code == 400
-    assert "delete_after_days" in dict(_errors(resp.text))
+    assert "delete_after_days" in _errors(resp.text)
 
 
 def test_plain_security_only_when_allowed(make_app: Any, tested: list[Any]) -> None:
