@@ -53,7 +53,10 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_LEASE_SECONDS": 600,
     # Pages
     "POPACCOUNTS_URL_PREFIX": "/settings/mail-accounts",
-    "POPACCOUNTS_MAILBOX_ENDPOINT": None,  # host endpoint showing one account's mail (R8)
+    "POPACCOUNTS_MAILBOX_ENDPOINT": None,  # host endpoint taking account_id= (R8)
+    "POPACCOUNTS_BASE_TEMPLATE": None,  # host layout the pages extend (blocks title/head/content)
+    "POPACCOUNTS_LANG": "en",  # lang= of the standalone layout
+    "POPACCOUNTS_TEXT_DIRECTION": "ltr",  # dir= of the standalone layout ("rtl" for Arabic)
 }
 
 
