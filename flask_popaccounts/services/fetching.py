@@ -338,7 +338,9 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
 
     def on_progress(p: Progress) -> None:
         nonlocal last_write
-        values = {"done": done_before + p.done, "total": done_before + p.total,
+        # After the first session the whole backlog is known (report.new): show it.
+        overall = max(done_before + p.total, total.new - len(total.skipped_too_large))
+        values = {"done": done_before + p.done, "total": overall,
                   "bytes_done": bytes_before + p.bytes_done,
                   "bytes_total": bytes_before + p.bytes_total}
         _progress_update(account_id, **values)

@@ -103,3 +103,17 @@ def sched_app(tmp_path, dovecot) -> Iterator[Callable[..., Flask]]:
         if sched is not None:
             sched.shutdown(wait=True)
         dispose(app)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster (skipped when PostgreSQL is not installed)."""
+    from tests.support.postgres import PostgresCluster, pg_bin
+
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed")
+    cluster = PostgresCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
