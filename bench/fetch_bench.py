@@ -403,8 +403,8 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
             f"peak {m['peak_rss'] / 1e6:.1f} MB, fetch {m['seconds']:.2f} s, "
             f"stored ok: {'yes' if m['ok'] else 'NO'})"
         )
-        targets.append(("50 MB message peak < 32 MB above baseline", above < 32 and m["ok"],
-                        f"{above:.1f} MB"))
+        targets.append((f"{m['message_bytes'] / 1e6:.0f} MB message peak < 32 MB above baseline"
+                        " (the target is for 50 MB)", above < 32 and m["ok"], f"{above:.1f} MB"))
     if "poll" in res:
         p = res["poll"]
         lines.append("")
