@@ -12,8 +12,6 @@ import email.policy
 import email.utils
 import re
 from datetime import UTC, datetime
-from email.message import Message
-from email.parser import BytesHeaderParser
 from typing import IO
 
 from .types import MessageMeta
@@ -90,32 +88,69 @@ def _decode_words_leniently(value: str, defects: list[str]) -> str:
     return "".join(out)
 
 
-def _field(modern: Message | None, legacy: Message, name: str, defects: list[str]) -> str:
-    """One header decoded: policy.default first, then a lenient word-by-word fallback.
+_WANTED = frozenset({"date", "received", "from", "to", "cc", "subject", "message-id"})
+_LINE_END = re.compile(r"\r?\n")
 
-    Raw 8-bit headers go straight to the fallback: policy.default turns their bytes
-    into U+FFFD, while we can still try UTF-8 and then cp1252 on the original bytes.
+
+def split_headers(header_bytes: bytes, defects: list[str]) -> dict[str, list[str]]:
+    """The fields we use, unfolded, in order of appearance; total (never raises).
+
+    A few lines instead of :mod:`email.parser`: the header section is only split
+    into fields here (the expensive part of the email package, its header registry,
+    is used below only for values that need RFC 2047 decoding). 8-bit bytes are kept
+    as surrogate escapes so they can be decoded from the original bytes later.
     """
-    raw_values = _raw_values(legacy, name)
-    eight_bit = any(_has_surrogates(v) for v in raw_values)
-    if modern is not None and not eight_bit:
-        try:
-            values = modern.get_all(name) or []
-            if values:
-                text = ", ".join(str(v) for v in values)
-                if not _ENCODED_WORD.search(text):
-                    return _clean(text)
-                defects.append(f"{name}: undecoded encoded-word")
-        except Exception as exc:
-            defects.append(f"{name}: {type(exc).__name__}")
-    decoded = [_decode_words_leniently(_undo_surrogates(v), defects) for v in raw_values]
-    return _clean(", ".join(decoded))
+    text = header_bytes.decode("ascii", "surrogateescape")
+    fields: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in _LINE_END.split(text):
+        if not line:
+            break  # the blank line that ends the header section
+        if line[0] in " \t":
+            if current is not None:
+                current[-1] += line  # unfolding: drop only the line break
+            continue
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")  # "Subject :" is obsolete but legal (RFC 5322 4.5)
+        if not colon or not name or " " in name or "\t" in name:
+            if not line.startswith("From "):  # an mbox separator is not a defect
+                defects.append("malformed header line")
+            current = None
+            continue
+        key = name.lower()
+        if key in _WANTED:
+            current = fields.setdefault(key, [])
+            current.append(value.lstrip())
+        else:
+            current = None
+    return fields
 
 
-def _raw_values(legacy: Message, name: str) -> list[str]:
-    """Header values as stored (``raw_items`` skips compat32's 8-bit sanitising)."""
-    key = name.lower()
-    return [str(v) for k, v in legacy.raw_items() if k.lower() == key]
+def _decode_value(name: str, value: str, defects: list[str]) -> str:
+    """One header value decoded: RFC 2047 via policy.default, leniently when that fails.
+
+    Raw 8-bit values skip policy.default (it turns their bytes into U+FFFD); we
+    decode the original bytes (UTF-8, then cp1252) and any encoded-words in them.
+    """
+    if _has_surrogates(value):
+        return _decode_words_leniently(_undo_surrogates(value), defects)
+    if "=?" not in value:
+        return value  # nothing encoded: the common case, no parsing needed
+    try:
+        header = email.policy.default.header_factory(name, value)
+        text = str(header)
+        defects.extend(f"{name}: {type(d).__name__}" for d in getattr(header, "defects", ()))
+        if not _ENCODED_WORD.search(text):
+            return text
+        defects.append(f"{name}: undecoded encoded-word")
+    except Exception as exc:
+        defects.append(f"{name}: {type(exc).__name__}")
+    return _decode_words_leniently(value, defects)
+
+
+def _field(fields: dict[str, list[str]], name: str, defects: list[str]) -> str:
+    values = fields.get(name.lower(), [])
+    return _clean(", ".join(_decode_value(name, v, defects) for v in values))
 
 
 def _to_utc(dt: datetime) -> datetime:
@@ -138,25 +173,18 @@ def parse_meta(header_bytes: bytes, size: int, fetched_at: datetime) -> MessageM
     """Metadata of one message from its header section. Never raises."""
     defects: list[str] = []
     fetched = _to_utc(fetched_at)
-    modern: Message | None
     try:
-        modern = BytesHeaderParser(policy=email.policy.default).parsebytes(header_bytes)
-        defects.extend(type(d).__name__ for d in modern.defects)
-    except Exception as exc:
+        fields = split_headers(header_bytes, defects)
+    except Exception as exc:  # pragma: no cover - split_headers is total by construction
         defects.append(f"parse: {type(exc).__name__}")
-        modern = None
-    try:
-        legacy = BytesHeaderParser(policy=email.policy.compat32).parsebytes(header_bytes)
-    except Exception as exc:  # pragma: no cover - compat32 header parsing is total
-        defects.append(f"parse: {type(exc).__name__}")
-        legacy = Message()
+        fields = {}
 
     def raw(name: str) -> list[str]:
-        return [_undo_surrogates(v) for v in _raw_values(legacy, name)]
+        return [_undo_surrogates(v) for v in fields.get(name, [])]
 
     sent_at: datetime | None = None
     source = "fetched"
-    dates = raw("Date")
+    dates = raw("date")
     if dates:
         sent_at = _parse_date(dates[0])
         if sent_at is None:
@@ -164,7 +192,7 @@ def parse_meta(header_bytes: bytes, size: int, fetched_at: datetime) -> MessageM
         else:
             source = "date"
     if sent_at is None:
-        received = raw("Received")
+        received = raw("received")
         if received:  # the topmost one was added last: closest to delivery
             top = received[0]
             if ";" in top:
@@ -176,15 +204,21 @@ def parse_meta(header_bytes: bytes, size: int, fetched_at: datetime) -> MessageM
     if sent_at is None:
         sent_at = fetched
 
-    to = _field(modern, legacy, "To", defects)
-    cc = _field(modern, legacy, "Cc", defects)
-    message_ids = raw("Message-ID")
+    try:
+        to = _field(fields, "To", defects)
+        cc = _field(fields, "Cc", defects)
+        from_addr = _field(fields, "From", defects)
+        subject = _field(fields, "Subject", defects)
+    except Exception as exc:  # pragma: no cover - every step above already catches
+        defects.append(f"decode: {type(exc).__name__}")
+        to = cc = from_addr = subject = ""
+    message_ids = raw("message-id")
     return MessageMeta(
         sent_at=sent_at,
         sent_at_source=source,
-        from_addr=_field(modern, legacy, "From", defects),
+        from_addr=from_addr,
         to_addrs=", ".join(x for x in (to, cc) if x),
-        subject=_field(modern, legacy, "Subject", defects),
+        subject=subject,
         message_id=_clean(message_ids[0]) if message_ids else "",
         size=size,
         defects=defects,

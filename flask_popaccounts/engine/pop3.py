@@ -308,8 +308,11 @@ class POP3Client:
         while pending or inflight:
             # Refill the window; commands are tiny, so sending them while the server is
             # still writing cannot deadlock on socket buffers.
+            # Refill only once the window is half empty: one TLS record carries many
+            # commands instead of one record (and one syscall) per message.
             batch: list[bytes] = []
-            while pending and len(inflight) < window and (
+            refill = len(inflight) <= window // 2
+            while refill and pending and len(inflight) < window and (
                 not inflight or inflight_bytes + sizes.get(pending[0], 0) <= byte_window
             ):
                 n = pending.popleft()

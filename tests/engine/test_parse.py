@@ -103,3 +103,12 @@ def test_read_header_section_is_bounded_and_rewinds() -> None:
     assert len(read_header_section(huge, limit=1000)) == 1000
     lf = io.BytesIO(b"A: 1\n\nbody")
     assert read_header_section(lf) == b"A: 1\n\n"
+
+
+def test_header_splitting_edge_cases() -> None:
+    m = meta("From somebody Mon Jan  1 00:00:00 2025\r\nSubject : folded\r\n\tacross lines\r\n"
+             "X-Other: =?UTF-8?B?2YXYsdit2KjYpw==?=\r\nnot a header line\r\n"
+             "To: =?UTF-8?B?2KPYrdmF2K8=?= <ahmed@example.org>\r\n\r\nSubject: in the body\r\n")
+    assert m.subject == "folded across lines"
+    assert m.to_addrs == "أحمد <ahmed@example.org>"
+    assert m.defects == ["malformed header line"]
