@@ -316,6 +316,12 @@ def _environment() -> dict[str, Any]:
         "getmail": out(["getmail", "--version"]),
         "fetchmail": out(["fetchmail", "--version"]).replace("This is ", ""),
         "commit": out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        # uncommitted changes to the code under test (other engineers share the tree)
+        "uncommitted": subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "flask_popaccounts/engine",
+             "flask_popaccounts/store.py", "flask_popaccounts/models.py"],
+            capture_output=True, text=True,
+        ).stdout.split("\n")[:-1],
     }
 
 
@@ -334,6 +340,10 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
         f"{mb['bytes'] / 1e6:.1f} MB) over implicit TLS from Dovecot, leave on server."
     )
     lines.append(f"Store: {next((r['store'] for r in res['rows'] if r['store']), '?')}")
+    env = res["env"]
+    dirty = f", uncommitted: {' '.join(env['uncommitted'])}" if env["uncommitted"] else ""
+    lines.append(f"Code: commit {env['commit']}{dirty}; {env['dovecot']}; {env['getmail']}; "
+                 f"{env['fetchmail'].split(' (')[0].split('+')[0]}")
     lines.append("")
     full = f"s/{mb['messages']}"
     hdr = (f"{'latency':>8} {'tool':<10} {'msgs':>6} {'seconds':>8} {'msg/s':>8} "
