@@ -148,13 +148,17 @@ def fetch_progress(account_id: int, app: Flask | None = None) -> dict[str, Any] 
     if row is None:
         return local
     now = _now()
-    fetching_elsewhere = (row.progress_started_at is not None and row.lease_owner is not None
-                          and row.lease_expires_at is not None and row.lease_expires_at >= now)
+    # A live lease means a fetch is running somewhere (progress_* appear with its
+    # first message; until then it is "connecting").
+    fetching_elsewhere = (row.lease_owner is not None and row.lease_expires_at is not None
+                          and row.lease_expires_at >= now)
     queued = (row.check_requested_at is not None and row.enabled
               and value_of(row.status) not in NO_LOGIN_STATUSES)
     if not (fetching_elsewhere or queued):
         return local
-    started = row.progress_started_at if fetching_elsewhere else row.check_requested_at
+    started = row.check_requested_at
+    if fetching_elsewhere and row.progress_started_at is not None:
+        started = row.progress_started_at
     return {"running": True, "done": row.progress_done or 0, "total": row.progress_total or 0,
             "bytes_done": row.progress_bytes or 0, "bytes_total": row.progress_bytes_total or 0,
             "stored": row.progress_done or 0, "error": None,
@@ -307,14 +311,8 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
     bytes_before = 0
     _progress_start(account_id)
     started = _now()
-    with state.session_factory() as session:
-        session.execute(update(Account).where(Account.id == account_id).values(
-            progress_started_at=started, progress_done=0, progress_total=None,
-            progress_bytes=0, progress_bytes_total=None)
-            .execution_options(synchronize_session=False))
-        session.commit()
     current: list[Session] = []  # the fetch session running now (for progress writes)
-    last_write = time.monotonic()
+    last_write: float | None = None  # nothing written yet: an idle poll writes nothing
     sqlite = state.engine.dialect.name == "sqlite"
 
     def write_progress(values: dict[str, Any]) -> None:
@@ -345,11 +343,16 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
                   "bytes_total": bytes_before + p.bytes_total}
         _progress_update(account_id, **values)
         tick = time.monotonic()
-        if tick - last_write >= PROGRESS_WRITE_SECONDS or p.done == p.total:
+        if (last_write is None or tick - last_write >= PROGRESS_WRITE_SECONDS
+                or p.done == p.total):
+            row: dict[str, Any] = {
+                "progress_done": values["done"], "progress_total": values["total"],
+                "progress_bytes": values["bytes_done"],
+                "progress_bytes_total": values["bytes_total"]}
+            if last_write is None:
+                row["progress_started_at"] = started
             last_write = tick
-            write_progress({"progress_done": values["done"], "progress_total": values["total"],
-                            "progress_bytes": values["bytes_done"],
-                            "progress_bytes_total": values["bytes_total"]})
+            write_progress(row)
         if progress is not None:
             progress(Progress(total=values["total"], done=values["done"],
                               bytes_total=values["bytes_total"],
