@@ -119,6 +119,19 @@ class Account(Base):
     #: Fernet token of the password or of the OAuth token set (JSON); never rendered.
     secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
+    # Outgoing (SMTP, R9). No host: mail goes through the host's system relay, and the
+    # From address must be verified by a code first (R10).
+    smtp_host: Mapped[str | None] = mapped_column(String(253), default=None)
+    smtp_port: Mapped[int | None] = mapped_column(Integer, default=None)
+    smtp_security: Mapped[str | None] = mapped_column(String(16), default=None)
+    #: "same" (the incoming credentials), "custom" (smtp_username/smtp_secret_enc), "none"
+    smtp_auth_mode: Mapped[str] = mapped_column(String(16), default="none")
+    smtp_username: Mapped[str | None] = mapped_column(String(320), default=None)
+    #: Fernet token of the SMTP password ("custom" mode only); never rendered.
+    smtp_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    #: The custom server was tested: connected, TLS verified, EHLO, AUTH, MAIL FROM.
+    smtp_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+
     # Retrieval policy
     delete_policy: Mapped[DeletePolicy] = mapped_column(String(16), default=DeletePolicy.KEEP)
     delete_after_days: Mapped[int] = mapped_column(Integer, default=0)
@@ -236,6 +249,48 @@ class MessageChunk(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SendAsAddress(Base):
+    """An address mail from an account may carry: its From or its Reply-To (R10, R11).
+
+    ``verified_at`` set means the address may be used; it is set by a correct code, or
+    directly when the account's own SMTP server accepted it after authenticating.
+    """
+
+    __tablename__ = "popaccounts_send_as"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("popaccounts_account.id", ondelete="CASCADE"), index=True
+    )
+    owner_id: Mapped[str] = mapped_column(String(255), index=True)
+    address: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(16))  #: "from" | "reply_to"
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    verified_by: Mapped[str | None] = mapped_column(String(16), default=None)  #: code | smtp
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("account_id", "kind", "address", name="uq_popaccounts_send_as_addr"),
+    )
+
+
+class VerificationCode(Base):
+    """One emailed confirmation code; only its HMAC is stored, never the code."""
+
+    __tablename__ = "popaccounts_verification_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    send_as_id: Mapped[int] = mapped_column(
+        ForeignKey("popaccounts_send_as.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: "active" | "used" | "locked" (too many attempts) | "replaced" (a newer code was sent)
+    state: Mapped[str] = mapped_column(String(10), default="active")
 
 
 # Per-account settings (R1). Later issues fill in their behaviour.

@@ -22,7 +22,7 @@ from typing import cast
 from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from .engine.types import LedgerEntry, RetrievedMessage
+from .engine.types import LedgerEntry, MessageMeta, RetrievedMessage
 from .models import (
     Account,
     Base,
@@ -31,10 +31,12 @@ from .models import (
     FolderRole,
     Message,
     MessageChunk,
+    SendAsAddress,
     Signature,
     Template,
     UidlEntry,
     Vacation,
+    VerificationCode,
     utcnow,
     value_of,
 )
@@ -205,6 +207,36 @@ class SqlSink:
         self._staged_bytes = 0
 
 
+def file_sent(session: Session, account_id: int, raw: bytes, meta: MessageMeta) -> int:
+    """File a copy of a message just sent in the account's Sent folder, read; flushes.
+
+    Same rows as a fetched message (metadata + chunks, counters), without a UIDL.
+    Returns the new message id; the caller commits.
+    """
+    folder_id = folder_id_for(session, account_id, FolderRole.SENT)
+    conn = session.connection()
+    result = conn.execute(_INSERT_MESSAGE, {
+        "account_id": account_id, "folder_id": folder_id, "uidl": None,
+        "sent_at": meta.sent_at, "sent_at_source": meta.sent_at_source,
+        "fetched_at": utcnow(), "from_addr": meta.from_addr, "to_addrs": meta.to_addrs,
+        "subject": meta.subject, "message_id": meta.message_id, "size": len(raw),
+        "is_read": True, "is_flagged": False,
+    })
+    pk = result.inserted_primary_key
+    assert pk is not None
+    message_id = int(pk[0])
+    for seq, start in enumerate(range(0, max(len(raw), 1), CHUNK_SIZE)):
+        conn.execute(_INSERT_CHUNK, {"message_id": message_id, "seq": seq,
+                                     "data": raw[start:start + CHUNK_SIZE]})
+    session.execute(
+        update(_ACCOUNT).where(_ACCOUNT.c.id == account_id).values(
+            message_count=_ACCOUNT.c.message_count + 1,
+            bytes_stored=_ACCOUNT.c.bytes_stored + len(raw),
+        )
+    )
+    return message_id
+
+
 # -- folders -----------------------------------------------------------------------------
 
 
@@ -347,6 +379,9 @@ def delete_account_data(session: Session, account_id: int) -> None:
     msg_ids = select(_MESSAGE.c.id).where(_MESSAGE.c.account_id == account_id)
     session.execute(delete(_CHUNK).where(_CHUNK.c.message_id.in_(msg_ids)))
     session.execute(delete(_MESSAGE).where(_MESSAGE.c.account_id == account_id))
+    send_as_ids = select(SendAsAddress.id).where(SendAsAddress.account_id == account_id)
+    session.execute(delete(VerificationCode).where(VerificationCode.send_as_id.in_(send_as_ids)))
+    session.execute(delete(SendAsAddress).where(SendAsAddress.account_id == account_id))
     for model in (UidlEntry, Folder, Signature, Template, Filter, Vacation):
         table = _table(model)
         session.execute(delete(table).where(table.c.account_id == account_id))

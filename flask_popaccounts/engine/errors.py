@@ -8,6 +8,8 @@ Exception tree::
 
     PopAccountsError
      ├── InvalidInput ..................... invalid_input
+     │    ├── InvalidAddress .............. invalid_address         (sending)
+     │    └── HeaderInjection ............. header_injection        (sending)
      ├── PolicyRefused
      │    ├── AddressNotAllowed ........... address_not_allowed
      │    ├── PortNotAllowed .............. port_not_allowed        (R23)
@@ -16,8 +18,12 @@ Exception tree::
      │    └── ConnectionTimeout ........... timeout                         transient
      ├── CertificateInvalid ............... certificate_invalid     (R22)
      ├── TLSUnavailable ................... tls_unavailable
+     │    └── SMTPStartTLSUnavailable ..... smtp_tls_unavailable    (R9)
      ├── AuthenticationFailed ............. auth_failed             (R21, R24) needs the user
-     │    └── TokenRejected ............... token_rejected          (R13)      needs the user
+     │    ├── TokenRejected ............... token_rejected          (R13)      needs the user
+     │    └── SMTPAuthFailed .............. smtp_auth_failed        (R9, R10)  needs the user
+     ├── SendingNotAllowed ................ sending_not_allowed     (R9, R10)
+     │    └── RecipientRefused ............ recipient_refused
      ├── ServerBusy
      │    ├── MailboxInUse ................ in_use                            transient
      │    ├── LoginDelay .................. login_delay                       transient
@@ -223,11 +229,69 @@ class MessageTooLarge(PopAccountsError):
     help = "It was left on the server and not fetched. Read it with your provider's own webmail."
 
 
+class InvalidAddress(InvalidInput):
+    code = "invalid_address"
+    title = "An email address is not valid"
+    help = (
+        "Check the addresses: each one must look like name@example.com, optionally with a "
+        "display name (\"Ann Example\" <ann@example.com>), separated by commas."
+    )
+
+
+class HeaderInjection(InvalidInput):
+    code = "header_injection"
+    title = "A field contains a line break"
+    help = (
+        "Line breaks and control characters are not allowed in addresses or the subject "
+        "(they could add hidden headers to the message). Remove them and send again."
+    )
+
+
+class SMTPStartTLSUnavailable(TLSUnavailable):
+    code = "smtp_tls_unavailable"
+    title = "The outgoing server does not offer STARTTLS"
+    help = (
+        "The server did not agree to encrypt the connection, so we did not send your "
+        "password or any mail. Use port 465 (SSL) if your provider offers it, or check the "
+        "outgoing server name and port."
+    )
+
+
+class SMTPAuthFailed(AuthenticationFailed):
+    code = "smtp_auth_failed"
+    title = "Authentication failed"
+    help = (
+        "The outgoing (SMTP) server was reached but refused the username or password. "
+        "Check the username format (often the full email address), the password (some "
+        "providers need an app password for SMTP) and that SMTP sending is enabled for the "
+        "account at your provider."
+    )
+
+
+class SendingNotAllowed(PopAccountsError):
+    code = "sending_not_allowed"
+    title = "Sending not allowed"
+    help = (
+        "The outgoing server accepted the connection but does not let this account send "
+        "mail from this address (or offers no way to sign in). Check with your provider "
+        "that this address may send through this server, or skip the custom server and "
+        "verify the address instead."
+    )
+
+
+class RecipientRefused(SendingNotAllowed):
+    code = "recipient_refused"
+    title = "The outgoing server refused the recipients"
+    help = "Check the recipients' addresses; nothing was sent."
+
+
 ALL_ERRORS: tuple[type[PopAccountsError], ...] = (
     PopAccountsError, InvalidInput, AddressNotAllowed, PortNotAllowed, PlaintextNotAllowed,
     ConnectionFailed, ConnectionTimeout, CertificateInvalid, TLSUnavailable,
     AuthenticationFailed, TokenRejected, MailboxInUse, LoginDelay, ServerUnavailable,
     ServerRefused, ProtocolError, UIDLUnsupported, UIDLReset, MessageTooLarge,
+    InvalidAddress, HeaderInjection, SMTPStartTLSUnavailable, SMTPAuthFailed,
+    SendingNotAllowed, RecipientRefused,
 )
 
 _BY_CODE = {cls.code: cls for cls in ALL_ERRORS}
