@@ -46,6 +46,8 @@ from .types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 MAX_LINE = 64 * 1024  #: longest status or listing line we accept
 RECV_SIZE = 256 * 1024
 SPOOL_MEMORY = 1024 * 1024  #: messages larger than this spill to a temporary file
+MAX_LISTING_LINES = 1_000_000  #: longest UIDL/LIST/CAPA answer we accept
+BODY_SLACK = 1024 * 1024  #: a body may exceed its LIST size by this much (then 2x)
 PIPELINE_MAX_COMMANDS = 64  #: RETRs in flight at once
 PIPELINE_MAX_BYTES = 8 * 1024 * 1024  #: LIST bytes in flight at once (at least one message)
 
@@ -330,7 +332,11 @@ class POP3Client:
                 raise ProtocolError("unexpected answer to RETR", detail=line)
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
             try:
-                octets = self._read_body_into(spool)
+                # LIST sizes are approximate (RFC 1939), but a body far beyond its
+                # announced size is a broken or hostile server filling our disk.
+                listed = sizes.get(n)
+                limit = None if listed is None else max(2 * listed, listed + BODY_SLACK)
+                octets = self._read_body_into(spool, limit)
                 spool.seek(0)
                 yield n, octets, spool
             finally:
@@ -429,6 +435,8 @@ class POP3Client:
         self._simple_command(line)
         out: list[bytes] = []
         while True:
+            if len(out) > MAX_LISTING_LINES:
+                raise ProtocolError(f"{line} answer too long")
             item = self._readline()
             if item.startswith(b"."):
                 if item == b".":
@@ -436,7 +444,7 @@ class POP3Client:
                 item = item[1:]
             out.append(item)
 
-    def _read_body_into(self, out: IO[bytes]) -> int:
+    def _read_body_into(self, out: IO[bytes], limit: int | None = None) -> int:
         """Stream one multi-line body into ``out`` until ``.CRLF``; returns octets written.
 
         Works on whole buffers: only positions right after a LF that hold a ``.`` need
@@ -478,6 +486,9 @@ class POP3Client:
             if chunk:
                 out.write(chunk)
                 written += len(chunk)
+                if limit is not None and written > limit:
+                    raise ProtocolError("a message is much larger than its listed size",
+                                        detail=f"over {limit} octets")
             if i < 0:
                 self._buf, self._pos = b"", 0
                 self._fill()

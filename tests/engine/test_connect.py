@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
@@ -18,14 +19,17 @@ from flask_popaccounts.engine import (
     Credentials,
     NetPolicy,
     POP3Client,
+    RetrievalPolicy,
     Security,
     ServerSpec,
     check_login,
+    fetch,
 )
 from flask_popaccounts.engine import errors as E
 from tests.conftest import fresh_source_address
 from tests.support.dovecot import BAD_CERT_HOSTS, NO_TLS_HOST, Dovecot, free_port
 from tests.support.fakepop import FakeConn, FakePOP
+from tests.support.sqlite_store import SqliteStore
 
 
 def _pw(secret: str) -> Credentials:
@@ -345,3 +349,51 @@ def test_silent_tls_server_times_out_in_handshake(dovecot: Dovecot) -> None:
         net = replace(_plain_net(fake.port, dovecot), connect_timeout=0.5)
         with pytest.raises(E.ConnectionTimeout):
             check_login(ServerSpec("127.0.0.1", fake.port, Security.SSL, "u"), _pw("p"), net=net)
+
+
+def _logged_in(conn: FakeConn, caps: bytes = b"USER\r\nUIDL\r\n") -> None:
+    _greet_capa(conn, caps)
+    assert conn.readline() == b"USER u"
+    conn.send(b"+OK\r\n")
+    assert conn.readline() == b"PASS p"
+    conn.send(b"+OK\r\n")
+
+
+def test_body_far_beyond_its_listed_size_is_cut_off(dovecot: Dovecot, tmp_path: Path) -> None:
+    def handler(conn: FakeConn) -> None:
+        _logged_in(conn)
+        assert conn.readline() == b"UIDL"
+        conn.send(b"+OK\r\n1 aaa\r\n.\r\n")
+        assert conn.readline() == b"LIST"
+        conn.send(b"+OK\r\n1 100\r\n.\r\n")
+        assert conn.readline() == b"RETR 1"
+        conn.send(b"+OK\r\n")
+        for _ in range(400):  # 400 x 10 KiB, never terminated
+            conn.send(b"x" * 10238 + b"\r\n")
+        time.sleep(1)
+
+    store = SqliteStore(str(tmp_path / "s.sqlite"))
+    with FakePOP(handler) as fake:
+        with pytest.raises(E.ProtocolError, match="listed size"):
+            fetch(ServerSpec("127.0.0.1", fake.port, Security.PLAIN, "u"), _pw("p"),
+                  RetrievalPolicy(), store, store, net=_plain_net(fake.port, dovecot))
+    assert store.raw_messages() == []
+
+
+def test_endless_listing_is_refused(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    import flask_popaccounts.engine.pop3 as pop3
+
+    monkeypatch.setattr(pop3, "MAX_LISTING_LINES", 1000)
+
+    def handler(conn: FakeConn) -> None:
+        _logged_in(conn)
+        assert conn.readline() == b"STAT"
+        conn.send(b"+OK 5000 10\r\n")
+        assert conn.readline() == b"UIDL"
+        conn.send(b"+OK\r\n" + b"".join(b"%d u%d\r\n" % (i, i) for i in range(1, 5000)))
+        time.sleep(1)
+
+    with FakePOP(handler) as fake:
+        with pytest.raises(E.ProtocolError, match="too long"):
+            check_login(ServerSpec("127.0.0.1", fake.port, Security.PLAIN, "u"), _pw("p"),
+                        net=_plain_net(fake.port, dovecot))
