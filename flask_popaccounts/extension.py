@@ -38,6 +38,22 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_CONNECT_TIMEOUT": 15.0,
     "POPACCOUNTS_READ_TIMEOUT": 60.0,
     "POPACCOUNTS_SOURCE_ADDRESS": None,  # bind outgoing connections (tests)
+    # Sending (R9-R11): the host's system mailer, for confirmation codes and for accounts
+    # without their own SMTP server
+    "POPACCOUNTS_SYSTEM_SMTP_HOST": None,  # None: no system mailer (no codes can be sent)
+    "POPACCOUNTS_SYSTEM_SMTP_PORT": 587,
+    "POPACCOUNTS_SYSTEM_SMTP_SECURITY": "starttls",  # "ssl" | "starttls" | "plain"
+    "POPACCOUNTS_SYSTEM_SMTP_USERNAME": None,
+    "POPACCOUNTS_SYSTEM_SMTP_PASSWORD": None,
+    "POPACCOUNTS_SYSTEM_SMTP_FROM": None,  # the codes' From, and the relay's envelope sender
+    "POPACCOUNTS_SYSTEM_SMTP_CA_FILE": None,  # default: POPACCOUNTS_CA_FILE
+    "POPACCOUNTS_SMTP_LOCAL_HOSTNAME": "localhost",  # our EHLO name
+    "POPACCOUNTS_SITE_NAME": None,  # named in the confirmation emails
+    "POPACCOUNTS_VERIFICATION_CODE_TTL": 24 * 3600,  # seconds a code stays valid
+    "POPACCOUNTS_VERIFICATION_CODE_DIGITS": 6,  # at least 6
+    "POPACCOUNTS_VERIFICATION_MAX_ATTEMPTS": 5,  # wrong tries before a code is locked
+    "POPACCOUNTS_VERIFICATION_RESEND_SECONDS": 60,  # minimum time between two codes
+    "POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_DAY": 5,  # codes per address per 24 h
     # Retrieval
     "POPACCOUNTS_MAX_MESSAGE_SIZE": 50 * 1024 * 1024,
     "POPACCOUNTS_MAX_MESSAGES_PER_SESSION": 1000,
@@ -57,6 +73,14 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_BASE_TEMPLATE": None,  # host layout the pages extend (blocks title/head/content)
     "POPACCOUNTS_LANG": "en",  # lang= of the standalone layout
     "POPACCOUNTS_TEXT_DIRECTION": "ltr",  # dir= of the standalone layout ("rtl" for Arabic)
+    # OAuth (Outlook.com / Office 365; see services/oauth.py)
+    "POPACCOUNTS_MICROSOFT_CLIENT_ID": None,  # the host's Microsoft app registration
+    "POPACCOUNTS_MICROSOFT_CLIENT_SECRET": None,
+    "POPACCOUNTS_MICROSOFT_OFFICE365_TENANT": "organizations",  # or "common" / a tenant id
+    "POPACCOUNTS_OAUTH_PROVIDERS": {},  # per-provider overrides: {"outlook": {"token_url": ..}}
+    "POPACCOUNTS_OAUTH_REDIRECT_URI": None,  # fixed callback URL (default: built from request)
+    "POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS": 300,  # refresh when expiring within this
+    "POPACCOUNTS_OAUTH_TIMEOUT": 15.0,  # seconds for token requests
 }
 
 

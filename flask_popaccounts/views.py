@@ -47,6 +47,7 @@ from .engine.errors import PopAccountsError
 from .engine.types import DeletePolicy, Security
 from .extension import db_session
 from .forms import FORMS, AccountForm
+from .views_oauth import register_oauth_routes
 
 #: Providers offered in step 2, with what the form is prefilled with.
 PROVIDERS: dict[str, dict[str, Any]] = {
@@ -81,6 +82,7 @@ def create_blueprint(name: str = "popaccounts") -> Blueprint:
     bp.add_url_rule("/<int:account_id>/default", "set_default", set_default, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/check", "check_now", check_now, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/progress.json", "progress", progress)
+    register_oauth_routes(bp)  # views_oauth.py: OAuth sign-in, re-authenticate, switch
     return bp
 
 

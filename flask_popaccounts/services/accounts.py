@@ -118,6 +118,10 @@ def credentials_for(app: Flask, account: Account) -> Credentials:
         raise InvalidInput("This account has no stored password")
     plain = get_state(app).secrets.decrypt(account.secret_enc)
     method = AuthMethod(account.auth_method)
+    if method is AuthMethod.XOAUTH2 and account.id is not None:
+        from .oauth import ensure_fresh_credentials  # late: oauth imports this module
+
+        return ensure_fresh_credentials(app, account.id)  # refreshed if it expires soon
     if method is AuthMethod.XOAUTH2:
         # OAuth accounts keep a JSON token set; the oauth service refreshes it.
         try:
