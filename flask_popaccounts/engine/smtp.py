@@ -94,7 +94,7 @@ def parse_addresses(value: str, *, field: str = "address", single: bool = False
     value = value.strip()
     if not value:
         return []
-    header = policy.default.header_factory(field if field[:1].isalpha() else "to", value)
+    header = policy.default.header_factory("to", value)
     if header.defects or any(g.display_name is not None for g in header.groups):
         raise InvalidAddress(detail=f"{field}: {value[:80]}")
     out: list[Address] = []

@@ -1,0 +1,234 @@
+"""Confirmation codes for send-as addresses (R10) and Reply-To addresses (R11).
+
+A code is random (``secrets``), at least 6 digits, emailed through the host's system
+mailer and stored only as an HMAC-SHA256 keyed with the app's ``SECRET_KEY`` (the code
+space is small, so a plain hash of a leaked table would be brute-forced at once). It
+expires (``POPACCOUNTS_VERIFICATION_CODE_TTL``, 24 h), allows a few wrong tries
+(``POPACCOUNTS_VERIFICATION_MAX_ATTEMPTS``; then it is locked and a new code is needed),
+is compared in constant time and never logged. Sending a code is rate-limited: one
+per ``POPACCOUNTS_VERIFICATION_RESEND_SECONDS`` and at most
+``POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_DAY`` per address.
+
+Every function takes ``now=`` (an injectable clock for tests); by default it is the
+current UTC time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..engine.errors import PopAccountsError
+from ..models import SendAsAddress, VerificationCode
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+log = logging.getLogger("flask_popaccounts.services.verification")
+
+MIN_DIGITS = 6
+
+
+class VerificationError(PopAccountsError):
+    """A code could not be accepted or sent."""
+
+
+class CodeInvalid(VerificationError):
+    code = "code_invalid"
+    title = "That code is not right"
+    help = "Check the code in the email we sent to this address and enter it again."
+
+
+class CodeExpired(VerificationError):
+    code = "code_expired"
+    title = "That code has expired"
+    help = "Codes are valid for a limited time. Send a new code and enter the new one."
+
+
+class CodeLocked(VerificationError):
+    code = "code_locked"
+    title = "Too many wrong codes"
+    help = "For your safety this code no longer works. Send a new code and enter the new one."
+
+
+class NoCodeSent(VerificationError):
+    code = "no_code"
+    title = "No code was sent to this address yet"
+    help = "Send a code first, then enter it here."
+
+
+class ResendTooSoon(VerificationError):
+    code = "resend_too_soon"
+    title = "A code was sent very recently"
+    help = "Check your inbox (and spam folder) for the last code, or wait a minute and try again."
+
+
+class TooManyCodes(ResendTooSoon):
+    code = "too_many_codes"
+    title = "Too many codes were sent to this address today"
+    help = "Use the last code we sent, or try again tomorrow."
+
+
+class SystemMailerMissing(VerificationError):
+    code = "no_system_mailer"
+    title = "This site cannot send confirmation emails"
+    help = "The site's administrator has not configured a mail server for confirmation codes."
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _cfg(app: Flask, key: str) -> int:
+    return int(app.config[f"POPACCOUNTS_VERIFICATION_{key}"])
+
+
+def generate_code(digits: int = MIN_DIGITS) -> str:
+    """A uniformly random code of ``digits`` (at least 6) decimal digits."""
+    n = max(MIN_DIGITS, int(digits))
+    return f"{secrets.randbelow(10 ** n):0{n}d}"
+
+
+def hash_code(app: Flask, send_as_id: int, code: str) -> str:
+    """HMAC-SHA256 of the code, bound to the address row (a code works for one address)."""
+    secret = app.config.get("SECRET_KEY") or ""
+    key = hmac.new(str(secret).encode(), b"popaccounts-verification-code",
+                   hashlib.sha256).digest()
+    return hmac.new(key, f"{send_as_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def normalize_code(text: str) -> str:
+    """What the user typed, without spaces and dashes (codes are often read in groups)."""
+    return re.sub(r"[\s\-]", "", text or "")
+
+
+def current_code(session: Session, send_as_id: int) -> VerificationCode | None:
+    """The latest code sent to this address that was not replaced by a newer one."""
+    return session.scalar(
+        select(VerificationCode)
+        .where(VerificationCode.send_as_id == send_as_id, VerificationCode.state != "replaced")
+        .order_by(VerificationCode.created_at.desc(), VerificationCode.id.desc()).limit(1)
+    )
+
+
+def state_of(session: Session, row: SendAsAddress, *, now: datetime | None = None) -> str:
+    """``verified`` | ``pending`` (a code is out) | ``expired`` | ``locked`` | ``not_sent``."""
+    if row.verified_at is not None:
+        return "verified"
+    code = current_code(session, row.id)
+    if code is None or code.state == "used":
+        return "not_sent"
+    if code.state == "locked":
+        return "locked"
+    if code.expires_at <= (now or utcnow()):
+        return "expired"
+    return "pending"
+
+
+def issue_code(session: Session, app: Flask, row: SendAsAddress, *,
+               now: datetime | None = None) -> str:
+    """Create a new code for ``row`` (rate-limited); flushes, the caller commits.
+
+    Earlier codes stop working. Returns the code itself: email it, never store or log it.
+    """
+    now = now or utcnow()
+    last = session.scalar(
+        select(func.max(VerificationCode.created_at)).where(VerificationCode.send_as_id == row.id)
+    )
+    if last is not None:
+        if last.tzinfo is None:
+            last = last.replace(tzinfo=timezone.utc)
+        if now - last < timedelta(seconds=_cfg(app, "RESEND_SECONDS")):
+            raise ResendTooSoon()
+    sent_today = session.scalar(
+        select(func.count()).select_from(VerificationCode).where(
+            VerificationCode.send_as_id == row.id,
+            VerificationCode.created_at > now - timedelta(days=1))
+    ) or 0
+    if sent_today >= _cfg(app, "MAX_SENDS_PER_DAY"):
+        raise TooManyCodes()
+    session.execute(
+        update(VerificationCode)
+        .where(VerificationCode.send_as_id == row.id, VerificationCode.state == "active")
+        .values(state="replaced")
+    )
+    code = generate_code(_cfg(app, "CODE_DIGITS"))
+    session.add(VerificationCode(
+        send_as_id=row.id, code_hash=hash_code(app, row.id, code), created_at=now,
+        expires_at=now + timedelta(seconds=_cfg(app, "CODE_TTL")), attempts=0, state="active",
+    ))
+    session.flush()
+    log.info("verification code issued for send-as %s", row.id)  # never the code
+    return code
+
+
+def check_code(session: Session, app: Flask, row: SendAsAddress, typed: str, *,
+               now: datetime | None = None) -> None:
+    """Accept the code (the address becomes verified) or raise a VerificationError; commits.
+
+    A wrong code uses up one attempt, counted with an atomic conditional UPDATE so that
+    parallel guesses cannot exceed the limit.
+    """
+    now = now or utcnow()
+    if row.verified_at is not None:
+        return
+    code = current_code(session, row.id)
+    if code is None or code.state == "used":
+        raise NoCodeSent()
+    if code.state == "locked":
+        raise CodeLocked()
+    if code.expires_at <= now:
+        raise CodeExpired()
+    max_attempts = _cfg(app, "MAX_ATTEMPTS")
+    typed = normalize_code(typed)
+    expected = code.code_hash
+    given = hash_code(app, row.id, typed) if typed.isdigit() else "0" * 64
+    if hmac.compare_digest(given, expected):
+        used = session.execute(
+            update(VerificationCode)
+            .where(VerificationCode.id == code.id, VerificationCode.state == "active",
+                   VerificationCode.attempts < max_attempts)
+            .values(state="used")
+        )
+        if getattr(used, "rowcount", 0) != 1:
+            session.rollback()
+            raise CodeLocked()
+        row.verified_at = now
+        row.verified_by = "code"
+        session.commit()
+        log.info("send-as %s verified by code", row.id)
+        return
+    counted = session.execute(
+        update(VerificationCode)
+        .where(VerificationCode.id == code.id, VerificationCode.state == "active",
+               VerificationCode.attempts < max_attempts)
+        .values(attempts=VerificationCode.attempts + 1)
+    )
+    session.execute(
+        update(VerificationCode)
+        .where(VerificationCode.id == code.id, VerificationCode.attempts >= max_attempts)
+        .values(state="locked")
+    )
+    session.commit()
+    session.refresh(code)
+    if getattr(counted, "rowcount", 0) != 1 or code.state == "locked":
+        raise CodeLocked()
+    left = max_attempts - code.attempts
+    raise CodeInvalid(f"That code is not right ({left} "
+                      f"{'try' if left == 1 else 'tries'} left)")
+
+
+def attempts_left(session: Session, app: Flask, row: SendAsAddress) -> int | None:
+    """Wrong tries still allowed on the current code (None when there is no live code)."""
+    code = current_code(session, row.id)
+    if code is None or code.state != "active":
+        return None
+    return max(0, _cfg(app, "MAX_ATTEMPTS") - code.attempts)
