@@ -341,7 +341,8 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
     )
     lines.append(f"Store: {next((r['store'] for r in res['rows'] if r['store']), '?')}")
     env = res["env"]
-    dirty = f", uncommitted: {' '.join(env['uncommitted'])}" if env["uncommitted"] else ""
+    changed = ", ".join(line.strip() for line in env["uncommitted"])
+    dirty = f" + uncommitted changes ({changed})" if changed else ""
     lines.append(f"Code: commit {env['commit']}{dirty}; {env['dovecot']}; {env['getmail']}; "
                  f"{env['fetchmail'].split(' (')[0].split('+')[0]}")
     lines.append("")
