@@ -124,9 +124,13 @@ def fetch(
         server_uidls = set(num_by_uidl)
 
         known_on_server = {u for u, e in entries.items() if e.on_server}
-        if not policy.accept_uidl_reset and detect_uidl_reset(known_on_server, server_uidls):
+        # Only messages we expect to still be there count as evidence of a reset: a
+        # session killed between QUIT's +OK and mark_gone leaves entries marked "on
+        # server" that our own policy has in fact deleted.
+        expected = known_on_server - _deletable(policy, entries, [], known_on_server, clock())
+        if not policy.accept_uidl_reset and detect_uidl_reset(expected, server_uidls):
             raise UIDLReset(
-                detail=f"{len(known_on_server)} known, {len(server_uidls)} listed, none shared"
+                detail=f"{len(expected)} expected, {len(server_uidls)} listed, none shared"
             )
 
         new_nums = [n for u, n in num_by_uidl.items() if u not in entries]
@@ -196,7 +200,10 @@ def _deletable(
     server_uidls: set[str],
     now: datetime,
 ) -> set[str]:
-    """UIDLs to DELE: only ones durably stored (this session or before) and still listed."""
+    """UIDLs to DELE: only ones durably stored (this session or before) and still listed.
+
+    ``AFTER_DAYS`` with ``delete_after_days <= 0`` behaves as ``DELETE``.
+    """
     ledger_entries = entries
     if policy.delete is DeletePolicy.KEEP:
         return set()

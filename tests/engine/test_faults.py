@@ -79,25 +79,36 @@ def test_sigkill_at_random_points_stores_each_message_exactly_once(
 
     kills = 0
     completed_early = 0
+    phases: collections.Counter[str] = collections.Counter()
     attempts = 0
-    while kills < 40 and attempts < 80:
+    while kills < 45 and attempts < 90:
         attempts += 1
-        proc = subprocess.Popen([*cmd, str(rng.choice([1, 3, 8, 20]))], cwd=ROOT, env=env,
+        # Short sessions (12 messages): many commit/DELE/QUIT phases to land in.
+        proc = subprocess.Popen([*cmd, str(rng.choice([1, 3, 8, 20])), "12"], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        # Kill after a random number of progress lines, or at a random moment before
-        # the first one (connect, TLS, login, UIDL), or during DELE/QUIT (after the
-        # last line of a session).
-        if rng.random() < 0.25:
+        # Kill at a random moment early on (connect, TLS, login, UIDL), or after a
+        # random number of stored messages (mid-RETR, mid-commit), or right after a
+        # session's last message (the commit, DELE, QUIT and mark_gone phase).
+        assert proc.stdout is not None
+        mode = rng.random()
+        if mode < 0.2:
+            phases["early"] += 1
             time.sleep(rng.uniform(0.0, 0.35))
-        else:
-            want = rng.randint(1, 60)
-            assert proc.stdout is not None
-            for _ in range(want):
+        elif mode < 0.7:
+            phases["mid"] += 1
+            for _ in range(rng.randint(1, 12)):
                 line = proc.stdout.readline()
                 if not line or line.startswith(b"DONE"):
                     break
             if rng.random() < 0.5:
                 time.sleep(rng.uniform(0.0, 0.02))
+        else:
+            phases["session end"] += 1
+            while (line := proc.stdout.readline()).startswith(b"P "):
+                done, total = line.split()[1].split(b"/")
+                if done == total:
+                    break
+            time.sleep(rng.uniform(0.0, 0.03))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -113,6 +124,7 @@ def test_sigkill_at_random_points_stores_each_message_exactly_once(
         if done.returncode == 0:
             break
     assert done.returncode == 0, done.stdout[-500:] + done.stderr[-2000:]
+    print(f"kill test: {kills} kills ({dict(phases)}), {completed_early} runs finished first")
     assert kills >= 30, f"only {kills} kills landed"
 
     store = SqliteStore(db)

@@ -231,3 +231,32 @@ def test_sink_failure_rolls_back_and_deletes_nothing(env: Env, tmp_path: Path) -
           net=env.net)
     assert sorted(store.raw_messages()) == sorted(msgs)
     assert env.on_server() == []
+
+
+class CrashingMarkGone(SqliteStore):
+    """Dies between QUIT's +OK and the ledger update, like a kill -9 at that instant."""
+
+    crash = True
+
+    def mark_gone(self, uidls: object) -> None:
+        if self.crash:
+            raise KeyboardInterrupt("killed after QUIT")
+        super().mark_gone(uidls)  # type: ignore[arg-type]
+
+
+def test_crash_after_quit_before_mark_gone_is_not_a_uidl_reset(env: Env, tmp_path: Path) -> None:
+    first = [make_message(i) for i in range(8)]
+    env.deliver(first)
+    store = CrashingMarkGone(str(tmp_path / "crash.sqlite"))
+    policy = RetrievalPolicy(delete=DeletePolicy.DELETE)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(env.server, env.creds, policy, store, store, net=env.net)
+    assert env.on_server() == []  # QUIT went through: the server deleted them
+    assert all(row["on_server"] == 1 for row in store.rows())  # the ledger never heard
+    later = [make_message(100 + i) for i in range(20)]
+    env.deliver(later)
+    store.crash = False
+    r = fetch(env.server, env.creds, policy, store, store, net=env.net)
+    assert r.stored == 20
+    assert sorted(store.raw_messages()) == sorted(first + later)
+    assert all(row["on_server"] == 0 for row in store.rows())
