@@ -123,7 +123,8 @@ class Bench:
         for i in range(runs):
             db = self.tmp / f"ours-{user}-{port}-{i}.sqlite"
             job = {"kind": "fetch", "host": HOST, "port": port, "user": user,
-                   "password": PASSWORD, "ca_file": self.ca_file, "db": str(db)}
+                   "password": PASSWORD, "ca_file": self.ca_file, "db": str(db),
+                   "max_messages_per_session": self.args.per_session}
             if self.args.profile and i == 0:
                 job["profile"] = str(self.tmp / f"profile-{port}.prof")
             r = _worker("bench.ours", job)
@@ -373,10 +374,12 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
         run = runs[len(runs) // 2]
         st = dict(run.get("stages", {}))
         cpu = st.pop("cpu", None)
+        sessions = st.pop("sessions", 1)
         rest = run["seconds"] - sum(st.values())
         parts = [f"{k} {v:.2f}" for k, v in sorted(st.items(), key=lambda kv: -kv[1])]
         lines.append(f"  {r['latency_ms']:>4g} ms: total {run['seconds']:.2f} s = "
-                     f"{', '.join(parts)}, rest {rest:.2f}; client CPU {_f(cpu)} s")
+                     f"{', '.join(parts)}, rest {rest:.2f}; client CPU {_f(cpu)} s; "
+                     f"{sessions:g} session(s)")
     for r in res["rows"]:
         if r["tool"] == "raw":
             cpus = [x["cpu"] for x in r["detail"]["runs"] if "cpu" in x]
@@ -442,10 +445,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="one-way added latencies in ms, comma separated (default 0,25)")
     ap.add_argument("--peer-messages-latency", type=int, default=500,
                     help="messages the peers fetch when latency > 0 (scaled up in the table)")
-    ap.add_argument("--runs", type=int, default=3, help="runs of ours and raw (median)")
+    ap.add_argument("--runs", type=int, default=5, help="runs of ours and raw (median)")
     ap.add_argument("--peer-runs", type=int, default=1, help="runs of each peer (median)")
     ap.add_argument("--peer-timeout", type=float, default=600)
     ap.add_argument("--window", type=int, default=64, help="raw client's RETR window")
+    ap.add_argument("--per-session", type=int, default=1000,
+                    help="our max messages per session (default: POPACCOUNTS_MAX_MESSAGES_"
+                         "PER_SESSION's default, 1000); sessions repeat until none is pending")
     ap.add_argument("--big-mb", type=float, default=50, help="size of the memory-test message")
     ap.add_argument("--poll-messages", type=int, default=10_000)
     ap.add_argument("--skip-peers", action="store_true")
