@@ -14,6 +14,7 @@ from flask_popaccounts.engine.types import AuthMethod, Security
 from flask_popaccounts.models import Account, AccountStatus
 from flask_popaccounts.services import fetching
 from flask_popaccounts.services.accounts import AccountInput, create_account
+from tests.conftest import fresh_source_address
 from tests.support.authserver import AuthServer
 from tests.support.dovecot import Dovecot
 from tests.web.conftest import login
@@ -149,13 +150,16 @@ def test_switch_password_account_to_oauth(oauth_app: Flask, client: FlaskClient,
             provider="other", pop_host="127.0.0.1", pop_port=oauth_dovecot.pop3s_port,
             pop_security=Security.SSL, pop_username=ms_user.email, password=pop_pw))
         account_id = acc.id
-    # The provider stops accepting the password (R13's "moved to OAuth").
+    # The provider stops accepting the password (R13's "moved to OAuth"); the refused
+    # login comes from its own address (Dovecot slows later logins from that address).
+    oauth_app.config["POPACCOUNTS_SOURCE_ADDRESS"] = fresh_source_address()[0]
     oauth_dovecot.set_password(ms_user.email, "no-longer-accepted")
     oauth_dovecot.deliver(ms_user.email, mail("After the switch", 2))
     try:
         fetching.fetch_account(oauth_app, account_id)
     except Exception:
         pass
+    oauth_app.config["POPACCOUNTS_SOURCE_ADDRESS"] = None
     [account] = accounts(oauth_app)
     assert account.status == AccountStatus.NEEDS_PASSWORD.value
     index = client.get(f"{PREFIX}/").text
