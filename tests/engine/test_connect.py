@@ -397,3 +397,25 @@ def test_endless_listing_is_refused(dovecot: Dovecot, monkeypatch: pytest.Monkey
         with pytest.raises(E.ProtocolError, match="too long"):
             check_login(ServerSpec("127.0.0.1", fake.port, Security.PLAIN, "u"), _pw("p"),
                         net=_plain_net(fake.port, dovecot))
+
+
+def test_sasl_plain_against_dovecot(dovecot: Dovecot, new_user: tuple[str, str],
+                                    dovecot_net: NetPolicy) -> None:
+    user, pw = new_user
+    spec = ServerSpec("localhost", dovecot.pop3s_port, Security.SSL, user)
+    for secret, ok in [(pw, True), ("wrong", False)]:
+        net = replace(dovecot_net, source_address=fresh_source_address())
+        client = POP3Client.open(spec, net)
+        try:
+            client.capabilities = client.capabilities - {"USER"}  # as if only SASL were offered
+            assert "PLAIN" in client.sasl_mechanisms
+            if ok:
+                client.login(user, _pw(secret))
+                assert client.stat() == (0, 0)
+                client.quit()
+            else:
+                with pytest.raises(E.AuthenticationFailed):
+                    client.login(user, _pw(secret))
+        finally:
+            client.close()
+    assert "method=PLAIN" in dovecot.log()
