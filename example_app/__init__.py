@@ -133,6 +133,7 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
     app.config["POPACCOUNTS_SCHEDULER_ENABLED"] = run_scheduler
 
     _register_routes(app)
+    __import__("example_app.compose", fromlist=["x"]).register_compose(app)
     _register_cli(app)
 
     with app.app_context():

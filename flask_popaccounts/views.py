@@ -83,6 +83,7 @@ def create_blueprint(name: str = "popaccounts") -> Blueprint:
     bp.add_url_rule("/<int:account_id>/check", "check_now", check_now, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/progress.json", "progress", progress)
     register_oauth_routes(bp)  # views_oauth.py: OAuth sign-in, re-authenticate, switch
+    __import__(f"{__package__}.views_sending", fromlist=["register"]).register(bp)  # R9-R11
     return bp
 
 

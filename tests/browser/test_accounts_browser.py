@@ -48,7 +48,7 @@ def add_account(page: Any, server: LiveServer, dovecot: Dovecot, user: str, pass
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Test and save").click()
     page.wait_for_url(re.compile(r"/connected$"))
-    assert "Outgoing mail: coming with the sending step" in page.content()
+    assert "Set up outgoing mail" in page.content()
     account_id = int(re.search(r"/(\d+)/connected", page.url).group(1))  # type: ignore[union-attr]
     page.get_by_role("button", name="Check now").click()
     return account_id

@@ -221,7 +221,7 @@ def test_add_happy_path(app: Flask, alice: FlaskClient, tested: list[Any]) -> No
     assert data.send_from == "me@example.com"  # empty send-from = the address
     connected = alice.get(f"{PREFIX}/{account_id}/connected")
     assert connected.status_code == 200
-    assert "Outgoing mail: coming with the sending step" in connected.text
+    assert "Set up outgoing mail" in connected.text
     assert f'href="/mail/{account_id}/"' in connected.text
     assert SECRET not in connected.text
 
