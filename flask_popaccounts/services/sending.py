@@ -30,7 +30,7 @@ from ..engine.errors import InvalidAddress, InvalidInput, PopAccountsError
 from ..engine.parse import parse_meta
 from ..engine.types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 from ..extension import get_state
-from ..models import Account, SendAsAddress, VerificationCode, utcnow
+from ..models import Account, SendAsAddress, VerificationCode, utcnow, value_of
 from ..store import file_sent
 from . import verification
 from .accounts import credentials_for
@@ -134,6 +134,11 @@ def _outgoing_creds(app: Flask, account: Account, data: OutgoingInput | None = N
     if mode == "none":
         return "", None
     if mode == "same":
+        if value_of(account.auth_method) == AuthMethod.XOAUTH2.value:
+            # An OAuth account: XOAUTH2 with an access token refreshed when near expiry.
+            from .oauth import ensure_fresh_credentials
+
+            return account.pop_username, ensure_fresh_credentials(app, account.id)
         return account.pop_username, credentials_for(app, account)
     if mode != "custom":
         raise InvalidInput("unknown authentication mode")
