@@ -338,7 +338,10 @@ def refresh_token_set(app: Flask, provider: Provider, token: dict[str, Any]) -> 
         raise TokenRejected(detail="no refresh token stored")
     client = _client(app, provider)
     try:
+        # Ask for what was granted (Microsoft wants the scopes again, a subset of the
+        # original request; the token response lists the ones it granted).
         new = client.refresh_token(provider.token_url, refresh_token=str(refresh),
+                                   scope=str(token.get("scope") or provider.scope),
                                    timeout=_timeout(app))
     except (OAuthError, RequestException) as exc:
         raise _token_error(exc) from None
@@ -387,6 +390,10 @@ def ensure_fresh_credentials(app: Flask, account_id: int) -> Credentials:
         if _is_fresh(app, token):  # refreshed by someone else while we waited
             session.commit()
             return Credentials(method=AuthMethod.XOAUTH2, secret=str(token["access_token"]))
+        if value_of(account.status) == AccountStatus.NEEDS_REAUTH.value:
+            # refused while we waited: the provider is not asked again (R13)
+            session.commit()
+            raise TokenRejected(detail="re-authentication needed")
         try:
             provider = get_provider(app, account.provider)
             new = refresh_token_set(app, provider, token)

@@ -117,10 +117,14 @@ def test_concurrent_refreshes_of_one_account_are_serialized(
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    authsrv.refresh_delay = 0.5  # a slow provider: the others arrive while it answers
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        authsrv.refresh_delay = 0.0
     assert not errors, errors
     # Each thread used its own database session: the row lock, not a Python lock,
     # made the late ones wait and then find the fresh token.

@@ -174,6 +174,7 @@ class AuthServer:
 
     def __init__(self, *, access_token_lifetime: int = 3600, start: bool = True) -> None:
         self.access_token_lifetime = access_token_lifetime
+        self.refresh_delay = 0.0  #: seconds the token endpoint takes to answer a refresh
         self.users: dict[str, User] = {}
         self.clients: dict[str, Client] = {}
         self.codes: dict[str, Code] = {}
@@ -438,6 +439,8 @@ class AuthServer:
         @app.route("/token", methods=["POST"])
         def token() -> Any:
             srv.token_requests.append(request.form.get("grant_type", ""))
+            if srv.refresh_delay and request.form.get("grant_type") == "refresh_token":
+                time.sleep(srv.refresh_delay)  # a slow provider widens any race window
             return server.create_token_response()
 
         @app.route("/revoke", methods=["POST"])
