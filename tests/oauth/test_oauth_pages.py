@@ -5,6 +5,7 @@ an unconfigured provider, and switching a password account to OAuth (R3, R12-R14
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -116,15 +117,15 @@ def test_cancelled_wrong_account_and_replayed_state(oauth_app: Flask, client: Fl
     assert len(accounts(oauth_app)) == 1
 
 
-def test_form_errors_and_unconfigured_provider(make_oauth_app: object,
+def test_form_errors_and_unconfigured_provider(make_oauth_app: Callable[..., Flask],
                                                 authsrv: AuthServer, ms_user: MsUser) -> None:
-    app = make_oauth_app(POPACCOUNTS_MICROSOFT_CLIENT_ID=None)  # type: ignore[operator]
+    app = make_oauth_app(POPACCOUNTS_MICROSOFT_CLIENT_ID=None)
     c = login(app.test_client(), "alice")
     page = c.get(f"{PREFIX}/add/pop3/oauth/outlook").text
     assert "not set up on this site" in page and "Authenticate" not in page
     assert c.post(f"{PREFIX}/add/pop3/oauth/outlook/start",
                   data=add_form(ms_user)).status_code == 400
-    app2 = make_oauth_app()  # type: ignore[operator]
+    app2 = make_oauth_app()
     c2 = login(app2.test_client(), "alice")
     resp = c2.post(f"{PREFIX}/add/pop3/oauth/outlook/start",
                    data=add_form(ms_user, email="not an address"))

@@ -9,7 +9,7 @@ import base64
 import re
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -121,9 +121,9 @@ def message(frm: str, subject: str) -> bytes:
 
 
 def test_send_with_a_refreshed_token_over_xoauth2(
-        make_oauth_app: object, authsrv: AuthServer, submission: Submission,
+        make_oauth_app: Callable[..., Flask], authsrv: AuthServer, submission: Submission,
         ms_user: MsUser) -> None:
-    app: Flask = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0)  # type: ignore[operator]
+    app: Flask = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0)
     client = login(app.test_client(), "alice")
     authsrv.access_token_lifetime = 1
     resp = sign_in(client, authsrv, f"{PREFIX}/add/pop3/oauth/office365/start",

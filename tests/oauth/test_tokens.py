@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -51,11 +52,11 @@ def pop_spec(dc: Dovecot, user: str) -> ServerSpec:
 
 
 def test_expiring_token_is_refreshed_before_fetch_and_rotation_stored(
-        make_oauth_app: object, authsrv: AuthServer, oauth_dovecot: Dovecot,
+        make_oauth_app: Callable[..., Flask], authsrv: AuthServer, oauth_dovecot: Dovecot,
         ms_user: MsUser) -> None:
     from tests.web.conftest import login
 
-    app = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0)  # type: ignore[operator]
+    app = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0)
     client = login(app.test_client(), "alice")
     authsrv.access_token_lifetime = 2
     account_id = add_account(client, authsrv, ms_user)
@@ -94,11 +95,11 @@ def test_expiring_token_is_refreshed_before_fetch_and_rotation_stored(
 
 
 def test_concurrent_refreshes_of_one_account_are_serialized(
-        make_oauth_app: object, authsrv: AuthServer, ms_user: MsUser) -> None:
+        make_oauth_app: Callable[..., Flask], authsrv: AuthServer, ms_user: MsUser) -> None:
     from tests.web.conftest import login
 
     # A margin longer than the lifetime: every caller finds the token "expiring".
-    app = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=50)  # type: ignore[operator]
+    app = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=50)
     client = login(app.test_client(), "alice")
     authsrv.access_token_lifetime = 30
     account_id = add_account(client, authsrv, ms_user)
@@ -136,11 +137,11 @@ def test_concurrent_refreshes_of_one_account_are_serialized(
 
 
 def test_revoked_grant_stops_fetching_until_authenticate(
-        make_oauth_app: object, authsrv: AuthServer, oauth_dovecot: Dovecot,
+        make_oauth_app: Callable[..., Flask], authsrv: AuthServer, oauth_dovecot: Dovecot,
         ms_user: MsUser) -> None:
     from tests.web.conftest import login
 
-    app = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0)  # type: ignore[operator]
+    app = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0)
     client = login(app.test_client(), "alice")
     authsrv.access_token_lifetime = 1
     account_id = add_account(client, authsrv, ms_user)
@@ -210,12 +211,13 @@ def test_token_refused_by_the_pop3_server_marks_needs_reauth(
     assert after == token  # no refresh attempted for a token not yet expiring
 
 
-def test_unreachable_token_service_backs_off(make_oauth_app: object, authsrv: AuthServer,
-                                             oauth_dovecot: Dovecot, ms_user: MsUser) -> None:
+def test_unreachable_token_service_backs_off(make_oauth_app: Callable[..., Flask],
+                                             authsrv: AuthServer, oauth_dovecot: Dovecot,
+                                             ms_user: MsUser) -> None:
     from tests.support.dovecot import free_port
     from tests.web.conftest import login
 
-    app = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=7200)  # type: ignore[operator]
+    app = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=7200)
     client = login(app.test_client(), "alice")
     account_id = add_account(client, authsrv, ms_user)
     dead = f"http://127.0.0.1:{free_port()}/token"
@@ -231,7 +233,7 @@ def test_unreachable_token_service_backs_off(make_oauth_app: object, authsrv: Au
 
 def test_bad_token_challenge_is_answered_without_desync(
         oauth_dovecot: Dovecot, authsrv: AuthServer, ms_user: MsUser,
-        make_oauth_app: object) -> None:
+        make_oauth_app: Callable[..., Flask]) -> None:
     from authlib.common.security import generate_token
     from authlib.integrations.requests_client import OAuth2Session
 
@@ -246,7 +248,7 @@ def test_bad_token_challenge_is_answered_without_desync(
     good = session.fetch_token(authsrv.token_url, authorization_response=location,
                                code_verifier=verifier)["access_token"]
 
-    app = make_oauth_app()  # type: ignore[operator]
+    app = make_oauth_app()
     net = replace(get_state(app).net_policy(app.config), source_address=fresh_source_address())
     client = POP3Client.open(pop_spec(oauth_dovecot, ms_user.email), net)
     try:
