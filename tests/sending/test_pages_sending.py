@@ -398,3 +398,17 @@ def test_reply_and_forward_from_a_fetched_message(send_app: Flask, dovecot: Dove
     page = client.get(f"/mail/{account_id}/{mid}/forward").text
     assert f'<option value="{account_id}" selected>' in page
     assert 'value="Fwd: Lunch?"' in page and "Forwarded message" in page
+
+
+def test_deleting_the_account_removes_its_send_as_rows_and_codes(send_app: Flask,
+                                                                 smtpd: SMTPServers) -> None:
+    account_id = make_account(send_app, "gone@example.com", "u", "p",
+                              reply_to="gone-replies@example.org")
+    client = login(send_app.test_client())
+    assert outgoing(client, account_id, mode="system").status_code == 302
+    sids = [r.id for r in rows(send_app, SendAsAddress, SendAsAddress.account_id == account_id)]
+    assert len(sids) == 2 and rows(send_app, VerificationCode,
+                                   VerificationCode.send_as_id.in_(sids))
+    assert client.post(f"{PREFIX}/{account_id}/delete").status_code == 302
+    assert rows(send_app, SendAsAddress, SendAsAddress.account_id == account_id) == []
+    assert rows(send_app, VerificationCode, VerificationCode.send_as_id.in_(sids)) == []
