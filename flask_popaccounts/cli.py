@@ -165,8 +165,8 @@ def scheduler_command() -> None:
     from .scheduler import start_in_process
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    sched = start_in_process(app)
-    assert sched is not None  # only `flask run`'s reloader watcher gets None
+    sched = start_in_process(app, explicit=True)
+    assert sched is not None
     click.echo("popaccounts scheduler running; Ctrl-C to stop.")
     try:
         while True:

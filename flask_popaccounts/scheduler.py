@@ -174,18 +174,37 @@ def in_reloader_watcher(app: Flask) -> bool:
     return bool(get_debug_flag() if reload is None else reload)
 
 
-def start_in_process(app: Flask) -> FetchScheduler | None:
+def in_other_cli_command() -> bool:
+    """True while a ``flask`` command other than ``run`` loads the app.
+
+    ``flask popaccounts db upgrade``, ``flask shell``, ``flask popaccounts fetch`` and the
+    like must not start a background scheduler (perhaps on tables not migrated yet);
+    ``flask popaccounts scheduler`` starts one explicitly.
+    """
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.command.name != "run"
+
+
+def start_in_process(app: Flask, *, explicit: bool = False) -> FetchScheduler | None:
     """Start the scheduler for ``app`` (called by init_app when enabled).
 
-    Returns the running scheduler, or None in the debug reloader's watcher process.
+    Returns the running scheduler, or None where an automatic start is wrong: in the
+    debug reloader's watcher process, and while a CLI command other than ``flask run``
+    loads the app. ``explicit=True`` (``flask popaccounts scheduler``) always starts it.
     """
     state = get_state(app)
     if state.scheduler is not None:
         running: FetchScheduler = state.scheduler
         return running
-    if in_reloader_watcher(app):
-        log.info("not starting the fetch scheduler in the reloader's watcher process")
-        return None
+    if not explicit:
+        if in_reloader_watcher(app):
+            log.info("not starting the fetch scheduler in the reloader's watcher process")
+            return None
+        if in_other_cli_command():
+            log.debug("not starting the fetch scheduler for a CLI command")
+            return None
     sched = FetchScheduler(app)
     state.scheduler = sched
     sched.start()

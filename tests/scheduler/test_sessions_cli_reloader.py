@@ -76,6 +76,14 @@ def test_scheduler_is_not_started_in_the_reloader_watcher(monkeypatch, sched_app
         ctx.params["reload"] = True
         assert start_in_process(app) is None
     assert get_state(app).scheduler is None
+    # Other CLI commands (db upgrade, shell, fetch) load the app without a scheduler...
+    with click.Context(click.Command("upgrade")):
+        assert start_in_process(app) is None
+    assert get_state(app).scheduler is None
+    # ...and `flask popaccounts scheduler` starts one on purpose.
+    with click.Context(click.Command("scheduler")):
+        sched = start_in_process(app, explicit=True)
+    assert sched is not None and sched.running and get_state(app).scheduler is sched
 
 
 @pytest.mark.parametrize("status", ["needs_password", "needs_reauth"])
