@@ -8,6 +8,7 @@ Create Date: 2026-11-27 07:20:00
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -18,7 +19,7 @@ down_revision: str | Sequence[str] | None = "0001_initial"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_COLUMNS = [
+_COLUMNS: list[tuple[str, sa.types.TypeEngine[Any]]] = [
     ("check_requested_at", sa.DateTime(timezone=True)),
     ("progress_started_at", sa.DateTime(timezone=True)),
     ("progress_done", sa.Integer()),
