@@ -154,7 +154,7 @@ class Bench:
         out = []
         hangs = []
         attempts = 0
-        while len(out) < runs and attempts < runs + 2:
+        while len(out) < runs and attempts < runs + self.args.peer_retries:
             attempts += 1
             r = fn(HOST, port, user, PASSWORD, self.ca_file, expected,
                    timeout=self.args.peer_timeout)
@@ -162,11 +162,13 @@ class Bench:
                 r.pop("output_tail")
             if r["hung"]:
                 log(f"  {name}: run hung (no delivery for {r['max_gap']:.0f} s at "
-                    f"{r['delivered']}/{expected}); reported, not averaged; retrying")
+                    f"{r['delivered']}/{expected}); reported, not averaged; retrying\n"
+                    + "".join(f"    {line}\n" for line in r["stuck_ps"].splitlines()))
                 hangs.append(r)
                 continue
             out.append(r)
-        res = self._summarise(out) if out else {"ok": False, "seconds": None, "runs": []}
+        res = self._summarise(out) if out else {
+            "ok": False, "seconds": None, "min_seconds": None, "delivered": [], "runs": []}
         res["hung_runs"] = hangs
         return res
 
@@ -362,7 +364,9 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
             notes.append(f"scaled from {r['messages']}")
         if r["hung_runs"]:
             notes.append(f"{r['hung_runs']} hung run(s) excluded")
-        if not r["ok"]:
+        if r["seconds"] is None:
+            notes.append("NO RUN COMPLETED")
+        elif not r["ok"]:
             notes.append(f"CHECK FAILED: delivered {r['delivered']}")
         lines.append(
             f"{r['latency_ms']:>6g}ms {r['tool']:<10} {r['messages']:>6} "
@@ -453,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5, help="runs of ours and raw (median)")
     ap.add_argument("--peer-runs", type=int, default=1, help="runs of each peer (median)")
     ap.add_argument("--peer-timeout", type=float, default=600)
+    ap.add_argument("--peer-retries", type=int, default=4,
+                    help="extra attempts for a peer whose run hung (getmail6 6.18)")
     ap.add_argument("--window", type=int, default=64, help="raw client's RETR window")
     ap.add_argument("--per-session", type=int, default=1000,
                     help="our max messages per session (default: POPACCOUNTS_MAX_MESSAGES_"

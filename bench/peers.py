@@ -104,7 +104,13 @@ def _run_as(
         if now - t0 > timeout:
             hung = True
             break
+    stuck = ""
     if hung:
+        # Evidence for the report: what the process tree was doing when it stalled.
+        stuck = subprocess.run(
+            ["ps", "-o", "pid,ppid,stat,etime,wchan:24,args", "--forest", "-g", str(proc.pid)],
+            capture_output=True, text=True,
+        ).stdout
         os.killpg(proc.pid, 9)
     proc.wait()
     secs = time.perf_counter() - t0
@@ -116,7 +122,7 @@ def _run_as(
     return {
         "seconds": secs, "cpu": round(cpu, 3), "delivered": delivered,
         "returncode": proc.returncode,
-        "hung": hung, "max_gap": round(max_gap, 2), "output_tail": tail,
+        "hung": hung, "max_gap": round(max_gap, 2), "output_tail": tail, "stuck_ps": stuck,
     }
 
 

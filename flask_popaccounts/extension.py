@@ -133,9 +133,13 @@ class PopAccounts:
     """
 
     def __init__(self, app: Flask | None = None, *, db: Any = None,
-                 mailbox_endpoint: str | None = None) -> None:
+                 mailbox_endpoint: str | None = None,
+                 quota: Callable[[str], int | None] | None = None) -> None:
         self.db = db
         self.mailbox_endpoint = mailbox_endpoint
+        #: the host's quota hook: owner id -> bytes (None: unlimited); without one,
+        #: POPACCOUNTS_QUOTA_BYTES applies to every owner (services.quota)
+        self.quota = quota
         if app is not None:
             self.init_app(app)
 

@@ -87,6 +87,9 @@ class AccountStatus(str, enum.Enum):
     NEEDS_REAUTH = "needs_reauth"  #: OAuth authorization revoked or expired (R13)
     NEEDS_ATTENTION = "needs_attention"  #: another failure only the user can fix
     DISABLED = "disabled"  #: switched off by the user
+    #: the owner's storage quota is reached (R19): no login until space is freed, then
+    #: fetching resumes by itself (services.quota)
+    PAUSED_QUOTA = "paused_quota"
 
 
 class FolderRole(str, enum.Enum):

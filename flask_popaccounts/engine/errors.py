@@ -32,7 +32,8 @@ Exception tree::
      ├── ProtocolError .................... protocol_error                    transient
      ├── UIDLUnsupported .................. no_uidl
      ├── UIDLReset ........................ uidl_reset                        needs the user
-     └── MessageTooLarge .................. message_too_large       (per message; never fatal)
+     ├── MessageTooLarge .................. message_too_large       (per message; never fatal)
+     └── QuotaExceeded .................... quota_exceeded          (R19)      paused till freed
 """
 
 from __future__ import annotations
@@ -229,6 +230,23 @@ class MessageTooLarge(PopAccountsError):
     help = "It was left on the server and not fetched. Read it with your provider's own webmail."
 
 
+class QuotaExceeded(PopAccountsError):
+    """The owner's storage quota would be crossed by the next message (R19).
+
+    Raised by the quota-guarded sink before anything of that message is staged; the
+    engine rolls back what was staged, keeps what was committed and sends no DELE for
+    the rest, which waits on the server until space is freed.
+    """
+
+    code = "quota_exceeded"
+    title = "Your mail storage is full"
+    help = (
+        "Fetching is paused: the mail already fetched is kept, and the rest waits on the "
+        "server (nothing was deleted there that is not stored here). Free space on the "
+        "Storage page (empty Trash, delete old mail); fetching resumes by itself."
+    )
+
+
 class InvalidAddress(InvalidInput):
     code = "invalid_address"
     title = "An email address is not valid"
@@ -291,7 +309,7 @@ ALL_ERRORS: tuple[type[PopAccountsError], ...] = (
     AuthenticationFailed, TokenRejected, MailboxInUse, LoginDelay, ServerUnavailable,
     ServerRefused, ProtocolError, UIDLUnsupported, UIDLReset, MessageTooLarge,
     InvalidAddress, HeaderInjection, SMTPStartTLSUnavailable, SMTPAuthFailed,
-    SendingNotAllowed, RecipientRefused,
+    SendingNotAllowed, RecipientRefused, QuotaExceeded,
 )
 
 _BY_CODE = {cls.code: cls for cls in ALL_ERRORS}

@@ -375,6 +375,12 @@ def status_view(account: Account) -> StatusView:
                           "authorization. Click Authenticate and sign in again.", "error")
     if status == AccountStatus.NEEDS_ATTENTION.value and err is not None:
         return StatusView(f"Needs your attention: {err.title}", err.help, "error")
+    if status == AccountStatus.PAUSED_QUOTA.value:  # R19 (services.quota)
+        return StatusView("Paused: your mail storage is full",
+                          "Fetching is paused. The mail already fetched is kept and the rest "
+                          "waits on the server; nothing was deleted there that is not stored "
+                          "here. Free space on the Storage page (empty Trash, delete old "
+                          "mail) and fetching resumes by itself.", "warning")
     if status == AccountStatus.RETRYING.value and err is not None:
         when = ""
         if account.next_due_at is not None:

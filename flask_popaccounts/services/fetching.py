@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..engine.errors import AuthenticationFailed, PopAccountsError, TokenRejected
+from ..engine.errors import AuthenticationFailed, PopAccountsError, QuotaExceeded, TokenRejected
 from ..engine.types import FetchReport, Progress, ProgressCallback
 from ..extension import get_state
 from ..models import Account, AccountStatus, value_of
@@ -50,7 +50,7 @@ from ..signals import (
     message_fetched,
 )
 from ..store import SqlLedger, SqlSink, folder_id_for
-from . import scheduling
+from . import quota, scheduling
 from .accounts import credentials_for, retrieval_policy_for, server_spec_for
 from .scheduling import LeaseHeartbeat, LeaseLost, new_owner
 
@@ -236,6 +236,9 @@ def record_failure(app: Flask, session: Session, account: Account, exc: PopAccou
     account.consecutive_failures = int(account.consecutive_failures or 0) + 1
     _clear_progress(account)
     stopped = False
+    if isinstance(exc, QuotaExceeded):  # R19: paused, re-checked after the interval
+        quota.hold(app, session, account, now=now)
+        return False
     if isinstance(exc, TokenRejected):
         account.status = AccountStatus.NEEDS_REAUTH.value  # type: ignore[assignment]
         stopped = True
@@ -300,6 +303,9 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
             raise FetchSkipped("disabled")
         if value_of(account.status) in NO_LOGIN_STATUSES:
             raise FetchSkipped(value_of(account.status))
+        if quota.paused_for_quota(app, session, account):  # R19: full, no login at all
+            raise FetchSkipped(AccountStatus.PAUSED_QUOTA.value)
+        owner_id = account.owner_id
         server = server_spec_for(account)
         creds = credentials_for(app, account)
         policy = retrieval_policy_for(app, account)
@@ -368,7 +374,8 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
             with state.session_factory() as session:
                 current.append(session)
                 ledger = SqlLedger(session, account_id)
-                sink = SqlSink(session, account_id, inbox_id, on_commit=on_commit)
+                sink = quota.guard_sink(app, session, owner_id,
+                                        SqlSink(session, account_id, inbox_id, on_commit=on_commit))
                 try:
                     report = sync.fetch(server, creds, policy, ledger, sink, net=net,
                                         progress=on_progress)

@@ -1,0 +1,281 @@
+"""Storage against the owner's quota (R19; issue 7 item 5).
+
+The quota is the host's: a callable given to the extension
+(``PopAccounts(app, quota=lambda owner_id: 2_000_000_000)``; ``None`` from it means
+unlimited) or, without one, ``POPACCOUNTS_QUOTA_BYTES`` (``None``: unlimited). Usage is
+the sum of the owner's accounts' ``bytes_stored`` counters, which the store keeps in
+the same transaction as the messages they count.
+
+At fetch time (:mod:`.fetching`):
+
+- before logging in, :func:`paused_for_quota` says whether the owner is still full
+  (or the account paused and not yet due for its re-check); if so the account stays
+  ``paused_quota`` without any server contact;
+- during the fetch the sink is wrapped by :func:`guard_sink`: a message that would
+  cross the quota is refused with :class:`~..engine.errors.QuotaExceeded` before any
+  of it is staged (the messages staged before it, which fit, are committed first), so
+  the engine keeps what was committed and sends no DELE for anything not stored (it
+  never reaches DELE or QUIT); the rest waits on the server.
+
+Freeing space (:func:`empty_trash`, :func:`delete_older_than`) makes the owner's
+paused accounts due at once when there is room again (:func:`resume_if_room`); the
+scheduler's due query needs no quota knowledge (the hook is Python, per owner): a
+paused account is claimed at its re-check time and :func:`paused_for_quota` decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from ..engine.errors import QuotaExceeded
+from ..engine.types import RetrievedMessage, Sink
+from ..extension import get_state
+from ..models import Account, AccountStatus, Folder, FolderRole, Message, MessageChunk, value_of
+from ..store import recount
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+#: The host hook's type: owner id -> quota in bytes (None: unlimited).
+QuotaHook = Callable[[str], "int | None"]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def quota_for(app: Flask, owner_id: str) -> int | None:
+    """The owner's quota in bytes from the host hook or ``POPACCOUNTS_QUOTA_BYTES``."""
+    hook: QuotaHook | None = getattr(get_state(app).ext, "quota", None)
+    value = hook(str(owner_id)) if hook is not None else app.config.get(
+        "POPACCOUNTS_QUOTA_BYTES")
+    return None if value is None else max(0, int(value))
+
+
+def used_bytes(session: Session, owner_id: str) -> int:
+    """Bytes of stored mail over all of the owner's accounts."""
+    return int(session.scalar(select(func.coalesce(func.sum(Account.bytes_stored), 0))
+                              .where(Account.owner_id == str(owner_id))) or 0)
+
+
+def space_left(app: Flask, session: Session, owner_id: str) -> int | None:
+    """Bytes the owner may still store (None: no quota); 0 or less means full."""
+    quota = quota_for(app, owner_id)
+    if quota is None:
+        return None
+    return quota - used_bytes(session, owner_id)
+
+
+# -- the fetch-time guard ----------------------------------------------------------------
+
+
+class QuotaGuardSink:
+    """A :class:`~..engine.types.Sink` that refuses a message crossing the quota.
+
+    ``left`` is the space at the start of the fetch session; every staged message takes
+    its size from it, a rollback gives the staged sizes back.
+    """
+
+    def __init__(self, inner: Sink, left: int) -> None:
+        self.inner = inner
+        self.left = left
+        self._staged = 0
+
+    def add(self, message: RetrievedMessage) -> None:
+        if message.size > self.left - self._staged:
+            # What is staged fits: make it durable (with its ledger rows) before refusing,
+            # so a large group commit does not throw away mail that fits. The engine's
+            # rollback after our error then drops nothing; this message and the rest
+            # stay on the server (no DELE: the engine never reaches it).
+            self.commit()
+            raise QuotaExceeded(detail=f"{message.size} bytes, {self.left} left")
+        self.inner.add(message)
+        self._staged += message.size
+
+    def commit(self) -> None:
+        self.inner.commit()
+        self.left -= self._staged
+        self._staged = 0
+
+    def rollback(self) -> None:
+        self.inner.rollback()
+        self._staged = 0
+
+    def __getattr__(self, name: str) -> object:  # committed_ids etc. of the inner sink
+        return getattr(self.inner, name)
+
+
+def guard_sink(app: Flask, session: Session, owner_id: str, sink: Sink) -> Sink:
+    """``sink`` wrapped in a :class:`QuotaGuardSink` when the owner has a quota."""
+    left = space_left(app, session, owner_id)
+    session.commit()  # end the read transaction: the fetch's writes start fresh
+    return sink if left is None else QuotaGuardSink(sink, left)
+
+
+def paused_for_quota(app: Flask, session: Session, account: Account) -> bool:
+    """Whether the account must not log in now for the owner's quota; commits a pause.
+
+    - The owner is full (no space left): the account is paused (or stays paused) and
+      re-checked after its interval.
+    - An account paused because the next message did not fit stays paused until its
+      re-check time (or until the freeing tools resume it at once); after that, with
+      some space left, one fetch is tried: it stores what fits and pauses again.
+    """
+    left = space_left(app, session, account.owner_id)
+    now = _now()
+    if left is not None and left <= 0:
+        hold(app, session, account, now=now)
+        return True
+    if value_of(account.status) != AccountStatus.PAUSED_QUOTA.value or left is None:
+        return False
+    due = account.next_due_at
+    return due is not None and now < due
+
+
+def hold(app: Flask, session: Session, account: Account, *, now: datetime) -> None:
+    """Mark the account paused for the quota, re-checked after its interval; commits."""
+    from .fetching import interval_seconds
+
+    account.status = AccountStatus.PAUSED_QUOTA.value  # type: ignore[assignment]
+    account.last_error_code = QuotaExceeded.code
+    account.last_error_at = now
+    account.last_attempt_at = now
+    account.next_due_at = now + timedelta(seconds=interval_seconds(app, account))
+    session.commit()
+
+
+def resume_if_room(app: Flask, session: Session, owner_id: str) -> list[int]:
+    """When the owner has room again, make their quota-paused accounts due now.
+
+    Returns the ids resumed; commits. The status becomes OK again only with the next
+    successful fetch; until then the card says fetching resumes shortly.
+    """
+    left = space_left(app, session, owner_id)
+    if left is not None and left <= 0:
+        return []
+    ids = list(session.scalars(select(Account.id).where(
+        Account.owner_id == str(owner_id),
+        Account.status == AccountStatus.PAUSED_QUOTA.value)))
+    if ids:
+        session.execute(update(Account).where(Account.id.in_(ids))
+                        .values(status=AccountStatus.OK.value, next_due_at=_now(),
+                                last_error_code=None)
+                        .execution_options(synchronize_session=False))
+        session.commit()
+        session.expire_all()
+    return ids
+
+
+# -- usage and tools for the Storage page --------------------------------------------------
+
+
+@dataclass
+class AccountUsage:
+    account: Account
+    bytes: int
+    messages: int
+    trash_bytes: int
+    trash_messages: int
+    paused: bool
+
+
+@dataclass
+class Usage:
+    accounts: list[AccountUsage] = field(default_factory=list)
+    total: int = 0
+    quota: int | None = None
+
+    @property
+    def free(self) -> int | None:
+        return None if self.quota is None else max(0, self.quota - self.total)
+
+    @property
+    def percent(self) -> int | None:
+        if not self.quota:
+            return None
+        return min(100, round(100 * self.total / self.quota))
+
+    @property
+    def full(self) -> bool:
+        return self.quota is not None and self.total >= self.quota
+
+
+def usage(app: Flask, session: Session, owner_id: str) -> Usage:
+    """Usage per account (with its Trash) and in total, against the quota."""
+    from .accounts import list_accounts
+
+    trash = dict(
+        (int(aid), (int(n), int(b))) for aid, n, b in session.execute(
+            select(Message.account_id, func.count(), func.coalesce(func.sum(Message.size), 0))
+            .join(Folder, Folder.id == Message.folder_id)
+            .join(Account, Account.id == Message.account_id)
+            .where(Account.owner_id == str(owner_id), Folder.role == FolderRole.TRASH.value)
+            .group_by(Message.account_id)))
+    out = Usage(quota=quota_for(app, owner_id))
+    for account in list_accounts(session, owner_id):
+        tn, tb = trash.get(account.id, (0, 0))
+        out.accounts.append(AccountUsage(
+            account=account, bytes=int(account.bytes_stored or 0),
+            messages=int(account.message_count or 0), trash_bytes=tb, trash_messages=tn,
+            paused=value_of(account.status) == AccountStatus.PAUSED_QUOTA.value))
+        out.total += int(account.bytes_stored or 0)
+    return out
+
+
+def _delete_messages(session: Session, account: Account, *where: object) -> tuple[int, int]:
+    ids = select(Message.id).where(Message.account_id == account.id, *where)  # type: ignore[arg-type]
+    count, size = session.execute(
+        select(func.count(), func.coalesce(func.sum(Message.size), 0))
+        .where(Message.account_id == account.id, *where)).one()  # type: ignore[arg-type]
+    session.execute(delete(MessageChunk).where(MessageChunk.message_id.in_(ids)))
+    session.execute(delete(Message).where(Message.account_id == account.id, *where)  # type: ignore[arg-type]
+                    .execution_options(synchronize_session=False))
+    recount(session, account.id)
+    return int(count), int(size)
+
+
+def empty_trash(app: Flask, session: Session, account: Account) -> tuple[int, int]:
+    """Delete every message in the account's Trash from the store; returns (count, bytes).
+
+    Only the stored copies go (the ledger still knows their UIDLs, so nothing is fetched
+    again); commits, then resumes the owner's paused accounts if there is room.
+    """
+    trash_ids = select(Folder.id).where(Folder.account_id == account.id,
+                                        Folder.role == FolderRole.TRASH.value)
+    result = _delete_messages(session, account, Message.folder_id.in_(trash_ids))
+    session.commit()
+    resume_if_room(app, session, account.owner_id)
+    return result
+
+
+def older_than(session: Session, account: Account, days: int,
+               *, now: datetime | None = None) -> tuple[int, int]:
+    """How many messages (and bytes) of the account were sent more than ``days`` ago."""
+    cutoff = (now or _now()) - timedelta(days=int(days))
+    count, size = session.execute(
+        select(func.count(), func.coalesce(func.sum(Message.size), 0))
+        .where(Message.account_id == account.id, Message.sent_at < cutoff)).one()
+    return int(count), int(size)
+
+
+def delete_older_than(app: Flask, session: Session, account: Account, days: int,
+                      *, now: datetime | None = None) -> tuple[int, int]:
+    """Delete the account's stored messages sent more than ``days`` ago, in every folder.
+
+    The page asks for confirmation first (with :func:`older_than`'s numbers). Only the
+    stored copies go; the ledger keeps their UIDLs, so nothing is fetched again. Commits,
+    then resumes the owner's paused accounts if there is room.
+    """
+    if int(days) < 1:
+        raise ValueError("days must be at least 1")
+    cutoff = (now or _now()) - timedelta(days=int(days))
+    result = _delete_messages(session, account, Message.sent_at < cutoff)
+    session.commit()
+    resume_if_room(app, session, account.owner_id)
+    return result
