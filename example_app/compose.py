@@ -4,6 +4,14 @@ From offers only the user's verified send-as addresses; reply and forward start 
 the account the message arrived on. Everything is checked again on the server side by
 ``services.sending.send_message`` (unverified From/Reply-To, CR/LF, strict addresses),
 so a crafted POST gets the same clear refusal as the page would show.
+
+Signatures (``services.settings``): the page puts the From account's signature block
+into the body per its settings (new/reply/forward, below everything or above the
+quoted text) and records whose it is in ``sig_for``. Switching From swaps the block
+(the extension's ``signature-swap.js``); without JavaScript the server does the same
+swap on send when ``sig_for`` is not the chosen account, and never adds a block that
+is already there. Templates are inserted by posting the form with "Insert" (the page
+comes back with the template applied; nothing is sent).
 """
 
 from __future__ import annotations
@@ -13,11 +21,15 @@ from typing import Any
 
 from flask import Flask, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from werkzeug.exceptions import NotFound
 
 from flask_popaccounts import db_session
 from flask_popaccounts.engine.errors import PopAccountsError
 
 _FIELDS = ("to", "cc", "bcc", "subject", "body", "in_reply_to", "references")
+_MODES = ("new", "reply", "forward")
+_FORWARD_LINE = "---------- Forwarded message ----------"
+_EXTRA = ("sig_for", "sig_mode", "quote_line")  #: the signature's bookkeeping fields
 
 
 def _prefixed(prefix: str, subject: str) -> str:
@@ -31,18 +43,68 @@ def _quote(text: str | None) -> str:
 def register_compose(app: Flask) -> None:
     from flask_popaccounts import store
     from flask_popaccounts.services import accounts as account_svc
-    from flask_popaccounts.services import sending
+    from flask_popaccounts.services import sending, settings
     from flask_popaccounts.services.reading import read_message
 
     def owner() -> str:
         return str(current_user.get_id())
 
+    def signatures(choices: list[Any], mode: str) -> dict[str, dict[str, str]]:
+        """Each From account's signature block for this kind of mail (for the script)."""
+        out = {}
+        for account, _addr in choices:
+            sig = settings.get_signature(db_session(), account.id)
+            out[str(account.id)] = {"block": settings.signature_block(sig, mode),
+                                    "placement": sig.placement if sig else "below"}
+        return out
+
     def page(values: dict[str, Any], account_id: int | None, error: PopAccountsError | None,
              status: int = 200) -> Any:
-        choices = sending.from_choices(db_session(), owner())
-        accounts = account_svc.list_accounts(db_session(), owner())
-        return render_template("compose.html", values=values, choices=choices,
-                               account_id=account_id, error=error, accounts=accounts), status
+        session = db_session()
+        choices = sending.from_choices(session, owner())
+        accounts = account_svc.list_accounts(session, owner())
+        mode = values.get("sig_mode") or "new"
+        return render_template(
+            "compose.html", values=values, choices=choices, account_id=account_id,
+            error=error, accounts=accounts, signatures=signatures(choices, mode),
+            templates=settings.templates_by_account(session, [a for a, _ in choices]),
+        ), status
+
+    def with_signature(values: dict[str, Any], account: Any, mode: str) -> dict[str, Any]:
+        """The page's first body: the account's signature block put in per its settings."""
+        sig = settings.get_signature(db_session(), account.id) if account is not None else None
+        block = settings.signature_block(sig, mode)
+        body = values["body"]
+        quote = values.get("quote_line", "")
+        start = body.find(quote) if quote else -1
+        values["body"] = settings.insert_block(body, block, sig.placement if sig else "below",
+                                               start if start >= 0 else None)
+        values["sig_mode"] = mode
+        values["sig_for"] = str(account.id) if account is not None else ""
+        return values
+
+    def swap_for(values: dict[str, Any], account: Any) -> str:
+        """The body with the chosen From's signature (no-JS path; never twice)."""
+        mode = values.get("sig_mode") if values.get("sig_mode") in _MODES else "new"
+        new_sig = settings.get_signature(db_session(), account.id)
+        old_sig = None
+        old_id = values.get("sig_for") or ""
+        if old_id.isdigit() and int(old_id) != account.id:
+            try:
+                old_acct = account_svc.get_owned_account(db_session(), owner(), int(old_id))
+                old_sig = settings.get_signature(db_session(), old_acct.id)
+            except NotFound:
+                old_sig = None
+        elif old_id.isdigit():
+            return str(values["body"])  # already this account's (or removed by the user)
+        body = values["body"].replace("\r\n", "\n")
+        quote = values.get("quote_line", "")
+        start = body.find(quote) if quote else -1
+        return settings.swap_signature(
+            body, old_block=settings.signature_block(old_sig, str(mode)),
+            new_block=settings.signature_block(new_sig, str(mode)),
+            placement=new_sig.placement if new_sig else "below",
+            quote_start=start if start >= 0 else None)
 
     @app.route("/compose", methods=["GET", "POST"])
     @login_required
@@ -50,13 +112,31 @@ def register_compose(app: Flask) -> None:
         session = db_session()
         if request.method == "GET":
             account_id = request.args.get("account_id", type=int)
-            return page({f: "" for f in _FIELDS}, account_id, None)
-        values = {f: request.form.get(f, "") for f in _FIELDS}
+            choices = sending.from_choices(session, owner())
+            chosen = next((a for a, _ in choices if a.id == account_id),
+                          choices[0][0] if choices else None)
+            values = with_signature({f: "" for f in _FIELDS}, chosen, "new")
+            return page(values, chosen.id if chosen is not None else account_id, None)
+        values = {f: request.form.get(f, "") for f in (*_FIELDS, *_EXTRA)}
         account_id = request.form.get("account_id", type=int)
         if account_id is None:
             abort(400)
         account = account_svc.get_owned_account(session, owner(), account_id)
-        draft = sending.Draft(**values)
+        values["body"] = swap_for(values, account)
+        values["sig_for"] = str(account.id)
+        if request.form.get("insert_template"):
+            template_id = request.form.get("template_id", type=int)
+            row = settings.get_owned_template(session, owner(), template_id or 0)
+            if row is None:
+                abort(404)
+            values["subject"], values["body"] = settings.apply_template(
+                row, account, to=values["to"], subject=values["subject"], body=values["body"])
+            return page(values, account.id, None)
+        sig = settings.get_signature(session, account.id)
+        mode = values["sig_mode"] if values["sig_mode"] in _MODES else "new"
+        html = settings.html_body(values["body"], settings.signature_block(sig, mode),
+                                  sig.html if sig else "")
+        draft = sending.Draft(**{f: values[f] for f in _FIELDS}, html=html)
         try:
             sending.send_message(session, app, account, draft)
         except PopAccountsError as exc:
@@ -84,14 +164,14 @@ def register_compose(app: Flask) -> None:
         account, meta, msg, headers = _original(account_id, message_id)
         msgid = (meta.message_id or "").strip()
         refs = " ".join(x for x in (str(headers.get("References", "") or "").strip(), msgid) if x)
+        quote_line = f"On {meta.sent_at:%Y-%m-%d %H:%M} UTC, {msg.from_} wrote:"
         values = {
             "to": msg.reply_to or msg.from_, "cc": "", "bcc": "",
             "subject": _prefixed("Re:", msg.subject or ""),
-            "body": f"\n\nOn {meta.sent_at:%Y-%m-%d %H:%M} UTC, {msg.from_} wrote:\n"
-                    + _quote(msg.text),
-            "in_reply_to": msgid, "references": refs,
+            "body": f"\n\n{quote_line}\n" + _quote(msg.text),
+            "in_reply_to": msgid, "references": refs, "quote_line": quote_line,
         }
-        return page(values, account.id, None)
+        return page(with_signature(values, account, "reply"), account.id, None)
 
     @app.route("/mail/<int:account_id>/<int:message_id>/forward")
     @login_required
@@ -100,9 +180,9 @@ def register_compose(app: Flask) -> None:
         values = {
             "to": "", "cc": "", "bcc": "",
             "subject": _prefixed("Fwd:", msg.subject or ""),
-            "body": "\n\n---------- Forwarded message ----------\n"
+            "body": f"\n\n{_FORWARD_LINE}\n"
                     f"From: {msg.from_}\nDate: {meta.sent_at:%Y-%m-%d %H:%M} UTC\n"
                     f"Subject: {msg.subject}\nTo: {msg.to}\n\n{msg.text or ''}",
-            "in_reply_to": "", "references": "",
+            "in_reply_to": "", "references": "", "quote_line": _FORWARD_LINE,
         }
-        return page(values, account.id, None)
+        return page(with_signature(values, account, "forward"), account.id, None)

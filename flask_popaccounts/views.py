@@ -84,6 +84,7 @@ def create_blueprint(name: str = "popaccounts") -> Blueprint:
     bp.add_url_rule("/<int:account_id>/progress.json", "progress", progress)
     register_oauth_routes(bp)  # views_oauth.py: OAuth sign-in, re-authenticate, switch
     __import__(f"{__package__}.views_sending", fromlist=["register"]).register(bp)  # R9-R11
+    __import__(f"{__package__}.views_settings", fromlist=["register"]).register(bp)  # R1, R19
     return bp
 
 
@@ -226,6 +227,7 @@ def _fail_page(form: AccountForm, template: str, error: PopAccountsError | None,
 def index() -> ResponseReturnValue:
     from .services import accounts as svc
     from .services import fetching
+    from .services import quota as quota_svc
     from .store import storage_used
 
     session = db_session()
@@ -244,7 +246,7 @@ def index() -> ResponseReturnValue:
         "popaccounts/index.html",
         cards=cards,
         storage_used=sum(used.values()),
-        quota=current_app.config.get("POPACCOUNTS_QUOTA_BYTES"),
+        quota=quota_svc.quota_for(_app(), owner),
         confirm_form=FORMS["confirm"](),
     )
 

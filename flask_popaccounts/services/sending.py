@@ -359,6 +359,9 @@ class Draft:
     bcc: str = ""
     in_reply_to: str = ""
     references: str = ""
+    #: optional HTML alternative of ``body``: the caller makes it safe (the user's text
+    #: escaped, only a sanitised signature as HTML: ``services.settings.html_body``)
+    html: str = ""
 
 
 def send_message(session: Session, app: Flask, account: Account, draft: Draft, *,
@@ -394,6 +397,8 @@ def send_message(session: Session, app: Flask, account: Account, draft: Draft, *
         references=draft.references.strip() or None,
         date=now,
     )
+    if draft.html:
+        msg.add_alternative(draft.html, subtype="html")
     rcpts = [a.addr_spec for a in (*to, *cc, *bcc)]
     if account.smtp_host:
         username, creds = _outgoing_creds(app, account)

@@ -1,0 +1,279 @@
+"""Per-account settings pages: signature, templates and storage (R1, R19; issue 7).
+
+Registered on the Mail Accounts blueprint by :func:`register` (one line in
+``views.create_blueprint``); same rules as the other pages: signed-in user, own rows
+only (others' ids are 404), CSRF on every form, services only. Everything works
+without JavaScript.
+
+Routes::
+
+    GET,POST  /<id>/signature                       text + HTML, placement, preview  signature
+    GET       /<id>/templates                       list, reorder, delete            templates
+    GET,POST  /<id>/templates/new                   create                           template_new
+    GET,POST  /<id>/templates/<tid>/edit            edit                             template_edit
+    POST      /<id>/templates/<tid>/delete          delete                           template_delete
+    POST      /<id>/templates/<tid>/move            up / down                        template_move
+    GET       /storage                              usage per account vs quota       storage
+    POST      /<id>/storage/empty-trash             empty the account's Trash        empty_trash
+    GET,POST  /<id>/storage/delete-older            confirm, then delete             delete_older
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from werkzeug.exceptions import NotFound
+from wtforms import BooleanField, HiddenField, IntegerField, RadioField, StringField, TextAreaField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
+
+from .extension import db_session
+from .forms import FORMS, _choices, no_control_chars
+
+
+class SignatureForm(FlaskForm):
+    text = TextAreaField("Signature (plain text)", validators=[Length(max=10_000)],
+                         description="Added below a line with “-- ”, as mail programs expect.")
+    html = TextAreaField("Signature (HTML, optional)", validators=[Length(max=10_000)],
+                         description="Used in the HTML version of your mail. Scripts, forms "
+                                     "and remote images are removed.")
+    placement = RadioField("Where the signature goes in replies and forwards", choices=_choices([
+        ("below", "At the end of the message, below the quoted text"),
+        ("above", "Right after my reply, above the quoted text"),
+    ]), default="below")
+    on_new = BooleanField("Add it to new messages", default=True)
+    on_reply = BooleanField("Add it to replies", default=True)
+    on_forward = BooleanField("Add it to forwarded messages", default=True)
+
+
+class TemplateForm(FlaskForm):
+    name = StringField("Template name", validators=[
+        InputRequired(message="Give the template a name."), DataRequired(
+            message="Give the template a name."), Length(max=200), no_control_chars])
+    subject = StringField("Subject", validators=[Length(max=998), no_control_chars])
+    body = TextAreaField("Message", validators=[Length(max=100_000)])
+
+
+class DeleteOlderForm(FlaskForm):
+    days = IntegerField("Delete messages sent more than this many days ago", default=365,
+                        validators=[InputRequired(message="Enter a number of days."),
+                                    NumberRange(min=1, max=36500,
+                                                message="Enter a number of days from 1 "
+                                                        "to 36500.")])
+    confirmed = HiddenField(default="")
+
+
+FORMS.setdefault("signature", SignatureForm)
+FORMS.setdefault("template", TemplateForm)
+FORMS.setdefault("delete_older", DeleteOlderForm)
+
+
+def register(bp: Blueprint) -> None:
+    """Add the settings routes to the Mail Accounts blueprint."""
+    bp.add_url_rule("/<int:account_id>/signature", "signature", signature,
+                    methods=["GET", "POST"])
+    bp.add_url_rule("/<int:account_id>/templates", "templates", templates)
+    bp.add_url_rule("/<int:account_id>/templates/new", "template_new", template_new,
+                    methods=["GET", "POST"])
+    bp.add_url_rule("/<int:account_id>/templates/<int:template_id>/edit", "template_edit",
+                    template_edit, methods=["GET", "POST"])
+    bp.add_url_rule("/<int:account_id>/templates/<int:template_id>/delete", "template_delete",
+                    template_delete, methods=["POST"])
+    bp.add_url_rule("/<int:account_id>/templates/<int:template_id>/move", "template_move",
+                    template_move, methods=["POST"])
+    bp.add_url_rule("/storage", "storage", storage)
+    bp.add_url_rule("/<int:account_id>/storage/empty-trash", "empty_trash", empty_trash,
+                    methods=["POST"])
+    bp.add_url_rule("/<int:account_id>/storage/delete-older", "delete_older", delete_older,
+                    methods=["GET", "POST"])
+
+
+def _owner() -> str:
+    return str(current_user.get_id())
+
+
+def _app() -> Any:
+    return current_app._get_current_object()  # type: ignore[attr-defined]
+
+
+def _account(account_id: int) -> Any:
+    from .services import accounts as svc
+
+    try:
+        return svc.get_owned_account(db_session(), _owner(), account_id)
+    except (LookupError, PermissionError):
+        raise NotFound() from None
+
+
+def _confirm_or_400() -> None:
+    if not FORMS["confirm"]().validate_on_submit():
+        abort(400, "The form expired or was not sent from this site. Reload and try again.")
+
+
+# -- signature ---------------------------------------------------------------------------
+
+
+def signature(account_id: int) -> ResponseReturnValue:
+    from .services import settings
+
+    account = _account(account_id)
+    session = db_session()
+    sig = settings.get_signature(session, account.id)
+    form_cls = FORMS["signature"]
+    if request.method == "GET":
+        form = form_cls(obj=sig) if sig is not None else form_cls()
+    else:
+        form = form_cls()
+    preview: Any = sig
+    if form.validate_on_submit():
+        data = settings.SignatureInput(
+            text=form.text.data or "", html=form.html.data or "",
+            placement=form.placement.data or "below", on_new=bool(form.on_new.data),
+            on_reply=bool(form.on_reply.data), on_forward=bool(form.on_forward.data))
+        if "preview" in request.form:
+            # Show what would be saved (the HTML sanitised), without saving.
+            from .models import Signature
+
+            preview = Signature(text=data.text, html=settings.clean_signature_html(data.html),
+                                placement=data.placement, on_new=data.on_new,
+                                on_reply=data.on_reply, on_forward=data.on_forward)
+        else:
+            settings.save_signature(session, account, data)
+            flash(f"Signature saved for {account.send_from or account.email}.", "success")
+            return redirect(url_for(".signature", account_id=account.id))
+    status = 400 if form.is_submitted() and form.errors else 200
+    return render_template("popaccounts/signature.html", account=account, form=form,
+                           preview=preview, preview_text=settings.signature_text(preview),
+                           unsaved="preview" in request.form), status
+
+
+# -- templates ---------------------------------------------------------------------------
+
+
+def _template(account: Any, template_id: int) -> Any:
+    from .services import settings
+
+    row = settings.get_template(db_session(), account.id, template_id)
+    if row is None:
+        raise NotFound()
+    return row
+
+
+def templates(account_id: int) -> ResponseReturnValue:
+    from .services import settings
+
+    account = _account(account_id)
+    rows = settings.list_templates(db_session(), account.id)
+    return render_template("popaccounts/templates.html", account=account, rows=rows,
+                           placeholders=settings.PLACEHOLDERS, confirm_form=FORMS["confirm"]())
+
+
+def _template_form(account: Any, row: Any = None) -> ResponseReturnValue:
+    from .services import settings
+
+    form_cls = FORMS["template"]
+    form = form_cls(obj=row) if (row is not None and request.method == "GET") else form_cls()
+    if form.validate_on_submit():
+        data = settings.TemplateInput(name=form.name.data or "", subject=form.subject.data or "",
+                                      body=form.body.data or "")
+        session = db_session()
+        if row is None:
+            row = settings.create_template(session, account, data)
+            flash(f"Template “{row.name}” created.", "success")
+        else:
+            settings.update_template(session, row, data)
+            flash(f"Template “{row.name}” saved.", "success")
+        unknown = settings.unknown_placeholders(row.subject, row.body)
+        if unknown:
+            flash("Not a placeholder, left as typed: " + ", ".join(unknown)
+                  + ". The placeholders are: "
+                  + ", ".join("{" + k + "}" for k in settings.PLACEHOLDERS) + ".", "warning")
+        return redirect(url_for(".templates", account_id=account.id))
+    unknown = settings.unknown_placeholders(form.subject.data or "", form.body.data or "")
+    status = 400 if form.is_submitted() and form.errors else 200
+    return render_template("popaccounts/template_form.html", account=account, form=form,
+                           row=row, placeholders=settings.PLACEHOLDERS, unknown=unknown), status
+
+
+def template_new(account_id: int) -> ResponseReturnValue:
+    return _template_form(_account(account_id))
+
+
+def template_edit(account_id: int, template_id: int) -> ResponseReturnValue:
+    account = _account(account_id)
+    return _template_form(account, _template(account, template_id))
+
+
+def template_delete(account_id: int, template_id: int) -> ResponseReturnValue:
+    from .services import settings
+
+    account = _account(account_id)
+    row = _template(account, template_id)
+    _confirm_or_400()
+    name = row.name
+    settings.delete_template(db_session(), row)
+    flash(f"Template “{name}” deleted.", "success")
+    return redirect(url_for(".templates", account_id=account.id))
+
+
+def template_move(account_id: int, template_id: int) -> ResponseReturnValue:
+    from .services import settings
+
+    account = _account(account_id)
+    row = _template(account, template_id)
+    _confirm_or_400()
+    settings.move_template(db_session(), row, -1 if request.form.get("direction") == "up" else 1)
+    return redirect(url_for(".templates", account_id=account.id) + f"#template-{row.id}")
+
+
+# -- storage -----------------------------------------------------------------------------
+
+
+def storage() -> ResponseReturnValue:
+    from .services import quota
+
+    view = quota.usage(_app(), db_session(), _owner())
+    return render_template("popaccounts/storage.html", usage=view,
+                           confirm_form=FORMS["confirm"]())
+
+
+def empty_trash(account_id: int) -> ResponseReturnValue:
+    from .services import quota
+
+    account = _account(account_id)
+    _confirm_or_400()
+    count, size = quota.empty_trash(_app(), db_session(), account)
+    flash(f"Trash of {account.email} emptied: {count} message{'s' * (count != 1)} deleted "
+          f"({_size(size)} freed).", "success")
+    return redirect(url_for(".storage"))
+
+
+def delete_older(account_id: int) -> ResponseReturnValue:
+    from .services import quota
+
+    account = _account(account_id)
+    form = FORMS["delete_older"]()
+    if request.method == "GET" or not form.validate_on_submit():
+        status = 400 if form.is_submitted() else 200
+        return render_template("popaccounts/storage_delete_older.html", account=account,
+                               form=form, pending=None), status
+    session = db_session()
+    days = int(form.days.data)
+    if form.confirmed.data != "yes":
+        count, size = quota.older_than(session, account, days)
+        form.confirmed.data = "yes"
+        return render_template("popaccounts/storage_delete_older.html", account=account,
+                               form=form, pending={"count": count, "size": size, "days": days})
+    count, size = quota.delete_older_than(_app(), session, account, days)
+    flash(f"{count} message{'s' * (count != 1)} of {account.email} sent more than {days} "
+          f"days ago deleted ({_size(size)} freed).", "success")
+    return redirect(url_for(".storage"))
+
+
+def _size(n: int) -> str:
+    from .views import human_size
+
+    return human_size(n)
