@@ -356,3 +356,45 @@ class Vacation(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")
     interval_days: Mapped[int] = mapped_column(Integer, default=7)
+
+
+class VacationReplied(Base):
+    """When an account's vacation reply last went to a sender (once per N days, R1)."""
+
+    __tablename__ = "popaccounts_vacation_replied"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("popaccounts_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    sender: Mapped[str] = mapped_column(String(320), primary_key=True)  #: lower-case
+    last_replied_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxItem(Base):
+    """Mail a filter or the vacation reply must send, written with the message it is for.
+
+    Rows are inserted in the transaction that stores the fetched message (so a crash
+    leaves both or neither) and sent only after that commit. ``state``: "pending" (to
+    send; ``next_attempt_at``), "sending" (claimed: never sent again automatically, so a
+    crash mid-send cannot send twice), "sent", "failed" (gave up; ``last_error``).
+    """
+
+    __tablename__ = "popaccounts_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("popaccounts_account.id", ondelete="CASCADE"), index=True
+    )
+    #: The stored message this is about (forward: the message forwarded).
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("popaccounts_message.id", ondelete="SET NULL"), default=None
+    )
+    kind: Mapped[str] = mapped_column(String(16))  #: "forward" | "vacation"
+    recipient: Mapped[str] = mapped_column(String(320))
+    rule_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    state: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_error: Mapped[str | None] = mapped_column(String(200), default=None)

@@ -17,7 +17,8 @@ change data say so; those marked "commits" end their own transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -31,11 +32,13 @@ from .models import (
     FolderRole,
     Message,
     MessageChunk,
+    OutboxItem,
     SendAsAddress,
     Signature,
     Template,
     UidlEntry,
     Vacation,
+    VacationReplied,
     VerificationCode,
     utcnow,
     value_of,
@@ -64,6 +67,8 @@ _ACCOUNT = _table(Account)
 _INSERT_MESSAGE = insert(_MESSAGE)
 _INSERT_CHUNK = insert(_CHUNK)
 _INSERT_UIDL = insert(_UIDL)
+_OUTBOX = _table(OutboxItem)
+_INSERT_OUTBOX = insert(_OUTBOX)
 
 #: Bound on the number of parameters in one ``IN (...)`` list (SQLite's old limit is 999).
 _IN_BATCH = 500
@@ -102,11 +107,63 @@ class SqlLedger:
         self.session.commit()
 
 
+@dataclass
+class Placement:
+    """Where and how one fetched message is stored, decided before its row is inserted.
+
+    ``outbox``: mail to send because of this message (forward, vacation reply), as
+    :class:`~.models.OutboxItem` values without ``account_id``/``message_id``; the sink
+    inserts them in the message's own transaction, so a crash leaves both or neither.
+    """
+
+    folder_id: int | None = None  #: None: the sink's Inbox
+    is_read: bool = False
+    is_flagged: bool = False
+    outbox: list[dict[str, object]] = field(default_factory=list)
+
+
+class Classifier(Protocol):
+    """Decides each message's :class:`Placement` inside the sink's transaction (filters)."""
+
+    def classify(self, session: Session, message: RetrievedMessage) -> Placement | None:
+        """The placement (None: Inbox, unread); may write rows in ``session``'s transaction.
+
+        Must leave ``message.spool`` at position 0.
+        """
+        ...
+
+    def committed(self) -> None:
+        """What was classified since the last call is durable now."""
+        ...
+
+    def rolled_back(self) -> None:
+        """What was classified since the last commit is gone."""
+        ...
+
+
+#: Builds the classifier for a new :class:`SqlSink` (account id -> classifier or None);
+#: the services register theirs (filters, vacation) with :func:`set_classifier_factory`.
+ClassifierFactory = Callable[[Session, int], "Classifier | None"]
+_classifier_factory: ClassifierFactory | None = None
+
+
+def set_classifier_factory(factory: ClassifierFactory | None) -> None:
+    """Register how sinks get their classifier (None: every message goes to the Inbox)."""
+    global _classifier_factory
+    _classifier_factory = factory
+
+
+_DEFAULT = object()
+
+
 class SqlSink:
     """The engine's :class:`~.engine.types.Sink`: stores messages into a folder.
 
     ``on_commit`` (optional) is called after each successful commit with the ids of
     the messages that commit made durable (the services fire signals from it).
+    ``classifier`` decides each message's folder, flags and outgoing side effects before
+    it is inserted (default: from the registered factory, see
+    :func:`set_classifier_factory`; None: Inbox, unread).
     """
 
     def __init__(
@@ -116,11 +173,16 @@ class SqlSink:
         inbox_folder_id: int,
         *,
         on_commit: Callable[[list[int]], None] | None = None,
+        classifier: Classifier | object | None = _DEFAULT,
     ) -> None:
         self.session = session
         self.account_id = account if isinstance(account, int) else account.id
         self.folder_id = inbox_folder_id
         self.on_commit = on_commit
+        if classifier is _DEFAULT:
+            factory = _classifier_factory
+            classifier = factory(session, self.account_id) if factory is not None else None
+        self.classifier = cast("Classifier | None", classifier)
         self._staged_ids: list[int] = []
         self._staged_bytes = 0
         self._uidl_rows: list[dict[str, object]] = []
@@ -130,12 +192,15 @@ class SqlSink:
         """Stage one message: metadata row, raw chunks, ledger row (not yet durable)."""
         meta = message.meta
         now = utcnow()
+        placement = (self.classifier.classify(self.session, message)
+                     if self.classifier is not None else None)
         # One connection-level execute per row with prebuilt statements: no ORM unit of
         # work and no per-call statement building (that was most of the cost).
         conn = self.session.connection()
         result = conn.execute(_INSERT_MESSAGE, {
             "account_id": self.account_id,
-            "folder_id": self.folder_id,
+            "folder_id": (placement.folder_id if placement is not None
+                          and placement.folder_id is not None else self.folder_id),
             "uidl": message.uidl,
             "sent_at": meta.sent_at,
             "sent_at_source": meta.sent_at_source,
@@ -145,12 +210,18 @@ class SqlSink:
             "subject": meta.subject,
             "message_id": meta.message_id,
             "size": message.size,
-            "is_read": False,  # R18: every retrieved message arrives unread
-            "is_flagged": False,
+            # R18: every retrieved message arrives unread (unless a filter says otherwise)
+            "is_read": placement is not None and placement.is_read,
+            "is_flagged": placement is not None and placement.is_flagged,
         })
         pk = result.inserted_primary_key
         assert pk is not None
         message_id = int(pk[0])
+        if placement is not None and placement.outbox:
+            conn.execute(_INSERT_OUTBOX, [
+                {**row, "account_id": self.account_id, "message_id": message_id,
+                 "created_at": now, "state": "pending", "attempts": 0}
+                for row in placement.outbox])
         spool = message.spool
         seq = 0
         size = 0
@@ -196,6 +267,8 @@ class SqlSink:
         self._uidl_rows = []
         self._staged_bytes = 0
         self.committed_ids.extend(ids)
+        if self.classifier is not None:
+            self.classifier.committed()
         if ids and self.on_commit is not None:
             self.on_commit(ids)
 
@@ -205,6 +278,8 @@ class SqlSink:
         self._staged_ids = []
         self._uidl_rows = []
         self._staged_bytes = 0
+        if self.classifier is not None:
+            self.classifier.rolled_back()
 
 
 def file_sent(session: Session, account_id: int, raw: bytes, meta: MessageMeta) -> int:
@@ -382,7 +457,8 @@ def delete_account_data(session: Session, account_id: int) -> None:
     send_as_ids = select(SendAsAddress.id).where(SendAsAddress.account_id == account_id)
     session.execute(delete(VerificationCode).where(VerificationCode.send_as_id.in_(send_as_ids)))
     session.execute(delete(SendAsAddress).where(SendAsAddress.account_id == account_id))
-    for model in (UidlEntry, Folder, Signature, Template, Filter, Vacation):
+    for model in (OutboxItem, VacationReplied, UidlEntry, Folder, Signature, Template, Filter,
+                  Vacation):
         table = _table(model)
         session.execute(delete(table).where(table.c.account_id == account_id))
     session.execute(delete(_ACCOUNT).where(_ACCOUNT.c.id == account_id))

@@ -308,8 +308,11 @@ class SMTPClient(smtplib.SMTP):
 
     def send_bytes(self, mail_from: str, rcpt_to: Iterable[str], data: bytes
                    ) -> dict[str, tuple[int, bytes]]:
-        """MAIL, RCPT for each, DATA. Returns the recipients refused (when some were)."""
-        sender = check_addr_spec(mail_from)
+        """MAIL, RCPT for each, DATA. Returns the recipients refused (when some were).
+
+        An empty ``mail_from`` is the null sender (``MAIL FROM:<>``, automatic replies).
+        """
+        sender = check_addr_spec(mail_from) if mail_from != "" else ""
         rcpts = [check_addr_spec(r) for r in rcpt_to]
         if not rcpts:
             raise InvalidAddress("no recipients")
