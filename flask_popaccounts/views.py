@@ -85,6 +85,7 @@ def create_blueprint(name: str = "popaccounts") -> Blueprint:
     register_oauth_routes(bp)  # views_oauth.py: OAuth sign-in, re-authenticate, switch
     __import__(f"{__package__}.views_sending", fromlist=["register"]).register(bp)  # R9-R11
     __import__(f"{__package__}.views_settings", fromlist=["register"]).register(bp)  # R1, R19
+    __import__(f"{__package__}.views_filters", fromlist=["register"]).register(bp)  # R1 filters
     return bp
 
 
