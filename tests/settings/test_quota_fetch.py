@@ -77,7 +77,8 @@ def test_quota_mid_fetch_pauses_then_resumes_with_nothing_lost(
 
     def on_fetched(sender: Any, account_id: int, message_id: int) -> None:
         with get_state(app).session_factory() as s:
-            fetched.append(s.scalar(select(Message.message_id).where(Message.id == message_id)))
+            fetched.append(str(s.scalar(select(Message.message_id)
+                                        .where(Message.id == message_id))))
 
     account = svc.create_account(session, OWNER, account_input(dovecot, user, pw))
     with signals.message_fetched.connected_to(on_fetched):

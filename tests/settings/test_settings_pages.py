@@ -77,7 +77,7 @@ def received(smtpd: SMTPServers, rcpt: str) -> EmailMessage:
 def text_of(msg: EmailMessage) -> str:
     part = msg.get_body(("plain",))
     assert part is not None
-    return str(part.get_content()).replace("\r\n", "\n")  # type: ignore[attr-defined]
+    return str(part.get_content()).replace("\r\n", "\n")
 
 
 def save_signature(client: FlaskClient, account_id: int, **over: Any) -> Any:
@@ -109,7 +109,7 @@ def deliver_and_fetch(app: Flask, client: FlaskClient, dovecot: Dovecot, user: s
 def test_signature_applied_on_send_new_reply_forward_and_from_switch(
         send_app: Flask, dovecot: Dovecot, smtpd: SMTPServers) -> None:
     client = login(send_app.test_client())
-    a_id, a_user, a_email = setup_account(client, dovecot, smtpd, "Home")
+    a_id, a_user, _a_email = setup_account(client, dovecot, smtpd, "Home")
     b_id, b_user, b_email = setup_account(client, dovecot, smtpd, "Work")
 
     # A: text + HTML (sanitised), below, new + reply only. B: above, everywhere.
@@ -143,7 +143,7 @@ def test_signature_applied_on_send_new_reply_forward_and_from_switch(
     assert text.rstrip().endswith("-- \nAnn A.\nHome office")
     html_part = msg.get_body(("html",))
     assert html_part is not None
-    html = html_part.get_content()  # type: ignore[attr-defined]
+    html = html_part.get_content()
     assert "<b>Ann A.</b>" in html and "<script" not in html and "javascript:" not in html
     assert "Hi Zed," in html
 
@@ -274,7 +274,8 @@ def test_storage_page_quota_pause_on_the_card_and_freeing_tools(
         card = client.get(f"{PREFIX}/").text
         assert "Paused: your mail storage is full" in card
         assert "Free space on the Storage page" in card
-        assert f'href="{PREFIX}/{a_id}/signature"' in card and f"{PREFIX}/storage#storage-{a_id}" in card
+        assert f'href="{PREFIX}/{a_id}/signature"' in card
+        assert f"{PREFIX}/storage#storage-{a_id}" in card
         assert len(dovecot.server_messages(a_user)) == 4
 
         page = client.get(f"{PREFIX}/storage").text
