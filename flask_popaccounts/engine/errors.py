@@ -53,6 +53,10 @@ def clean_detail(text: str | bytes | None, limit: int = _DETAIL_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+#: code -> class, filled as classes are defined (see PopAccountsError.__init_subclass__)
+_BY_CODE: dict[str, type[PopAccountsError]] = {}
+
+
 class PopAccountsError(Exception):
     """Base of every named failure.
 
@@ -66,6 +70,15 @@ class PopAccountsError(Exception):
     transient: ClassVar[bool] = False  #: the scheduler retries with back-off
     needs_user: ClassVar[bool] = False  #: automatic fetching stops until the user acts
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # Every class that names its own code is found again by that code (account
+        # cards store only the code), wherever it is defined (engine, services).
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__:
+            known = _BY_CODE.setdefault(cls.code, cls)
+            if known is not cls:
+                raise TypeError(f"error code {cls.code!r} is used by {known.__name__} already")
+
     def __init__(self, message: str | None = None, *, detail: str | bytes | None = None) -> None:
         self.detail = clean_detail(detail)
         super().__init__(message or self.title)
@@ -73,6 +86,9 @@ class PopAccountsError(Exception):
     def explain(self) -> str:
         """The title and help, as one plain paragraph for a page."""
         return f"{self.title}. {self.help}"
+
+
+_BY_CODE[PopAccountsError.code] = PopAccountsError
 
 
 class InvalidInput(PopAccountsError):
@@ -303,18 +319,11 @@ class RecipientRefused(SendingNotAllowed):
     help = "Check the recipients' addresses; nothing was sent."
 
 
-ALL_ERRORS: tuple[type[PopAccountsError], ...] = (
-    PopAccountsError, InvalidInput, AddressNotAllowed, PortNotAllowed, PlaintextNotAllowed,
-    ConnectionFailed, ConnectionTimeout, CertificateInvalid, TLSUnavailable,
-    AuthenticationFailed, TokenRejected, MailboxInUse, LoginDelay, ServerUnavailable,
-    ServerRefused, ProtocolError, UIDLUnsupported, UIDLReset, MessageTooLarge,
-    InvalidAddress, HeaderInjection, SMTPStartTLSUnavailable, SMTPAuthFailed,
-    SendingNotAllowed, RecipientRefused, QuotaExceeded,
-)
-
-_BY_CODE = {cls.code: cls for cls in ALL_ERRORS}
-
-
 def error_for_code(code: str) -> type[PopAccountsError]:
     """The class behind a stored code (unknown codes map to the base class)."""
     return _BY_CODE.get(code, PopAccountsError)
+
+
+def registered_codes() -> dict[str, type[PopAccountsError]]:
+    """Every named error known so far, by code (a copy)."""
+    return dict(_BY_CODE)
