@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from flask_popaccounts import get_state, signals
 from flask_popaccounts.engine.errors import QuotaExceeded
 from flask_popaccounts.engine.types import DeletePolicy, Security
-from flask_popaccounts.models import AccountStatus, Folder, Message, UidlEntry
+from flask_popaccounts.models import Account, AccountStatus, Folder, Message, UidlEntry
 from flask_popaccounts.services import accounts as svc
 from flask_popaccounts.services import fetching, quota
 from tests.support.dovecot import Dovecot
@@ -140,4 +140,44 @@ def test_no_quota_means_no_guard_and_config_value_applies(app: Flask, session: S
         assert quota.quota_for(app, "x") == 5
     finally:
         app.config["POPACCOUNTS_QUOTA_BYTES"] = None
+        get_state(app).ext.quota = None
+
+
+def test_paused_account_retries_at_its_recheck_time_and_a_larger_quota_resumes_it(
+        app: Flask, session: Session, dovecot: Dovecot, new_user: tuple[str, str]) -> None:
+    user, pw = new_user
+    dovecot.deliver_many(user, [make_message(i, body_size=3000) for i in range(3)])
+    sizes = [len(r) for r in dovecot.server_messages(user)]
+    limit = [sizes[0] + 10]
+    get_state(app).ext.quota = lambda owner: limit[0]
+    try:
+        account = svc.create_account(session, OWNER, account_input(dovecot, user, pw))
+        with pytest.raises(QuotaExceeded):
+            fetching.fetch_account(app, account.id)
+        session.refresh(account)
+        assert account.status == AccountStatus.PAUSED_QUOTA.value
+        assert account.next_due_at is not None  # re-checked after the interval
+
+        # at the re-check time, still no room for the next one: one login, nothing lost
+        session.execute(update(Account).where(Account.id == account.id)
+                        .values(next_due_at=datetime(2000, 1, 1, tzinfo=timezone.utc)))
+        session.commit()
+        before = logins(dovecot, user)
+        with pytest.raises(QuotaExceeded):
+            fetching.fetch_account(app, account.id)
+        assert logins(dovecot, user) == before + 1
+        session.refresh(account)
+        assert len(dovecot.server_messages(user)) == 3 and account.fetched_total == 1
+        assert account.status == AccountStatus.PAUSED_QUOTA.value
+
+        # the host raises the quota: the next re-check brings the rest in, then deletes
+        limit[0] = sum(sizes) + 10
+        session.execute(update(Account).where(Account.id == account.id)
+                        .values(next_due_at=datetime(2000, 1, 1, tzinfo=timezone.utc)))
+        session.commit()
+        assert fetching.fetch_account(app, account.id).stored == 2
+        session.refresh(account)
+        assert account.status == AccountStatus.OK.value and account.fetched_total == 3
+        assert dovecot.server_messages(user) == []
+    finally:
         get_state(app).ext.quota = None
