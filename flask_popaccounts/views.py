@@ -44,7 +44,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.routing import BuildError
 
 from .engine.errors import PopAccountsError
-from .engine.types import DeletePolicy, Security
+from .engine.types import AuthMethod, DeletePolicy, Security
 from .extension import db_session
 from .forms import FORMS, AccountForm
 from .views_oauth import register_oauth_routes
@@ -313,7 +313,7 @@ def connected(account_id: int) -> ResponseReturnValue:
 
 
 def edit(account_id: int) -> ResponseReturnValue:
-    from .models import AccountStatus
+    from .models import AccountStatus, value_of
     from .services import accounts as svc
 
     account = _account(account_id)
@@ -327,12 +327,15 @@ def edit(account_id: int) -> ResponseReturnValue:
                            "provider_label": PROVIDERS.get(account.provider, {}).get(
                                "label", account.provider),
                            "mode": "edit",
-                           "needs_password": account.status == AccountStatus.NEEDS_PASSWORD}
+                           "needs_password": account.status == AccountStatus.NEEDS_PASSWORD,
+                           "oauth": value_of(account.auth_method) == AuthMethod.XOAUTH2.value}
     if not form.validate_on_submit():
         status = 400 if form.is_submitted() else 200
         return _fail_page(form, "popaccounts/account_form.html", None, status, **ctx)
 
     data = _form_to_input(form, account.provider)
+    if ctx["oauth"]:
+        data.password = None  # the field is not shown: the token set stays as it is
     new_password = data.password is not None
     old = _account_data(account)
     changed = new_password or any(
@@ -359,6 +362,7 @@ def edit(account_id: int) -> ResponseReturnValue:
 
 
 def delete(account_id: int) -> ResponseReturnValue:
+    from .models import value_of
     from .services import accounts as svc
 
     account = _account(account_id)
@@ -367,6 +371,10 @@ def delete(account_id: int) -> ResponseReturnValue:
         if not form.validate_on_submit():
             abort(400, "The form expired or was not sent from this site. Reload and try again.")
         email = account.email
+        if value_of(account.auth_method) == AuthMethod.XOAUTH2.value:
+            from .services import oauth
+
+            oauth.revoke(_app(), account)  # best effort: the grant must not outlive the account
         session = db_session()
         svc.delete_account(session, account)
         session.commit()

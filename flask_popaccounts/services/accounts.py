@@ -244,6 +244,10 @@ def update_account(session: Session, account: Account, data: AccountInput) -> Ac
     :func:`test_incoming` has just passed with them.
     """
     check_input(data)
+    if data.password and value_of(account.auth_method) == AuthMethod.XOAUTH2.value:
+        # The stored secret is an OAuth token set; a password would silently replace it.
+        raise InvalidInput("This account signs in with its provider; use Authenticate instead "
+                           "of a password")
     app = _app()
     server_changed = (
         account.pop_host != data.pop_host.strip() or int(account.pop_port) != int(data.pop_port)

@@ -176,3 +176,51 @@ def test_switch_password_account_to_oauth(oauth_app: Flask, client: FlaskClient,
     assert account.status in (AccountStatus.NEW.value, AccountStatus.OK.value)
     assert "refresh_token" in token_of(oauth_app, account)  # the password is gone
     assert fetching.fetch_account(oauth_app, account_id).stored == 1
+
+
+def test_oauth_account_edit_has_no_password_and_delete_revokes_the_grant(
+        oauth_app: Flask, client: FlaskClient, authsrv: AuthServer, ms_user: MsUser) -> None:
+    sign_in(client, authsrv, f"{PREFIX}/add/pop3/oauth/outlook/start", add_form(ms_user),
+            ms_user)
+    [account] = accounts(oauth_app)
+    before = token_of(oauth_app, account)
+
+    page = client.get(f"{PREFIX}/{account.id}/edit").text
+    assert 'name="password"' not in page and "without a password" in page
+    # A password posted anyway (an old form, a hand-made request) never replaces the token.
+    form = query("?" + _edit_fields(page))
+    form["password"] = "not-a-token"
+    resp = client.post(f"{PREFIX}/{account.id}/edit", data=form)
+    assert resp.status_code == 302, resp.text
+    [account] = accounts(oauth_app)
+    assert token_of(oauth_app, account) == before
+
+    assert any(not t.refresh_revoked for t in authsrv.tokens_of(ms_user.username))
+    page = client.get(f"{PREFIX}/{account.id}/delete").text
+    assert client.post(f"{PREFIX}/{account.id}/delete",
+                       data=query("?" + _edit_fields(page))).status_code == 302
+    assert accounts(oauth_app) == []
+    assert all(t.refresh_revoked for t in authsrv.tokens_of(ms_user.username))
+
+
+def _edit_fields(page: str) -> str:
+    """The edit form's current values, as a query string (inputs, checked boxes, selects)."""
+    import html
+    import re
+    from urllib.parse import urlencode
+
+    pairs: list[tuple[str, str]] = []
+    for tag in re.findall(r"<input[^>]*>", page):
+        name = re.search(r'name="([^"]+)"', tag)
+        if not name or 'type="submit"' in tag:
+            continue
+        if ('type="checkbox"' in tag or 'type="radio"' in tag) and "checked" not in tag:
+            continue
+        value = re.search(r'value="([^"]*)"', tag)
+        pairs.append((name.group(1), html.unescape(value.group(1)) if value else ""))
+    for name, body in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', page, re.S):
+        for option in re.findall(r"<option[^>]*>", body):
+            value = re.search(r'value="([^"]*)"', option)
+            if "selected" in option and value:
+                pairs.append((name, html.unescape(value.group(1))))
+    return urlencode(pairs)
