@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_CA_FILE": None,  # extra CA bundle on top of the system trust store
     "POPACCOUNTS_CONNECT_TIMEOUT": 15.0,
     "POPACCOUNTS_READ_TIMEOUT": 60.0,
+    "POPACCOUNTS_SESSION_TIMEOUT": 1800.0,  # one POP3 session at most (trickling servers)
     "POPACCOUNTS_SOURCE_ADDRESS": None,  # bind outgoing connections (tests)
     # Sending (R9-R11): the host's system mailer, for confirmation codes and for accounts
     # without their own SMTP server
@@ -123,6 +124,8 @@ class PopAccountsState:
             ca_file=config.get("POPACCOUNTS_CA_FILE"),
             connect_timeout=float(config["POPACCOUNTS_CONNECT_TIMEOUT"]),
             read_timeout=float(config["POPACCOUNTS_READ_TIMEOUT"]),
+            session_timeout=(None if config.get("POPACCOUNTS_SESSION_TIMEOUT") is None
+                             else float(config["POPACCOUNTS_SESSION_TIMEOUT"])),
             source_address=(src, 0) if isinstance(src, str) else src,
         )
 

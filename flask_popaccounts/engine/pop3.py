@@ -20,6 +20,7 @@ import base64
 import socket
 import ssl
 import tempfile
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import IO
@@ -113,6 +114,8 @@ class POP3Client:
         self.capa_supported = False
         self.greeting = b""
         self.tls = isinstance(sock, ssl.SSLSocket)
+        self._deadline = (time.monotonic() + net.session_timeout
+                          if net.session_timeout is not None else None)
 
     # -- connecting -------------------------------------------------------------------
     @classmethod
@@ -391,9 +394,16 @@ class POP3Client:
 
     def _fill(self) -> None:
         """Read more bytes into the buffer (dropping what was consumed)."""
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise self._session_too_long()
+            self.sock.settimeout(min(self.net.read_timeout, left))
         try:
             data = self.sock.recv(RECV_SIZE)
         except TimeoutError as exc:
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                raise self._session_too_long() from None
             raise ConnectionTimeout("the server stopped answering", detail=str(exc)) from None
         except ssl.SSLError as exc:
             raise ConnectionFailed("the TLS connection failed", detail=str(exc)) from None
@@ -406,6 +416,10 @@ class POP3Client:
             self._pos = 0
         else:
             self._buf += data
+
+    def _session_too_long(self) -> ConnectionTimeout:
+        return ConnectionTimeout("the session took too long",
+                                 detail=f"over {self.net.session_timeout} s")
 
     def _readline(self, limit: int = MAX_LINE) -> bytes:
         """One line without its line end (CRLF, or a bare LF from sloppy servers)."""

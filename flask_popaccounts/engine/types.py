@@ -48,6 +48,9 @@ class NetPolicy:
     ca_file: str | None = None  #: extra CA bundle on top of the system trust store
     connect_timeout: float = 15.0  #: seconds for TCP connect and for the TLS handshake
     read_timeout: float = 60.0  #: seconds for any single read
+    #: seconds for a whole session: a server that trickles bytes just fast enough to
+    #: beat read_timeout must not hold a worker forever (None: no limit)
+    session_timeout: float | None = 1800.0
     source_address: tuple[str, int] | None = None  #: bind before connecting (tests)
 
 

@@ -419,3 +419,29 @@ def test_sasl_plain_against_dovecot(dovecot: Dovecot, new_user: tuple[str, str],
         finally:
             client.close()
     assert "method=PLAIN" in dovecot.log()
+
+
+def test_trickling_server_is_cut_off_at_the_session_deadline(dovecot: Dovecot,
+                                                             tmp_path: Path) -> None:
+    """Each byte arrives well within read_timeout, yet the session must end."""
+    def handler(conn: FakeConn) -> None:
+        _logged_in(conn)
+        assert conn.readline() == b"UIDL"
+        conn.send(b"+OK\r\n1 aaa\r\n.\r\n")
+        assert conn.readline() == b"LIST"
+        conn.send(b"+OK\r\n1 100000\r\n.\r\n")
+        conn.readline()
+        conn.send(b"+OK\r\n")
+        for _ in range(200):  # 10 s of one byte every 50 ms, never finished
+            conn.send(b"x")
+            time.sleep(0.05)
+
+    store = SqliteStore(str(tmp_path / "s.sqlite"))
+    with FakePOP(handler) as fake:
+        net = replace(_plain_net(fake.port, dovecot), read_timeout=1, session_timeout=1.5)
+        started = time.monotonic()
+        with pytest.raises(E.ConnectionTimeout, match="too long"):
+            fetch(ServerSpec("127.0.0.1", fake.port, Security.PLAIN, "u"), _pw("p"),
+                  RetrievalPolicy(), store, store, net=net)
+        assert time.monotonic() - started < 4
+    assert store.raw_messages() == []
