@@ -223,8 +223,11 @@ def vacation_page(account_id: int) -> ResponseReturnValue:
                   "ends_on": (row.ends_at - timedelta(days=1)).date().isoformat()
                   if row and row.ends_at else ""}
     from .models import utcnow
+    from .services import sending
 
     active = filtering.vacation_active(row, utcnow()) if row is not None else False
+    can_send = sending._verified(session, account, "from",
+                                 (account.send_from or account.email).strip())
     return render_template("popaccounts/vacation.html", account=account, values=values,
-                           problems=problems, active=active,
+                           problems=problems, active=active, can_send=can_send,
                            confirm_form=FORMS["confirm"]()), (422 if problems else 200)

@@ -36,6 +36,7 @@ def test_rule_editor_list_order_and_vacation_pages(send_app: Flask, dovecot: Dov
     index = client.get(f"{PREFIX}/").text
     assert f"{PREFIX}/{aid}/filters" in index and f"{PREFIX}/{aid}/vacation" in index
     assert "No rules yet" in client.get(f"{PREFIX}/{aid}/filters").text
+    assert "vacation-cannot-send" not in client.get(f"{PREFIX}/{aid}/vacation").text
 
     bad = client.post(f"{PREFIX}/{aid}/filters/new", data=rule_form(
         name="", **{"cond-0-op": "matches", "cond-0-value": "(a+)+",
