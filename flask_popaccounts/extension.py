@@ -66,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
     # Scheduling
     "POPACCOUNTS_SCHEDULER_ENABLED": False,
     "POPACCOUNTS_SCHEDULER_TICK_SECONDS": 30,
-    "POPACCOUNTS_WORKERS": 4,
+    "POPACCOUNTS_WORKERS": 16,  # fetches at once per process (mostly waiting on the network)
     "POPACCOUNTS_LEASE_SECONDS": 600,
     # Pages
     "POPACCOUNTS_URL_PREFIX": "/settings/mail-accounts",

@@ -199,6 +199,17 @@ class POP3Client:
         return self.capabilities
 
     def _user_pass(self, username: str, secret: str) -> None:
+        if self.pipelining:
+            # One round trip instead of two (RFC 2449 PIPELINING); both answers are
+            # still read in order, so a refused USER is reported as such.
+            self._send_lines(["USER " + username, "PASS " + secret])
+            answers = [self._readline(), self._readline()]
+            for line in answers:
+                if line.startswith(b"-ERR"):
+                    raise error_for_response(line[4:], AuthenticationFailed)
+                if not line.startswith(b"+OK"):
+                    raise ProtocolError("unexpected answer to USER/PASS", detail=line)
+            return
         try:
             self._simple_command("USER " + username)
         except POP3Error as exc:
@@ -379,10 +390,14 @@ class POP3Client:
 
     # -- wire -------------------------------------------------------------------------
     def _send_line(self, line: str) -> None:
-        if _net.has_control_chars(line):
+        self._send_lines([line])
+
+    def _send_lines(self, lines: list[str]) -> None:
+        """Send commands in one write (pipelined when more than one)."""
+        if any(_net.has_control_chars(line) for line in lines):
             # check_text ran earlier for user input; this guards every other path.
             raise InvalidInput("a command would contain control characters")
-        self._send_raw(line.encode("utf-8") + b"\r\n")
+        self._send_raw(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
 
     def _send_raw(self, data: bytes) -> None:
         try:

@@ -113,7 +113,6 @@ def fetch(
     try:
         report.capabilities = client.capabilities
         uidl_by_num = client.uidl()
-        sizes = client.list_sizes()
         entries = ledger.entries()
         report.server_count = len(uidl_by_num)
 
@@ -135,6 +134,8 @@ def fetch(
 
         new_nums = [n for u, n in num_by_uidl.items() if u not in entries]
         new_nums.sort()
+        # Sizes matter only for new mail: an idle poll saves LIST's round trip.
+        sizes = client.list_sizes() if new_nums else {}
         report.new = len(new_nums)
         wanted: list[int] = []
         for n in new_nums:

@@ -445,3 +445,42 @@ def test_trickling_server_is_cut_off_at_the_session_deadline(dovecot: Dovecot,
                   RetrievalPolicy(), store, store, net=net)
         assert time.monotonic() - started < 4
     assert store.raw_messages() == []
+
+
+def test_idle_poll_costs_few_round_trips(dovecot: Dovecot, tmp_path: Path) -> None:
+    """With PIPELINING, USER and PASS travel together; with nothing new, no LIST at all."""
+    bursts: list[list[bytes]] = []
+    body = b"Subject: hi\r\n\r\nhello\r\n"
+
+    def handler(conn: FakeConn) -> None:
+        _greet_capa(conn, b"USER\r\nUIDL\r\nPIPELINING\r\n")
+        while True:
+            burst = [conn.readline()]
+            while b"\r\n" in conn.buf:  # what arrived in the same write
+                burst.append(conn.readline())
+            bursts.append(burst)
+            for cmd in burst:
+                if cmd.startswith((b"USER", b"PASS")):
+                    conn.send(b"+OK\r\n")
+                elif cmd == b"UIDL":
+                    conn.send(b"+OK\r\n1 only\r\n.\r\n")
+                elif cmd == b"LIST":
+                    conn.send(b"+OK\r\n1 %d\r\n.\r\n" % len(body))
+                elif cmd == b"RETR 1":
+                    conn.send(b"+OK\r\n" + body + b".\r\n")
+                elif cmd == b"QUIT":
+                    conn.send(b"+OK bye\r\n")
+                    return
+
+    store = SqliteStore(str(tmp_path / "s.sqlite"))
+    with FakePOP(handler) as fake:
+        server = ServerSpec("127.0.0.1", fake.port, Security.PLAIN, "u")
+        net = _plain_net(fake.port, dovecot)
+        assert fetch(server, _pw("p"), RetrievalPolicy(), store, store, net=net).stored == 1
+        assert bursts == [[b"USER u", b"PASS p"], [b"UIDL"], [b"LIST"], [b"RETR 1"], [b"QUIT"]]
+
+        bursts.clear()
+        report = fetch(server, _pw("p"), RetrievalPolicy(), store, store, net=net)
+        assert report.new == 0 and report.server_count == 1
+        assert bursts == [[b"USER u", b"PASS p"], [b"UIDL"], [b"QUIT"]]
+    assert store.raw_messages() == [body]
