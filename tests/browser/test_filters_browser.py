@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from flask_popaccounts.models import Folder, Message
+from flask_popaccounts.services import fetching
 from flask_popaccounts.services.fetching import wait_for_check
 from tests.filters.conftest import db, mail, setup_account
 from tests.sending.conftest import smtpd  # noqa: F401 (fixture)
@@ -91,6 +92,7 @@ def test_filter_and_vacation_made_in_the_pages_act_on_fetched_mail(
     with page.expect_response(re.compile(rf"/{aid}/check")):  # (progress.js posts it)
         page.locator(f"form[action$='/{aid}/check'] button").click()
     assert wait_for_check(aid, timeout=30)
+    fetching._threads.pop(aid, None)  # (a module-global registry: later tests reuse ids)
     with db(app) as s:
         placed = dict(s.execute(select(Message.subject, Folder.name)
                                 .join(Folder, Folder.id == Message.folder_id)
