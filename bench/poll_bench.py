@@ -1,8 +1,7 @@
 """Polling benchmark: 1,000 idle accounts, 25 ms one-way latency, one process.
 
     python -m bench.poll_bench [--accounts 1000] [--delay-ms 25] [--json PATH]
-                               [--variant default] [--variant workers=16]
-                               [--variant workers=16,cached-tls] ...
+                               [--variant default] [--variant workers=4] ...
 
 What it does:
 
@@ -21,9 +20,7 @@ CPU seconds (user + system, all threads: dispatcher, workers, TLS, SQLite) per i
 poll, and Dovecot's own CPU for comparison.
 
 Each ``--variant`` is one more timed cycle over the same filled ledgers: ``default``
-(the extension's settings), ``workers=N`` (another pool size), and ``cached-tls``, a
-what-if that replaces ``engine.net.tls_context`` with a cached one for that cycle
-(building a context loads the system trust store: ~55 ms of CPU per connection here).
+(the extension's settings) or ``workers=N`` (another pool size).
 """
 
 from __future__ import annotations
@@ -128,32 +125,16 @@ def run_cycle(app: Any, workers: int | None, since: datetime, n: int,
 def timed_cycle(app: Any, dc: Dovecot, variant: str, since: datetime, n: int,
                 delay_ms: float) -> dict[str, Any]:
     """One timed polling cycle of every account under ``variant``."""
-    from flask_popaccounts.engine import net
-
     opts = dict(kv.partition("=")[::2] for kv in variant.split(",") if kv)
     workers = int(opts.get("workers") or DEFAULTS["POPACCOUNTS_WORKERS"])
     app.config["POPACCOUNTS_WORKERS"] = workers
-    original = net.tls_context
-    if "cached-tls" in opts:
-        cache: dict[Any, Any] = {}
-
-        def cached(policy: Any) -> Any:
-            key = policy.ca_file
-            if key not in cache:
-                cache[key] = original(policy)
-            return cache[key]
-
-        net.tls_context = cached  # type: ignore[assignment]
     log(f"timed cycle [{variant}]: {n} idle accounts, {delay_ms} ms one way, "
         f"{workers} workers")
-    try:
-        dc_cpu0 = dovecot_cpu(dc)
-        r0 = resource.getrusage(resource.RUSAGE_SELF)
-        wall = run_cycle(app, None, since, n, 900)
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
-        dc_cpu1 = dovecot_cpu(dc)
-    finally:
-        net.tls_context = original  # type: ignore[assignment]
+    dc_cpu0 = dovecot_cpu(dc)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    wall = run_cycle(app, None, since, n, 900)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    dc_cpu1 = dovecot_cpu(dc)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     factory = get_state(app).session_factory
     with factory() as s:
@@ -179,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--accounts", type=int, default=1000)
     ap.add_argument("--delay-ms", type=float, default=25.0)
     ap.add_argument("--variant", action="append", default=None,
-                    help="default | workers=N | workers=N,cached-tls (repeatable)")
+                    help="default | workers=N (repeatable)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args(argv)
     n = a.accounts
