@@ -29,4 +29,6 @@ lint: venv
 	$(VENV)/bin/mypy
 
 bench: venv
+	./scripts/install-system-deps.sh --bench
 	$(PY) -m bench.fetch_bench
+	$(PY) -m bench.poll_bench
