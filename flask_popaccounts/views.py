@@ -40,13 +40,15 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
-from werkzeug.exceptions import NotFound
 from werkzeug.routing import BuildError
 
 from .engine.errors import PopAccountsError
 from .engine.types import AuthMethod, DeletePolicy, Security
 from .extension import db_session
 from .forms import FORMS, AccountForm
+from .viewhelpers import owned_account as _account
+from .viewhelpers import owner_id as _owner
+from .viewhelpers import this_app as _app
 from .views_oauth import register_oauth_routes
 
 #: Providers offered in step 2, with what the form is prefilled with.
@@ -100,27 +102,6 @@ def _require_login() -> ResponseReturnValue | None:
             abort(401)
         return manager.unauthorized()
     return None
-
-
-def _owner() -> str:
-    return str(current_user.get_id())
-
-
-def _app() -> Any:
-    return current_app._get_current_object()  # type: ignore[attr-defined]
-
-
-def _account(account_id: int) -> Any:
-    """The signed-in user's account, or 404 (also for other users' ids)."""
-    from .services import accounts as svc
-
-    try:
-        account = svc.get_owned_account(db_session(), _owner(), account_id)
-    except (LookupError, PermissionError):
-        raise NotFound() from None
-    if account is None:
-        raise NotFound()
-    return account
 
 
 def mailbox_url(account_id: int) -> str | None:

@@ -23,12 +23,12 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user
 from werkzeug.exceptions import NotFound
 
 from .engine import filters as rules
 from .extension import db_session
 from .forms import FORMS
+from .viewhelpers import owned_account as _account
 
 #: Editor rows shown beyond the rule's own (empty rows are ignored on save).
 SPARE_ROWS = 2
@@ -50,22 +50,6 @@ def register(bp: Blueprint) -> None:
                     methods=["POST"])
     bp.add_url_rule("/<int:account_id>/vacation", "vacation", vacation_page,
                     methods=["GET", "POST"])
-
-
-def _owner() -> str:
-    return str(current_user.get_id())
-
-
-def _account(account_id: int) -> Any:
-    from .services import accounts as svc
-
-    try:
-        account = svc.get_owned_account(db_session(), _owner(), account_id)
-    except (LookupError, PermissionError):
-        raise NotFound() from None
-    if account is None:
-        raise NotFound()
-    return account
 
 
 def _rule(account_id: int, rule_id: int) -> Any:

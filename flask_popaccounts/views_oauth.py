@@ -43,6 +43,8 @@ from .engine.errors import PopAccountsError
 from .engine.types import DeletePolicy
 from .extension import db_session
 from .forms import FORMS, _choices, _days_when_needed, email_address, no_control_chars
+from .viewhelpers import owner_id as _owner
+from .viewhelpers import this_app as _app
 
 _PENDING = "popaccounts_oauth"
 _PENDING_MAX = 5  #: sign-ins a user may have open at once
@@ -96,15 +98,6 @@ def register_oauth_routes(bp: Blueprint) -> None:
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-def _app() -> Any:
-    return current_app._get_current_object()  # type: ignore[attr-defined]
-
-
-def _owner() -> str:
-    from flask_login import current_user
-
-    return str(current_user.get_id())
 
 
 def _oauth() -> Any:

@@ -18,7 +18,6 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user
 from flask_wtf import FlaskForm
 from werkzeug.exceptions import NotFound
 from wtforms import Field, IntegerField, PasswordField, RadioField, SelectField, StringField
@@ -28,6 +27,9 @@ from .engine.errors import PopAccountsError
 from .engine.types import Security
 from .extension import db_session
 from .forms import FORMS, _choices, host_name, no_control_chars
+from .viewhelpers import owned_account as _account
+from .viewhelpers import owner_id as _owner
+from .viewhelpers import this_app as _app
 
 
 def allowed_smtp_port(form: Any, field: Field) -> None:
@@ -104,23 +106,6 @@ def register(bp: Blueprint) -> None:
                     methods=["GET", "POST"])
     bp.add_url_rule("/send-as/<int:send_as_id>/resend", "resend_code", resend_code,
                     methods=["POST"])
-
-
-def _owner() -> str:
-    return str(current_user.get_id())
-
-
-def _app() -> Any:
-    return current_app._get_current_object()  # type: ignore[attr-defined]
-
-
-def _account(account_id: int) -> Any:
-    from .services import accounts as svc
-
-    try:
-        return svc.get_owned_account(db_session(), _owner(), account_id)
-    except (LookupError, PermissionError):
-        raise NotFound() from None
 
 
 def _row(send_as_id: int) -> Any:

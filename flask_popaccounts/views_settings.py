@@ -22,9 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user
 from flask_wtf import FlaskForm
 from werkzeug.exceptions import NotFound
 from wtforms import BooleanField, HiddenField, IntegerField, RadioField, StringField, TextAreaField
@@ -32,6 +31,9 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
 from .extension import db_session
 from .forms import FORMS, _choices, no_control_chars
+from .viewhelpers import owned_account as _account
+from .viewhelpers import owner_id as _owner
+from .viewhelpers import this_app as _app
 
 
 class SignatureForm(FlaskForm):
@@ -89,23 +91,6 @@ def register(bp: Blueprint) -> None:
                     methods=["POST"])
     bp.add_url_rule("/<int:account_id>/storage/delete-older", "delete_older", delete_older,
                     methods=["GET", "POST"])
-
-
-def _owner() -> str:
-    return str(current_user.get_id())
-
-
-def _app() -> Any:
-    return current_app._get_current_object()  # type: ignore[attr-defined]
-
-
-def _account(account_id: int) -> Any:
-    from .services import accounts as svc
-
-    try:
-        return svc.get_owned_account(db_session(), _owner(), account_id)
-    except (LookupError, PermissionError):
-        raise NotFound() from None
 
 
 def _confirm_or_400() -> None:
