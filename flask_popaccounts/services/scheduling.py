@@ -6,7 +6,9 @@ sharing the database agree on who fetches what:
 
 - PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` picks due rows that no other
   transaction is looking at, and the lease is written in the same transaction.
-- Other databases (SQLite): a conditional ``UPDATE ... WHERE lease is free`` per
+- SQLite: one ``UPDATE ... WHERE id IN (due, limited) RETURNING id``, atomic under
+  its single writer lock, so concurrent claimers each get different accounts.
+- Databases without RETURNING: a conditional ``UPDATE ... WHERE lease is free`` per
   candidate; the row count says whether we won.
 
 A process that dies stops renewing its leases; they expire and another process takes
@@ -105,8 +107,9 @@ def claim_due(session: Session, worker: str, limit: int, lease_seconds: int,
                   Account.next_due_at, Account.id)
         .limit(limit)
     )
+    dialect = session.get_bind().dialect
     claimed: list[int] = []
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect.name == "postgresql":
         ids = list(session.scalars(due.with_for_update(skip_locked=True)))
         if ids:
             session.execute(
@@ -115,12 +118,35 @@ def claim_due(session: Session, worker: str, limit: int, lease_seconds: int,
                 .values(lease_owner=worker, lease_expires_at=expires, check_requested_at=None)
             )
         claimed = ids
+    elif dialect.update_returning:
+        # SQLite: ONE statement picks and leases the due rows under the write lock, so
+        # concurrent claimers never pick the same row and every call gets up to
+        # ``limit`` accounts while any are due. (Reading candidates first and then
+        # racing for them made all idle workers race for the same top row: the losers
+        # got nothing and idled until the next tick, while hundreds were due.)
+        # The order is taken from a plain read first: RETURNING's order is arbitrary
+        # and check_requested_at, which decides it, is cleared by the claim.
+        order = {aid: i for i, aid in enumerate(session.scalars(due.limit(limit * 2 + 8)))}
+        session.commit()  # end any read transaction: the UPDATE starts a fresh one
+        if order:
+            rows = session.execute(
+                update(Account)
+                .where(Account.id.in_(due.correlate(None).scalar_subquery()))
+                .values(lease_owner=worker, lease_expires_at=expires, check_requested_at=None)
+                .returning(Account.id)
+                .execution_options(synchronize_session=False)
+            )
+            ids = [row[0] for row in rows]
+            claimed = sorted(ids, key=lambda aid: (order.get(aid, len(order)), aid))
     else:
-        candidates = session.scalars(due).all()
-        # End the read transaction first: on SQLite (WAL) a reader that later writes
-        # fails at once instead of waiting; each UPDATE below starts a fresh one.
+        # Neither (no RETURNING): a conditional UPDATE per candidate, the row count
+        # says whether we won; read more candidates than wanted so that losing a race
+        # for one does not leave the caller empty-handed while others are due.
+        candidates = session.scalars(due.limit(limit * 4 + 16)).all()
         session.commit()
         for account_id in candidates:
+            if len(claimed) >= limit:
+                break
             result = session.execute(
                 update(Account)
                 .where(Account.id == account_id, _due_clause(now))

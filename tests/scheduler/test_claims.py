@@ -141,3 +141,52 @@ def test_heartbeat_renews_while_held_and_notices_a_takeover(factory):
             hb.check()
     with factory() as s:
         assert s.get(Account, account_id).lease_owner == "other"  # never given back by us
+
+
+def test_concurrent_single_claims_never_come_back_empty_while_accounts_are_due(factory):
+    # The scheduler's workers each claim their next account with limit=1. They used
+    # to read the same top candidate and race for it; the losers got nothing and
+    # idled until the next tick although hundreds were due (the poll benchmark ran
+    # with 2-3 of 16 workers busy).
+    with factory() as s:
+        ids = _add(s, 64)
+    results: dict[str, list[int]] = {}
+    barrier = threading.Barrier(8)
+
+    def grab(name: str) -> None:
+        barrier.wait()
+        got: list[int] = []
+        with factory() as s:
+            for _ in range(8):
+                got += scheduling.claim_due(s, name, 1, 600)
+        results[name] = got
+
+    threads = [threading.Thread(target=grab, args=(f"w{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(len(got) == 8 for got in results.values()), results
+    claimed = [i for got in results.values() for i in got]
+    assert sorted(claimed) == sorted(ids)
+
+
+def test_claim_due_is_one_statement_on_sqlite(factory):
+    with factory() as s:
+        _add(s, 5)
+    statements: list[str] = []
+    engine = factory.kw["bind"]
+    from sqlalchemy import event
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with factory() as s:
+            assert len(scheduling.claim_due(s, "me", 3, 600)) == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    updates = [st for st in statements if st.lstrip().upper().startswith("UPDATE")]
+    assert len(updates) == 1 and "RETURNING" in updates[0]
+    assert "FROM popaccounts_account" in updates[0]  # the due subquery is not correlated
