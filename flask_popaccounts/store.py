@@ -4,11 +4,14 @@
 (:mod:`flask_popaccounts.engine.types`) over the ``popaccounts_*`` tables; the
 services build one pair per fetch session, on a session of their own.
 
-The sink's hot path uses Core inserts (no ORM unit of work) and streams each spooled
-message into :class:`~.models.MessageChunk` rows of at most :data:`CHUNK_SIZE` bytes, so
-no message is ever held whole in memory. Everything ``add()`` stages (the message row,
-its chunks, its ledger row and the account's counters) becomes durable together in
-``commit()``; the engine decides how often that is (group commit).
+The sink's hot path uses Core inserts (no ORM unit of work). A message that fits in
+one :class:`~.models.MessageChunk` (at most :data:`CHUNK_SIZE` bytes) is buffered and
+written with the others in a few ``executemany`` batches (message rows with ``INSERT ..
+RETURNING`` in parameter order, then chunks, outbox and ledger rows); the buffer is
+written early once it holds :data:`BATCH_BYTES`. A larger message is streamed into
+chunk rows, so no message is ever held whole in memory. Everything ``add()`` stages
+(the message row, its chunks, its ledger row and the account's counters) becomes
+durable together in ``commit()``; the engine decides how often that is (group commit).
 
 The read side (``list_messages``, ``iter_raw``...) serves the pages. Functions that
 change data say so; those marked "commits" end their own transaction.
@@ -20,7 +23,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from .engine.types import LedgerEntry, MessageMeta, RetrievedMessage
@@ -65,13 +68,43 @@ _UIDL = _table(UidlEntry)
 _ACCOUNT = _table(Account)
 
 _INSERT_MESSAGE = insert(_MESSAGE)
+#: Many message rows at once, their ids returned in the order of the parameters
+#: (SQLAlchemy's "insertmanyvalues": batched on SQLite and PostgreSQL, row by row where
+#: a backend cannot guarantee the order).
+_INSERT_MESSAGES = insert(_MESSAGE).returning(_MESSAGE.c.id, sort_by_parameter_order=True)
 _INSERT_CHUNK = insert(_CHUNK)
 _INSERT_UIDL = insert(_UIDL)
 _OUTBOX = _table(OutboxItem)
 _INSERT_OUTBOX = insert(_OUTBOX)
 
+#: Buffered raw bytes of small messages above which the sink writes them (uncommitted).
+BATCH_BYTES = 8 * 1024 * 1024
+
 #: Bound on the number of parameters in one ``IN (...)`` list (SQLite's old limit is 999).
 _IN_BATCH = 500
+
+
+def _insert_message(conn: Connection, row: Mapping[str, object]) -> int:
+    """Insert one message row; its id."""
+    pk = conn.execute(_INSERT_MESSAGE, row).inserted_primary_key
+    assert pk is not None
+    return int(pk[0])
+
+
+def _insert_messages_sqlite(conn: Connection, rows: list[dict[str, object]]) -> list[int]:
+    """Insert message rows in one ``executemany``; their ids, in order (SQLite).
+
+    SQLite does not promise the order of ``RETURNING`` rows (SQLAlchemy would then insert
+    row by row), so the ids are chosen here: the first row is inserted alone, which takes
+    the database's single write lock for the rest of this transaction; nobody else can
+    insert until we commit or roll back, so the ids above the table's largest are ours.
+    """
+    first = _insert_message(conn, rows[0])
+    top = int(conn.execute(select(func.max(_MESSAGE.c.id))).scalar_one())
+    ids = [first, *range(top + 1, top + len(rows))]
+    conn.execute(_INSERT_MESSAGE, [{**row, "id": mid}
+                                   for mid, row in zip(ids[1:], rows[1:], strict=True)])
+    return ids
 
 
 class SqlLedger:
@@ -186,6 +219,9 @@ class SqlSink:
         self._staged_ids: list[int] = []
         self._staged_bytes = 0
         self._uidl_rows: list[dict[str, object]] = []
+        #: small messages not yet inserted: (message row, raw bytes, outbox rows)
+        self._pending: list[tuple[dict[str, object], bytes, list[dict[str, object]]]] = []
+        self._pending_bytes = 0
         self.committed_ids: list[int] = []  #: every message id made durable by this sink
 
     def add(self, message: RetrievedMessage) -> None:
@@ -194,10 +230,7 @@ class SqlSink:
         now = utcnow()
         placement = (self.classifier.classify(self.session, message)
                      if self.classifier is not None else None)
-        # One connection-level execute per row with prebuilt statements: no ORM unit of
-        # work and no per-call statement building (that was most of the cost).
-        conn = self.session.connection()
-        result = conn.execute(_INSERT_MESSAGE, {
+        row: dict[str, object] = {
             "account_id": self.account_id,
             "folder_id": (placement.folder_id if placement is not None
                           and placement.folder_id is not None else self.folder_id),
@@ -213,34 +246,78 @@ class SqlSink:
             # R18: every retrieved message arrives unread (unless a filter says otherwise)
             "is_read": placement is not None and placement.is_read,
             "is_flagged": placement is not None and placement.is_flagged,
-        })
-        pk = result.inserted_primary_key
-        assert pk is not None
-        message_id = int(pk[0])
-        if placement is not None and placement.outbox:
-            conn.execute(_INSERT_OUTBOX, [
-                {**row, "account_id": self.account_id, "message_id": message_id,
-                 "created_at": now, "state": "pending", "attempts": 0}
-                for row in placement.outbox])
-        spool = message.spool
-        seq = 0
-        size = 0
-        while True:
-            data = spool.read(CHUNK_SIZE)
-            if not data:
-                break
-            conn.execute(_INSERT_CHUNK, {"message_id": message_id, "seq": seq, "data": data})
-            seq += 1
-            size += len(data)
-        if seq == 0:  # an empty message still gets one (empty) chunk: reads stay uniform
-            conn.execute(_INSERT_CHUNK, {"message_id": message_id, "seq": 0, "data": b""})
+        }
+        outbox = [{**item, "account_id": self.account_id, "created_at": now,
+                   "state": "pending", "attempts": 0}
+                  for item in (placement.outbox if placement is not None else ())]
         # Ledger rows go in one executemany at commit time, still in this transaction.
         self._uidl_rows.append({"account_id": self.account_id, "uidl": message.uidl,
                                 "stored_at": now, "on_server": True})
+        spool = message.spool
+        first = spool.read(CHUNK_SIZE)
+        second = spool.read(CHUNK_SIZE) if len(first) >= CHUNK_SIZE else b""
+        if not second:
+            # One chunk (possibly empty: reads stay uniform): buffered, written in a batch.
+            self._pending.append((row, first, outbox))
+            self._pending_bytes += len(first)
+            self._staged_bytes += len(first)
+            if self._pending_bytes >= BATCH_BYTES:
+                self._write_pending()
+            return
+        # A large message: what is buffered goes first (ids stay in fetch order), then
+        # this one is streamed chunk by chunk.
+        self._write_pending()
+        conn = self.session.connection()
+        message_id = _insert_message(conn, row)
+        self._insert_outbox(conn, [(message_id, outbox)])
+        seq = 0
+        size = 0
+        data = first
+        while data:
+            conn.execute(_INSERT_CHUNK, {"message_id": message_id, "seq": seq, "data": data})
+            seq += 1
+            size += len(data)
+            data, second = second, b""
+            if not data:
+                data = spool.read(CHUNK_SIZE)
         self._staged_ids.append(message_id)
         self._staged_bytes += size
 
+    @staticmethod
+    def _insert_outbox(conn: Connection,
+                       items: list[tuple[int, list[dict[str, object]]]]) -> None:
+        rows = [{**row, "message_id": message_id}
+                for message_id, outbox in items for row in outbox]
+        if rows:
+            conn.execute(_INSERT_OUTBOX, rows)
+
+    def _write_pending(self) -> None:
+        """Insert the buffered small messages (rows, chunks, outbox rows); no commit."""
+        pending = self._pending
+        if not pending:
+            return
+        conn = self.session.connection()
+        rows = [row for row, _d, _o in pending]
+        dialect = conn.dialect
+        if len(rows) > 1 and dialect.name == "sqlite":
+            ids = _insert_messages_sqlite(conn, rows)
+        elif len(rows) > 1 and dialect.insert_executemany_returning_sort_by_parameter_order:
+            ids = [int(i) for i in conn.execute(_INSERT_MESSAGES, rows).scalars()]
+        else:
+            ids = [_insert_message(conn, row) for row in rows]
+        if len(ids) != len(pending):  # pragma: no cover - the driver broke its contract
+            raise RuntimeError(f"{len(pending)} messages inserted, {len(ids)} ids returned")
+        conn.execute(_INSERT_CHUNK, [{"message_id": mid, "seq": 0, "data": data}
+                                     for mid, (_r, data, _o) in zip(ids, pending, strict=True)])
+        self._insert_outbox(conn, [(mid, outbox)
+                                   for mid, (_r, _d, outbox) in zip(ids, pending, strict=True)
+                                   if outbox])
+        self._pending = []
+        self._pending_bytes = 0
+        self._staged_ids.extend(ids)
+
     def _flush(self) -> None:
+        self._write_pending()
         if self._uidl_rows:
             self.session.connection().execute(_INSERT_UIDL, self._uidl_rows)
         if self._staged_ids:
@@ -265,6 +342,8 @@ class SqlSink:
             raise
         ids, self._staged_ids = self._staged_ids, []
         self._uidl_rows = []
+        self._pending = []
+        self._pending_bytes = 0
         self._staged_bytes = 0
         self.committed_ids.extend(ids)
         if self.classifier is not None:
@@ -277,6 +356,8 @@ class SqlSink:
         self.session.rollback()
         self._staged_ids = []
         self._uidl_rows = []
+        self._pending = []
+        self._pending_bytes = 0
         self._staged_bytes = 0
         if self.classifier is not None:
             self.classifier.rolled_back()

@@ -130,7 +130,7 @@ def test_delete_account_data_removes_everything(session):
 
 
 def test_sink_speed_2000_messages(session):
-    """2,000 x 20 KB through the sink on SQLite, group commit every 64 (the engine default)."""
+    """2,000 x 20 KB through the sink on SQLite, group commit every 256 (the engine default)."""
     acc = make_account(session)
     inbox = store.folder_id_for(session, acc.id)
     body = b"Subject: s\r\n\r\n" + b"0123456789abcdef\r\n" * 1100
@@ -138,10 +138,67 @@ def test_sink_speed_2000_messages(session):
     t = time.perf_counter()
     for i in range(2000):
         sink.add(msg(f"uid{i:05d}", body, T0 + timedelta(seconds=i)))
-        if i % 64 == 63:
+        if i % 256 == 255:
             sink.commit()
     sink.commit()
     elapsed = time.perf_counter() - t
     assert store.count_messages(session, acc.id) == 2000
     print(f"\nSqlSink: 2000 x {len(body)} B in {elapsed:.2f} s")
     assert elapsed < 10
+
+
+def test_sink_batches_small_messages_and_streams_large_ones_in_order(session, monkeypatch):
+    """Small messages are buffered and inserted in batches, a large one streamed; the ids
+    follow the fetch order, every message keeps its bytes, outbox rows their message."""
+    monkeypatch.setattr(store, "BATCH_BYTES", 3000)  # write the buffer early, too
+
+    class Forward:
+        def classify(self, session, message):
+            if message.uidl.endswith("f"):
+                return store.Placement(is_flagged=True, outbox=[
+                    {"kind": "forward", "recipient": f"{message.uidl}@example.org",
+                     "rule_id": None}])
+            return None
+
+        def committed(self):
+            pass
+
+        def rolled_back(self):
+            pass
+
+    acc = make_account(session)
+    inbox = store.folder_id_for(session, acc.id)
+    raws = {
+        "s1": b"Subject: 1\r\n\r\n" + b"a" * 1000,
+        "s2f": b"Subject: 2\r\n\r\n" + b"b" * 2500,
+        "big": b"Subject: big\r\n\r\n" + os.urandom(store.CHUNK_SIZE * 2 + 7),
+        "s3": b"Subject: 3\r\n\r\n" + b"c" * 10,
+        "one": b"x" * store.CHUNK_SIZE,  # exactly one chunk: still the batch path
+        "s4f": b"Subject: 4\r\n\r\n",
+        "empty": b"",
+    }
+    sink = store.SqlSink(session, acc.id, inbox, classifier=Forward())
+    for uidl, raw in raws.items():
+        sink.add(msg(uidl, raw, T0))
+    sink.add(msg("gone", b"Subject: gone\r\n\r\n", T0))
+    sink.rollback()  # drops everything staged, buffered or already inserted
+    assert store.count_messages(session, acc.id) == 0
+    for uidl, raw in raws.items():
+        sink.add(msg(uidl, raw, T0))
+    sink.commit()
+    ids = sink.committed_ids
+    assert len(ids) == len(raws) and ids == sorted(ids)
+    by_id = {m.id: m for m in session.scalars(select(Message))}
+    assert [by_id[i].uidl for i in ids] == list(raws)
+    for i in ids:
+        assert store.read_raw(session, i) == raws[by_id[i].uidl]
+    assert [by_id[i].is_flagged for i in ids] == [u.endswith("f") for u in raws]
+    from flask_popaccounts.models import OutboxItem
+
+    outbox = {o.recipient: o.message_id for o in session.scalars(select(OutboxItem))}
+    assert outbox == {f"{by_id[i].uidl}@example.org": i for i in ids
+                      if by_id[i].uidl.endswith("f")}
+    assert set(store.SqlLedger(session, acc.id).entries()) == set(raws)
+    session.refresh(acc)
+    assert acc.message_count == len(raws)
+    assert acc.bytes_stored == sum(len(r) for r in raws.values())
