@@ -8,6 +8,7 @@ once, so parsing degrades field by field and records what went wrong in ``defect
 from __future__ import annotations
 
 import email.header
+import email.headerregistry
 import email.policy
 import email.utils
 import re
@@ -21,6 +22,7 @@ FIELD_LIMIT = 2000  #: decoded fields are cut to this many characters
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 def read_header_section(spool: IO[bytes], limit: int = HEADER_LIMIT) -> bytes:
@@ -43,7 +45,7 @@ def read_header_section(spool: IO[bytes], limit: int = HEADER_LIMIT) -> bytes:
 
 
 def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def _undo_surrogates(text: str) -> str:
@@ -126,16 +128,77 @@ def split_headers(header_bytes: bytes, defects: list[str]) -> dict[str, list[str
     return fields
 
 
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+#: One mailbox whose display name is only encoded-words: ``=?..?= <local@domain>``.
+_ENCODED_MAILBOX = re.compile(
+    r"(?P<name>=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=(?:[ \t]+=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)*)"
+    rf"[ \t]*<(?P<local>{_ATEXT}(?:\.{_ATEXT})*)@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+)
+_ADDRESS_FIELDS = frozenset({"from", "to", "cc"})
+
+
+def _decode_words_strictly(value: str) -> str | None:
+    """Well-formed encoded-words (each between whitespace or the ends) decoded; else None.
+
+    The fast path of :func:`_decode_value`: the result is what policy.default gives for
+    such values, at a fraction of the cost; anything unusual returns None.
+    """
+    out: list[str] = []
+    last = 0
+    for m in _ENCODED_WORD.finditer(value):
+        start, end = m.span()
+        if (start and not value[start - 1].isspace()) or (
+                end < len(value) and not value[end].isspace()):
+            return None
+        between = value[last:start]
+        if "=?" in between:
+            return None
+        if not (out and last and between.isspace()):
+            out.append(between)  # whitespace between adjacent encoded words is dropped
+        try:
+            ((data, charset),) = email.header.decode_header(m.group(0))
+            if not isinstance(data, bytes) or not charset:
+                return None
+            out.append(data.decode(charset))
+        except Exception:  # LookupError, HeaderParseError, UnicodeDecodeError, ...
+            return None
+        last = end
+    if not out or "=?" in value[last:]:
+        return None
+    out.append(value[last:])
+    text = "".join(out)
+    return None if _ENCODED_WORD.search(text) or _CTRL.search(text) else text
+
+
+def _decode_fast(name: str, value: str) -> str | None:
+    """The common RFC 2047 shapes decoded cheaply (None: use the full parser)."""
+    if name.lower() not in _ADDRESS_FIELDS:
+        return _decode_words_strictly(value)
+    m = _ENCODED_MAILBOX.fullmatch(value.strip())
+    if m is None:
+        return None
+    display = _decode_words_strictly(m["name"])
+    if not display or display != display.strip():
+        return None
+    return str(email.headerregistry.Address(display, m["local"], m["domain"]))
+
+
 def _decode_value(name: str, value: str, defects: list[str]) -> str:
     """One header value decoded: RFC 2047 via policy.default, leniently when that fails.
 
-    Raw 8-bit values skip policy.default (it turns their bytes into U+FFFD); we
-    decode the original bytes (UTF-8, then cp1252) and any encoded-words in them.
+    Well-formed encoded-words in an unstructured value, or a single mailbox whose display
+    name is encoded, take a fast path with the same result (policy.default's header
+    registry costs about 0.4 ms a value). Raw 8-bit values skip policy.default (it turns
+    their bytes into U+FFFD); we decode the original bytes (UTF-8, then cp1252) and any
+    encoded-words in them.
     """
     if _has_surrogates(value):
         return _decode_words_leniently(_undo_surrogates(value), defects)
     if "=?" not in value:
         return value  # nothing encoded: the common case, no parsing needed
+    fast = _decode_fast(name, value)
+    if fast is not None:
+        return fast
     try:
         header = email.policy.default.header_factory(name, value)
         text = str(header)
