@@ -49,7 +49,7 @@ RECV_SIZE = 256 * 1024
 SPOOL_MEMORY = 1024 * 1024  #: messages larger than this spill to a temporary file
 MAX_LISTING_LINES = 1_000_000  #: longest UIDL/LIST/CAPA answer we accept
 BODY_SLACK = 1024 * 1024  #: a body may exceed its LIST size by this much (then 2x)
-PIPELINE_MAX_COMMANDS = 64  #: RETRs in flight at once
+PIPELINE_MAX_COMMANDS = 256  #: RETRs in flight at once
 PIPELINE_MAX_BYTES = 8 * 1024 * 1024  #: LIST bytes in flight at once (at least one message)
 
 _RESP_CODE_ERRORS: dict[str, type[PopAccountsError]] = {

@@ -83,7 +83,7 @@ class RetrievalPolicy:
     delete_after_days: int = 0
     max_message_size: int = 50 * 1024 * 1024  #: larger messages (by LIST size) are skipped
     max_messages_per_session: int = 1000  #: QUIT after this many; the caller runs again
-    commit_every: int = 64  #: messages per durable commit (group commit)
+    commit_every: int = 256  #: messages per durable commit (group commit)
     commit_bytes: int = 16 * 1024 * 1024  #: or this many bytes, whichever comes first
     accept_uidl_reset: bool = False  #: the user confirmed: import after a UIDL reset
 
