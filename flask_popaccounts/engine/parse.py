@@ -60,6 +60,11 @@ def _undo_surrogates(text: str) -> str:
 
 
 def _clean(text: str) -> str:
+    # Printable means no control character and no whitespace but the ASCII space (every
+    # other space, line or paragraph separator is not printable): already clean unless
+    # spaces need collapsing.
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text[:FIELD_LIMIT]
     text = _CTRL.sub(" ", text)
     text = " ".join(text.split())
     return text[:FIELD_LIMIT]
@@ -91,7 +96,6 @@ def _decode_words_leniently(value: str, defects: list[str]) -> str:
 
 
 _WANTED = frozenset({"date", "received", "from", "to", "cc", "subject", "message-id"})
-_LINE_END = re.compile(r"\r?\n")
 
 
 def split_headers(header_bytes: bytes, defects: list[str]) -> dict[str, list[str]]:
@@ -105,7 +109,8 @@ def split_headers(header_bytes: bytes, defects: list[str]) -> dict[str, list[str
     text = header_bytes.decode("ascii", "surrogateescape")
     fields: dict[str, list[str]] = {}
     current: list[str] | None = None
-    for line in _LINE_END.split(text):
+    # Lines end in CRLF, or a bare LF from sloppy servers (a lone CR is no line end).
+    for line in text.replace("\r\n", "\n").split("\n"):
         if not line:
             break  # the blank line that ends the header section
         if line[0] in " \t":
