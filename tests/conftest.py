@@ -59,3 +59,20 @@ def fresh_source_address() -> tuple[str, int]:
     address so the rest of the suite stays fast.
     """
     return (f"127.0.1.{next(_source_counter)}", 0)
+
+
+@pytest.fixture(autouse=True)
+def _no_check_now_left_behind():
+    """Check-now threads and progress live in module registries keyed by account id;
+    ids repeat across the tests' apps, so let each test's threads finish and forget them
+    before the next test starts."""
+    yield
+    from flask_popaccounts.services import fetching
+
+    with fetching._progress_lock:
+        threads = list(fetching._threads.values())
+    for thread in threads:
+        thread.join(timeout=60)
+    with fetching._progress_lock:
+        fetching._threads.clear()
+        fetching._progress.clear()
