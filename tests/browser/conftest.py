@@ -51,9 +51,9 @@ def live_app(tmp_path: Path, dovecot: Dovecot) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
     if not Path("/usr/bin/chromium").exists():
-        pytest.fail("Debian's chromium is not installed: run scripts/install-system-deps.sh (make test does)")
+        pytest.fail("Debian's chromium is missing: run scripts/install-system-deps.sh")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                      args=CHROMIUM_ARGS)

@@ -30,7 +30,7 @@ def postgres():
     from tests.support.postgres import PostgresCluster, pg_bin
 
     if pg_bin() is None:
-        pytest.fail("PostgreSQL is not installed: run scripts/install-system-deps.sh (make test does)")
+        pytest.fail("PostgreSQL is not installed: run scripts/install-system-deps.sh")
     cluster = PostgresCluster()
     try:
         yield cluster
