@@ -17,10 +17,12 @@ primary key (account, UIDL) makes a second copy of a message impossible: the
 overlapping commit fails and is rolled back.
 
 Every fetch, whoever started it (the scheduler's pool, a "check now" thread, the CLI),
-runs inside a :class:`LeaseHeartbeat` that renews its lease every third of the lease
-time, so a long first sync never loses its claim; when a renewal finds the lease gone
-(this process stalled past its expiry and another took the account over), the fetch
-is stopped at the next message (:class:`LeaseLost`).
+runs inside a :class:`LeaseHeartbeat` that keeps its lease renewed every third of the
+lease time, so a long first sync never loses its claim; when a renewal finds the lease
+gone (this process stalled past its expiry and another took the account over), the
+fetch is stopped at the next message (:class:`LeaseLost`). The heartbeats of one lease
+owner (a scheduler and all its workers) share one thread, which renews all their
+leases with one UPDATE per beat.
 
 "Check now" (:func:`make_due_now`) sets ``check_requested_at``: the account is due at
 once and is claimed before every other due account, even when it waits for the user
@@ -124,11 +126,14 @@ def claim_due(session: Session, worker: str, limit: int, lease_seconds: int,
         # ``limit`` accounts while any are due. (Reading candidates first and then
         # racing for them made all idle workers race for the same top row: the losers
         # got nothing and idled until the next tick, while hundreds were due.)
-        # The order is taken from a plain read first: RETURNING's order is arbitrary
-        # and check_requested_at, which decides it, is cleared by the claim.
-        order = {aid: i for i, aid in enumerate(session.scalars(due.limit(limit * 2 + 8)))}
+        # For several, the order is taken from a plain read first: RETURNING's order
+        # is arbitrary and check_requested_at, which decides it, is cleared by the
+        # claim. (A worker claiming its next account asks for one: no read needed.)
+        order: dict[int, int] = {}
+        if limit > 1:
+            order = {aid: i for i, aid in enumerate(session.scalars(due.limit(limit * 2 + 8)))}
         session.commit()  # end any read transaction: the UPDATE starts a fresh one
-        if order:
+        if order or limit == 1:
             rows = session.execute(
                 update(Account)
                 .where(Account.id.in_(due.correlate(None).scalar_subquery()))
@@ -163,17 +168,33 @@ def claim_due(session: Session, worker: str, limit: int, lease_seconds: int,
 def renew(session: Session, worker: str, account_ids: Collection[int], lease_seconds: int,
           *, now: datetime | None = None) -> int:
     """Extend this worker's leases on accounts still being fetched; returns how many."""
+    return len(renew_ids(session, worker, account_ids, lease_seconds, now=now))
+
+
+def renew_ids(session: Session, worker: str, account_ids: Collection[int],
+              lease_seconds: int, *, now: datetime | None = None) -> set[int]:
+    """Extend this worker's leases on these accounts in one UPDATE; commits.
+
+    Returns the ids whose lease was still ours (and is now extended); the others were
+    taken over by someone else.
+    """
     if not account_ids:
-        return 0
+        return set()
     now = now or _now()
-    result = session.execute(
+    stmt = (
         update(Account)
         .where(Account.id.in_(list(account_ids)), Account.lease_owner == worker)
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         .execution_options(synchronize_session=False)
     )
+    if session.get_bind().dialect.update_returning:
+        ours = {int(row[0]) for row in session.execute(stmt.returning(Account.id))}
+    else:
+        session.execute(stmt)
+        ours = {int(i) for i in session.scalars(select(Account.id).where(
+            Account.id.in_(list(account_ids)), Account.lease_owner == worker))}
     session.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return ours
 
 
 def claim(session: Session, worker: str, account_id: int, lease_seconds: int,
@@ -244,13 +265,17 @@ class LeaseLost(RuntimeError):
 
 
 class LeaseHeartbeat:
-    """Renews one account's lease in a small thread while a fetch runs.
+    """Keeps one account's lease renewed while a fetch runs.
 
     ``with LeaseHeartbeat(factory, worker, account_id, lease_seconds) as hb: ...``;
     call :meth:`check` between units of work: it raises :class:`LeaseLost` once a
-    renewal found that the lease is no longer ours. Renewals use their own short
-    sessions. A renewal that fails (database briefly away) is retried at the next beat;
-    the lease then either survives or is found lost.
+    renewal found that the lease is no longer ours.
+
+    The heartbeats of one ``(factory, worker, lease_seconds, interval)`` share one
+    thread (:class:`_Keeper`): each beat renews all their leases with one UPDATE in a
+    short session of its own, instead of one thread and one transaction per fetch. A
+    renewal that fails (database briefly away) is retried at the next beat; the lease
+    then either survives or is found lost.
     """
 
     def __init__(self, factory: sessionmaker[Session], worker: str, account_id: int,
@@ -261,9 +286,8 @@ class LeaseHeartbeat:
         self.lease_seconds = lease_seconds
         self.interval = interval if interval is not None else max(0.2, lease_seconds / 3)
         self.renewals = 0
-        self._stop = threading.Event()
         self._lost = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._keeper: _Keeper | None = None
 
     @property
     def lost(self) -> bool:
@@ -277,32 +301,87 @@ class LeaseHeartbeat:
     def beat(self) -> bool:
         """Renew once now; False when the lease is no longer ours."""
         with self.factory() as session:
-            ok = renew(session, self.worker, [self.account_id], self.lease_seconds) == 1
+            ours = renew_ids(session, self.worker, [self.account_id], self.lease_seconds)
+        self._renewed(self.account_id in ours)
+        return not self.lost
+
+    def _renewed(self, ok: bool) -> None:
         if ok:
             self.renewals += 1
-        else:
+        elif not self._lost.is_set():
             self._lost.set()
-        return ok
+            log.warning("lease on account %s lost by %s", self.account_id, self.worker)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                if not self.beat():
-                    log.warning("lease on account %s lost by %s", self.account_id,
-                                self.worker)
-                    return
-            except Exception:
-                log.warning("could not renew the lease on account %s", self.account_id,
-                            exc_info=True)
+    def stop(self) -> None:
+        """Stop renewing (idempotent): before the lease is given back."""
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.remove(self)
 
     def __enter__(self) -> LeaseHeartbeat:
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"popaccounts-lease-{self.account_id}")
-        self._thread.start()
+        self._keeper = _Keeper.add(self)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self.stop()
+
+
+class _Keeper:
+    """The one thread renewing the leases of all heartbeats with the same key."""
+
+    _registry: dict[tuple[object, ...], _Keeper] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, key: tuple[object, ...], hb: LeaseHeartbeat) -> None:
+        self.key = key
+        self.pid = os.getpid()
+        self.factory = hb.factory
+        self.worker = hb.worker
+        self.lease_seconds = hb.lease_seconds
+        self.interval = hb.interval
+        self.beats: set[LeaseHeartbeat] = set()
+        self.thread: threading.Thread | None = None
+
+    @classmethod
+    def add(cls, hb: LeaseHeartbeat) -> _Keeper:
+        key = (hb.factory, hb.worker, hb.lease_seconds, hb.interval)
+        with cls._registry_lock:
+            keeper = cls._registry.get(key)
+            # (after a fork the parent's thread does not exist here: start afresh)
+            if keeper is None or keeper.pid != os.getpid():
+                keeper = cls._registry[key] = _Keeper(key, hb)
+            keeper.beats.add(hb)
+            if keeper.thread is None:
+                keeper.thread = threading.Thread(
+                    target=keeper._run, daemon=True,
+                    name=f"popaccounts-lease-{hb.worker}")
+                keeper.thread.start()
+        return keeper
+
+    def remove(self, hb: LeaseHeartbeat) -> None:
+        with self._registry_lock:
+            self.beats.discard(hb)
+
+    def _run(self) -> None:
+        stop = threading.Event()  # never set: an interruptible sleep
+        while True:
+            stop.wait(self.interval)
+            with self._registry_lock:
+                beats = list(self.beats)
+                if not beats:  # idle for a whole interval: the next fetch starts anew
+                    self.thread = None
+                    if self._registry.get(self.key) is self:
+                        del self._registry[self.key]
+                    return
+            try:
+                with self.factory() as session:
+                    ours = renew_ids(session, self.worker, {hb.account_id for hb in beats},
+                                     self.lease_seconds)
+            except Exception:
+                log.warning("could not renew the leases of %s", self.worker, exc_info=True)
+                continue
+            with self._registry_lock:
+                live = [hb for hb in beats if hb in self.beats]  # not stopped meanwhile
+            for hb in live:
+                hb._renewed(hb.account_id in ours)

@@ -190,3 +190,40 @@ def test_claim_due_is_one_statement_on_sqlite(factory):
     updates = [st for st in statements if st.lstrip().upper().startswith("UPDATE")]
     assert len(updates) == 1 and "RETURNING" in updates[0]
     assert "FROM popaccounts_account" in updates[0]  # the due subquery is not correlated
+
+
+def test_heartbeats_of_one_owner_share_one_thread_and_one_update_per_beat(factory):
+    with factory() as s:
+        a, b = _add(s, 2)
+        assert scheduling.claim(s, "me", a, 2) and scheduling.claim(s, "me", b, 2)
+    statements: list[str] = []
+    engine = factory.kw["bind"]
+    from sqlalchemy import event
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    before = {t.name for t in threading.enumerate()}
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with scheduling.LeaseHeartbeat(factory, "me", a, 2, interval=0.1) as ha, \
+                scheduling.LeaseHeartbeat(factory, "me", b, 2, interval=0.1) as hb:
+            lease_threads = [t for t in threading.enumerate()
+                             if t.name.startswith("popaccounts-lease") and t.name not in before]
+            assert len(lease_threads) == 1
+            time.sleep(0.45)
+            assert ha.renewals >= 3 and hb.renewals >= 3
+            # b is taken over: only b's heartbeat notices
+            with factory() as s:
+                later = datetime.now(timezone.utc) + timedelta(seconds=10)
+                assert scheduling.claim(s, "other", b, 60, now=later)
+            time.sleep(0.3)
+            assert hb.lost and not ha.lost
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    updates = [st for st in statements if st.lstrip().upper().startswith("UPDATE")]
+    beats = ha.renewals + (1 if hb.lost else 0)
+    assert len(updates) <= beats + 2  # one UPDATE per beat for both leases (+ the claim)
+    time.sleep(0.3)  # idle for an interval: the shared thread ends
+    assert not [t for t in threading.enumerate()
+                if t.name.startswith("popaccounts-lease") and t.name not in before]
