@@ -18,7 +18,9 @@ Claims: one implementation, in :mod:`.scheduling` (re-exported here as :func:`cl
 :func:`release`, :func:`new_owner`). Whoever claimed an account runs it with
 :func:`run_claimed`, which keeps the lease renewed while the fetch runs (a heartbeat;
 a lost lease stops the fetch at the next message) and releases it afterwards: the
-scheduler's pool, the "check now" thread and the CLI all go through it.
+scheduler's pool, the "check now" thread and the CLI all go through it. Under
+:func:`run_claimed` the outcome (success, failure, crash) and the lease's release are
+one transaction: an idle poll writes twice in all, the claim and that.
 
 Progress (R16) is kept twice: in this process's registry (every message), and on the
 account row (``progress_*``, at most about every half second, cleared at the end) so
@@ -31,7 +33,8 @@ import logging
 import random
 import threading
 import time
-from dataclasses import asdict
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +109,32 @@ def claim(session: Session, account_id: int, owner: str, lease_seconds: int) -> 
 def release(session: Session, account_id: int, owner: str) -> None:
     """Give the lease back, only if it is still ours; commits."""
     scheduling.release(session, owner, account_id)
+
+
+@dataclass
+class _LeaseToRelease:
+    """Set by :func:`run_claimed`: :func:`fetch_account` gives the lease back in the
+    transaction that records the outcome (one commit, one fsync, instead of two)."""
+
+    owner: str
+    account_id: int
+    heartbeat: LeaseHeartbeat | None = None
+    released: bool = field(default=False)
+
+
+_lease_to_release: ContextVar[_LeaseToRelease | None] = ContextVar(
+    "popaccounts_lease_to_release", default=None)
+
+
+def _stage_release(session: Session, owner: str | None, account_id: int) -> None:
+    """Add "give the lease back, if still ours" to ``session``'s transaction."""
+    if owner is not None:
+        session.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 # -- progress registry (in-process) ------------------------------------------------------
@@ -211,8 +240,12 @@ def backoff_seconds(app: Flask, failures: int) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
-def record_success(app: Flask, session: Session, account: Account, *, now: datetime) -> bool:
-    """Mark a successful fetch; returns True when the account recovered from failures."""
+def record_success(app: Flask, session: Session, account: Account, *, now: datetime,
+                   release_owner: str | None = None) -> bool:
+    """Mark a successful fetch; returns True when the account recovered from failures.
+
+    With ``release_owner``, that owner's lease is given back in the same transaction.
+    """
     recovered = int(account.consecutive_failures or 0) > 0 or value_of(account.status) not in (
         AccountStatus.OK.value, AccountStatus.NEW.value)
     account.status = AccountStatus.OK.value  # type: ignore[assignment]
@@ -223,18 +256,23 @@ def record_success(app: Flask, session: Session, account: Account, *, now: datet
     account.accept_uidl_reset = False  # a confirmation is good for one import only
     account.next_due_at = now + timedelta(seconds=interval_seconds(app, account))
     _clear_progress(account)
+    _stage_release(session, release_owner, account.id)
     session.commit()
     return recovered
 
 
 def record_failure(app: Flask, session: Session, account: Account, exc: PopAccountsError,
-                   *, now: datetime) -> bool:
-    """Mark a failed fetch; returns True when automatic fetching stopped (user must act)."""
+                   *, now: datetime, release_owner: str | None = None) -> bool:
+    """Mark a failed fetch; returns True when automatic fetching stopped (user must act).
+
+    With ``release_owner``, that owner's lease is given back in the same transaction.
+    """
     account.last_attempt_at = now
     account.last_error_code = exc.code
     account.last_error_at = now
     account.consecutive_failures = int(account.consecutive_failures or 0) + 1
     _clear_progress(account)
+    _stage_release(session, release_owner, account.id)
     stopped = False
     if isinstance(exc, QuotaExceeded):  # R19: paused, re-checked after the interval
         quota.hold(app, session, account, now=now)
@@ -256,9 +294,13 @@ def record_failure(app: Flask, session: Session, account: Account, exc: PopAccou
     return stopped
 
 
-def record_crash(app: Flask, session: Session, account: Account, *, now: datetime) -> None:
+def record_crash(app: Flask, session: Session, account: Account, *, now: datetime,
+                 release_owner: str | None = None) -> None:
     """A fetch ended by an unexpected error (a bug, the database): back off like a
-    transient failure, so the account is not retried at every tick."""
+    transient failure, so the account is not retried at every tick.
+
+    With ``release_owner``, that owner's lease is given back in the same transaction.
+    """
     account.last_attempt_at = now
     account.last_error_code = "internal_error"
     account.last_error_at = now
@@ -266,6 +308,7 @@ def record_crash(app: Flask, session: Session, account: Account, *, now: datetim
     account.next_due_at = now + timedelta(
         seconds=backoff_seconds(app, account.consecutive_failures))
     _clear_progress(account)
+    _stage_release(session, release_owner, account.id)
     session.commit()
 
 
@@ -295,6 +338,21 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
     state = get_state(app)
     sync = _engine_sync()
     net = state.net_policy(app.config)
+    lease = _lease_to_release.get()
+    if lease is not None and (lease.account_id != account_id or lease.released):
+        lease = None
+
+    def release_owner() -> str | None:
+        """The owner whose lease the outcome's transaction gives back (run_claimed)."""
+        if lease is None:
+            return None
+        if lease.heartbeat is not None:
+            lease.heartbeat.stop()  # no renewal of a lease about to be given back
+        return lease.owner
+
+    def released() -> None:
+        if lease is not None:
+            lease.released = True
     with state.session_factory() as session:
         account = session.get(Account, account_id)
         if account is None:
@@ -391,8 +449,9 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
                     f" ({exc.detail})" if exc.detail else "")
         with state.session_factory() as session:
             account = session.get(Account, account_id)
-            stopped = account is not None and record_failure(app, session, account, exc,
-                                                             now=started)
+            stopped = account is not None and record_failure(
+                app, session, account, exc, now=started, release_owner=release_owner())
+            released()
         _progress_update(account_id, running=False, error=exc.code,
                          finished_at=_now().isoformat())
         account_failed.send(sender, account_id=account_id, code=exc.code,
@@ -413,14 +472,18 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
                 with state.session_factory() as session:
                     account = session.get(Account, account_id)
                     if account is not None:
-                        record_crash(app, session, account, now=started)
+                        record_crash(app, session, account, now=started,
+                                     release_owner=release_owner())
+                        released()
             except Exception:
                 log.exception("could not record the crash of account %s", account_id)
         raise
 
     with state.session_factory() as session:
         account = session.get(Account, account_id)
-        recovered = account is not None and record_success(app, session, account, now=started)
+        recovered = account is not None and record_success(
+            app, session, account, now=started, release_owner=release_owner())
+        released()
     _progress_update(account_id, running=False, stored=total.stored,
                      finished_at=_now().isoformat())
     log.info("fetched account %s: %d new, %d stored, %d deleted", account_id, total.new,
@@ -438,12 +501,17 @@ def run_claimed(app: Flask, account_id: int, owner: str, *,
     The lease is renewed by a :class:`~.scheduling.LeaseHeartbeat` every third of
     ``POPACCOUNTS_LEASE_SECONDS``; if it is found taken over, the fetch stops at the
     next message with :class:`LeaseLost` (what was committed stays; the ledger keeps
-    the new owner from storing it again). Raises what :func:`fetch_account` raises.
+    the new owner from storing it again). The outcome's transaction also releases the
+    lease; when no outcome is written (skipped, lease lost, the write failed) it is
+    released on its own. Raises what :func:`fetch_account` raises.
     """
     state = get_state(app)
     lease_seconds = int(app.config["POPACCOUNTS_LEASE_SECONDS"])
+    lease = _LeaseToRelease(owner, account_id)
+    token = _lease_to_release.set(lease)
     try:
         with LeaseHeartbeat(state.session_factory, owner, account_id, lease_seconds) as hb:
+            lease.heartbeat = hb
 
             def guarded(p: Progress) -> None:
                 hb.check()
@@ -453,8 +521,10 @@ def run_claimed(app: Flask, account_id: int, owner: str, *,
             # (a module global, looked up at call time: hosts and tests may wrap it)
             return fetch_account(app, account_id, progress=guarded)
     finally:
-        with state.session_factory() as session:
-            scheduling.release(session, owner, account_id)
+        _lease_to_release.reset(token)
+        if not lease.released:  # skipped, lease lost, or the outcome was not written
+            with state.session_factory() as session:
+                scheduling.release(session, owner, account_id)
 
 
 def report_dict(report: FetchReport) -> dict[str, Any]:
