@@ -150,6 +150,8 @@ def timed_cycle(app: Any, dc: Dovecot, variant: str, since: datetime, n: int,
         "cpu_ms_per_idle_poll": round(cpu / n * 1000, 2),
         "dovecot_cpu_ms_per_poll": round((dc_cpu1 - dc_cpu0) / n * 1000, 2),
         "new_messages_stored": int(stored_after or 0) - n, "failed_polls": failures,
+        # other work on the machine skews the figures: the 1-minute load at the end
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
     log(f"  {json.dumps(out)}")
     return out
