@@ -76,3 +76,18 @@ def _no_check_now_left_behind():
     with fetching._progress_lock:
         fetching._threads.clear()
         fetching._progress.clear()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One throwaway PostgreSQL cluster for the session; each test makes its own database
+    with ``postgres.create_database()``."""
+    from tests.support.postgres import PostgresCluster, pg_bin
+
+    if pg_bin() is None:
+        pytest.fail("PostgreSQL is not installed: run scripts/install-system-deps.sh")
+    cluster = PostgresCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,18 +27,6 @@ from .conftest import CLIENT_ID, CLIENT_SECRET, TEST_CLIENT_CALLBACK, MsUser, oa
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[object]:
-    from tests.support.postgres import PostgresCluster, pg_bin
-
-    if pg_bin() is None:
-        pytest.fail("PostgreSQL is not installed: run scripts/install-system-deps.sh")
-    cluster = PostgresCluster()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def provider_token(authsrv: AuthServer, user: MsUser) -> dict[str, object]:

@@ -104,16 +104,3 @@ def sched_app(tmp_path, dovecot) -> Iterator[Callable[..., Flask]]:
             sched.shutdown(wait=True)
         dispose(app)
 
-
-@pytest.fixture(scope="session")
-def postgres():
-    """A throwaway PostgreSQL cluster (skipped when PostgreSQL is not installed)."""
-    from tests.support.postgres import PostgresCluster, pg_bin
-
-    if pg_bin() is None:
-        pytest.fail("PostgreSQL is not installed: run scripts/install-system-deps.sh")
-    cluster = PostgresCluster()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()

@@ -23,16 +23,3 @@ def session(app):
     with get_state(app).session_factory() as s:
         yield s
 
-
-@pytest.fixture(scope="session")
-def postgres():
-    """A throwaway PostgreSQL cluster for the whole test session (skipped if not installed)."""
-    from tests.support.postgres import PostgresCluster, pg_bin
-
-    if pg_bin() is None:
-        pytest.fail("PostgreSQL is not installed: run scripts/install-system-deps.sh")
-    cluster = PostgresCluster()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
