@@ -68,3 +68,26 @@ def page(browser: Any) -> Iterator[Any]:
     page.set_default_timeout(15000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def mail_live(tmp_path: Path, dovecot: Dovecot, smtpd: Any) -> Iterator[LiveServer]:
+    """The example webmail wired to the test Dovecot and aiosmtpd servers (incoming and
+    outgoing ports allowed, the aiosmtpd relay as the system mailer). The test module
+    brings the ``smtpd`` fixture (tests.sending.conftest)."""
+    app = make_example(
+        tmp_path,
+        WTF_CSRF_ENABLED=True,
+        POPACCOUNTS_ALLOW_PRIVATE_HOSTS=True,
+        POPACCOUNTS_CA_FILE=dovecot.ca_file,
+        POPACCOUNTS_ALLOWED_POP3_PORTS=(110, 995, dovecot.pop3_port, dovecot.pop3s_port),
+        POPACCOUNTS_ALLOWED_SMTP_PORTS=(465, 587, smtpd.submission_port),
+        POPACCOUNTS_SYSTEM_SMTP_HOST="127.0.0.1",
+        POPACCOUNTS_SYSTEM_SMTP_PORT=smtpd.relay_port,
+        POPACCOUNTS_SYSTEM_SMTP_SECURITY="plain",
+        POPACCOUNTS_SYSTEM_SMTP_FROM="no-reply@webmail.example",
+        POPACCOUNTS_CONNECT_TIMEOUT=5,
+        POPACCOUNTS_READ_TIMEOUT=20,
+    )
+    with LiveServer(app) as server:
+        yield server

@@ -5,8 +5,6 @@ aiosmtpd received)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +17,6 @@ from tests.filters.conftest import db, mail, setup_account
 from tests.sending.conftest import smtpd  # noqa: F401 (fixture)
 from tests.support.dovecot import Dovecot
 from tests.support.smtpd import SMTPServers
-from tests.web.conftest import make_example
 
 from .conftest import LiveServer
 from .test_accounts_browser import sign_in
@@ -27,32 +24,15 @@ from .test_accounts_browser import sign_in
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def filter_live(tmp_path: Path, dovecot: Dovecot, smtpd: SMTPServers  # noqa: F811
-                ) -> Iterator[LiveServer]:
-    app = make_example(
-        tmp_path,
-        WTF_CSRF_ENABLED=True,
-        POPACCOUNTS_ALLOW_PRIVATE_HOSTS=True,
-        POPACCOUNTS_CA_FILE=dovecot.ca_file,
-        POPACCOUNTS_ALLOWED_POP3_PORTS=(110, 995, dovecot.pop3_port, dovecot.pop3s_port),
-        POPACCOUNTS_ALLOWED_SMTP_PORTS=(465, 587, smtpd.submission_port),
-        POPACCOUNTS_CONNECT_TIMEOUT=5,
-        POPACCOUNTS_READ_TIMEOUT=20,
-    )
-    with LiveServer(app) as server:
-        yield server
-
-
 def test_filter_and_vacation_made_in_the_pages_act_on_fetched_mail(
-        page: Any, filter_live: LiveServer, dovecot: Dovecot, smtpd: SMTPServers,  # noqa: F811
+        page: Any, mail_live: LiveServer, dovecot: Dovecot, smtpd: SMTPServers,  # noqa: F811
         new_user: tuple[str, str]) -> None:
     user, pw = new_user
-    app = filter_live.app
+    app = mail_live.app
     aid = setup_account(app, dovecot, smtpd, user, pw, forward_to="")
     me = f"{user}@example.com"
-    sign_in(page, filter_live)
-    page.goto(f"{filter_live.url}/settings/mail-accounts/")
+    sign_in(page, mail_live)
+    page.goto(f"{mail_live.url}/settings/mail-accounts/")
     card = page.locator(f"#account-{aid}") if page.locator(f"#account-{aid}").count() else page
     card.get_by_role("link", name="Filters").first.click()
     page.wait_for_url(re.compile(rf"/{aid}/filters$"))
@@ -88,7 +68,7 @@ def test_filter_and_vacation_made_in_the_pages_act_on_fetched_mail(
         mail(2, me, frm=f"news-{user}@example.org", subject="Digest",
              extra="List-Id: <d.example.org>\r\n"),
     ])
-    page.goto(f"{filter_live.url}/settings/mail-accounts/")
+    page.goto(f"{mail_live.url}/settings/mail-accounts/")
     with page.expect_response(re.compile(rf"/{aid}/check")):  # (progress.js posts it)
         page.locator(f"form[action$='/{aid}/check'] button").click()
     assert wait_for_check(aid, timeout=30)
@@ -106,6 +86,6 @@ def test_filter_and_vacation_made_in_the_pages_act_on_fetched_mail(
     assert "hiking" in got[0].message.get_content()
 
     # "Run on existing mail" from the list page reports what it matched
-    page.goto(f"{filter_live.url}/settings/mail-accounts/{aid}/filters")
+    page.goto(f"{mail_live.url}/settings/mail-accounts/{aid}/filters")
     page.get_by_role("button", name="Run on existing mail").click()
     assert "1 message matched" in page.content()

@@ -4,16 +4,12 @@ dialog on "Send mail as" with the code read from the test system relay's mailbox
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.sending.conftest import make_account, smtpd  # noqa: F401 (fixture)
-from tests.support.dovecot import Dovecot
 from tests.support.smtpd import SMTPServers
-from tests.web.conftest import make_example
 
 from .conftest import LiveServer
 from .test_accounts_browser import sign_in
@@ -21,32 +17,13 @@ from .test_accounts_browser import sign_in
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def send_live(tmp_path: Path, dovecot: Dovecot, smtpd: SMTPServers  # noqa: F811
-              ) -> Iterator[LiveServer]:
-    app = make_example(
-        tmp_path,
-        WTF_CSRF_ENABLED=True,
-        POPACCOUNTS_ALLOW_PRIVATE_HOSTS=True,
-        POPACCOUNTS_CA_FILE=dovecot.ca_file,
-        POPACCOUNTS_SYSTEM_SMTP_HOST="127.0.0.1",
-        POPACCOUNTS_SYSTEM_SMTP_PORT=smtpd.relay_port,
-        POPACCOUNTS_SYSTEM_SMTP_SECURITY="plain",
-        POPACCOUNTS_SYSTEM_SMTP_FROM="no-reply@webmail.example",
-        POPACCOUNTS_CONNECT_TIMEOUT=5,
-        POPACCOUNTS_READ_TIMEOUT=20,
-    )
-    with LiveServer(app) as server:
-        yield server
-
-
-def test_verify_dialog_with_the_emailed_code(page: Any, send_live: LiveServer,
+def test_verify_dialog_with_the_emailed_code(page: Any, mail_live: LiveServer,
                                              smtpd: SMTPServers) -> None:  # noqa: F811
     email = "browser-verify@example.com"
-    account_id = make_account(send_live.app, email, "u", "p")
-    sign_in(page, send_live)
+    account_id = make_account(mail_live.app, email, "u", "p")
+    sign_in(page, mail_live)
 
-    page.goto(f"{send_live.url}/settings/mail-accounts/{account_id}/outgoing")
+    page.goto(f"{mail_live.url}/settings/mail-accounts/{account_id}/outgoing")
     page.get_by_label(re.compile("Send through this site.s mail server")).check()
     page.get_by_role("button", name="Save").click()
     page.wait_for_url(re.compile(r"/send-as$"))
@@ -82,5 +59,5 @@ def test_verify_dialog_with_the_emailed_code(page: Any, send_live: LiveServer,
     assert f"{email} is verified" in page.content()
     assert page.locator("tr", has_text=email).get_attribute("data-state") == "verified"
 
-    page.goto(f"{send_live.url}/compose")
+    page.goto(f"{mail_live.url}/compose")
     assert email in page.get_by_label("From").inner_text()

@@ -4,8 +4,6 @@ switching From swaps it (our script), and a template is created and inserted."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +13,7 @@ from flask_popaccounts import get_state
 from flask_popaccounts.models import Account, SendAsAddress, utcnow
 from flask_popaccounts.services import sending
 from tests.sending.conftest import make_account, smtpd  # noqa: F401 (fixture)
-from tests.support.dovecot import Dovecot
 from tests.support.smtpd import SMTPServers
-from tests.web.conftest import make_example
 
 from .conftest import LiveServer
 from .test_accounts_browser import sign_in
@@ -25,25 +21,6 @@ from .test_accounts_browser import sign_in
 pytestmark = pytest.mark.browser
 
 PREFIX = "/settings/mail-accounts"
-
-
-@pytest.fixture
-def settings_live(tmp_path: Path, dovecot: Dovecot, smtpd: SMTPServers  # noqa: F811
-                  ) -> Iterator[LiveServer]:
-    app = make_example(
-        tmp_path,
-        WTF_CSRF_ENABLED=True,
-        POPACCOUNTS_ALLOW_PRIVATE_HOSTS=True,
-        POPACCOUNTS_CA_FILE=dovecot.ca_file,
-        POPACCOUNTS_SYSTEM_SMTP_HOST="127.0.0.1",
-        POPACCOUNTS_SYSTEM_SMTP_PORT=smtpd.relay_port,
-        POPACCOUNTS_SYSTEM_SMTP_SECURITY="plain",
-        POPACCOUNTS_SYSTEM_SMTP_FROM="no-reply@webmail.example",
-        POPACCOUNTS_CONNECT_TIMEOUT=5,
-        POPACCOUNTS_READ_TIMEOUT=20,
-    )
-    with LiveServer(app) as server:
-        yield server
 
 
 def verified_account(app: Any, email: str, name: str) -> int:
@@ -65,14 +42,14 @@ def body_of(page: Any) -> str:
 
 
 def test_signature_in_compose_switch_from_and_template_insert(
-        page: Any, settings_live: LiveServer, smtpd: SMTPServers) -> None:  # noqa: F811
-    app = settings_live.app
+        page: Any, mail_live: LiveServer, smtpd: SMTPServers) -> None:  # noqa: F811
+    app = mail_live.app
     a_id = verified_account(app, "home-sig@example.com", "Home")
     b_id = verified_account(app, "work-sig@example.com", "Work")
-    sign_in(page, settings_live)
+    sign_in(page, mail_live)
 
     # create A's signature from the account card's link, then edit it and preview
-    page.goto(f"{settings_live.url}{PREFIX}/")
+    page.goto(f"{mail_live.url}{PREFIX}/")
     page.locator(f'a[href="{PREFIX}/{a_id}/signature"]').click()
     page.get_by_label("Signature (plain text)").fill("Ann from Home")
     page.get_by_label("Signature (HTML, optional)").fill("<i>Ann</i><script>x()</script>")
@@ -87,13 +64,13 @@ def test_signature_in_compose_switch_from_and_template_insert(
     page.get_by_role("button", name="Save signature").click()
     page.wait_for_url(re.compile(rf"/{a_id}/signature$"))
 
-    page.goto(f"{settings_live.url}{PREFIX}/{b_id}/signature")
+    page.goto(f"{mail_live.url}{PREFIX}/{b_id}/signature")
     page.get_by_label("Signature (plain text)").fill("Bob from Work")
     page.get_by_role("button", name="Save signature").click()
     page.wait_for_url(re.compile(rf"/{b_id}/signature$"))
 
     # compose from A shows A's signature; switching From to B swaps it (no reload)
-    page.goto(f"{settings_live.url}/compose?account_id={a_id}")
+    page.goto(f"{mail_live.url}/compose?account_id={a_id}")
     assert "-- \nAnn from Home, edited" in body_of(page)
     page.locator("#body").press("Control+Home")
     page.locator("#body").type("Hello there,")
@@ -114,7 +91,7 @@ def test_signature_in_compose_switch_from_and_template_insert(
     assert text.count("Bob from Work") == 1 and "Ann" not in text
 
     # a template, created on its page and inserted from compose (the form reloads)
-    page.goto(f"{settings_live.url}{PREFIX}/{a_id}/templates")
+    page.goto(f"{mail_live.url}{PREFIX}/{a_id}/templates")
     page.get_by_role("link", name="New template").click()
     page.get_by_label("Template name").fill("Thank you")
     page.get_by_label("Subject").fill("Thanks {recipient_name}")
@@ -123,7 +100,7 @@ def test_signature_in_compose_switch_from_and_template_insert(
     page.wait_for_url(re.compile(rf"/{a_id}/templates$"))
     assert page.locator("[data-template-name='Thank you']").count() == 1
 
-    page.goto(f"{settings_live.url}/compose?account_id={a_id}")
+    page.goto(f"{mail_live.url}/compose?account_id={a_id}")
     page.get_by_label("To", exact=True).fill("Zoë Field <zoe-browser@example.org>")
     page.select_option("#template_id", label="Thank you")
     with page.expect_navigation():  # the form is posted; compose comes back filled in
