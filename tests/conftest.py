@@ -91,3 +91,30 @@ def postgres():
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def app(tmp_path, dovecot):
+    """A host app whose network policy reaches the session Dovecot (loopback, its CA).
+    Test folders that need another host app define their own ``app``."""
+    from tests.support.flaskapp import dispose, make_app
+
+    app = make_app(
+        tmp_path / "host.db",
+        POPACCOUNTS_ALLOWED_POP3_PORTS=(dovecot.pop3_port, dovecot.pop3s_port),
+        POPACCOUNTS_CA_FILE=dovecot.ca_file,
+        POPACCOUNTS_CONNECT_TIMEOUT=5,
+        POPACCOUNTS_READ_TIMEOUT=20,
+    )
+    with app.app_context():
+        yield app
+    dispose(app)
+
+
+@pytest.fixture
+def session(app):
+    """A session of the app's own session factory (closed after the test)."""
+    from flask_popaccounts import get_state
+
+    with get_state(app).session_factory() as s:
+        yield s
