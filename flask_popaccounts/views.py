@@ -397,17 +397,27 @@ def set_default(account_id: int) -> ResponseReturnValue:
 
 
 def check_now(account_id: int) -> ResponseReturnValue:
+    from .models import AccountStatus, value_of
+    from .services import accounts as svc
     from .services import fetching
+
+    #: Statuses in which "check now" does nothing until the user acts.
+    waits_for_user = {AccountStatus.NEEDS_PASSWORD.value, AccountStatus.NEEDS_REAUTH.value,
+                      AccountStatus.PAUSED_QUOTA.value, AccountStatus.DISABLED.value}
 
     account = _account(account_id)
     _confirm_ok()
     started = fetching.check_now(_app(), account.id)
-    if request.accept_mimetypes.best == "application/json":
-        return jsonify({"started": bool(started)})
     if started:
-        flash(f"Checking {account.email} for new mail.", "info")
+        message = f"Checking {account.email} for new mail."
+    elif not account.enabled or value_of(account.status) in waits_for_user:
+        # Say why nothing happens: it waits for the user, not for another check.
+        message = f"{account.email} was not checked: {svc.status_view(account).label}."
     else:
-        flash(f"{account.email} is already being checked.", "info")
+        message = f"{account.email} is already being checked."
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"started": bool(started), "message": message})
+    flash(message, "info")
     target = request.form.get("next") or ""
     if _local_path(target):
         return redirect(target)

@@ -402,12 +402,27 @@ def test_check_now(alice: FlaskClient, tested: list[Any], monkeypatch: pytest.Mo
     resp = alice.post(f"{PREFIX}/{account_id}/check", follow_redirects=True)
     assert "already being checked" in resp.text
     js = alice.post(f"{PREFIX}/{account_id}/check", headers={"Accept": "application/json"})
-    assert js.get_json() == {"started": False}
+    assert js.get_json() == {"started": False,
+                             "message": "me@example.com is already being checked."}
     back = alice.post(f"{PREFIX}/{account_id}/check", data={"next": f"/mail/{account_id}/"})
     assert back.location == f"/mail/{account_id}/"
     evil = alice.post(f"{PREFIX}/{account_id}/check", data={"next": "//evil.example/"})
     assert evil.location == f"{PREFIX}/"
     assert started == [account_id] * 5
+
+
+def test_check_now_on_an_account_waiting_for_its_user_says_why(
+        alice: FlaskClient, tested: list[Any], app: Flask) -> None:
+    from flask_popaccounts import get_state
+    from flask_popaccounts.models import Account, AccountStatus
+
+    account_id = add(alice)
+    with get_state(app).session_factory() as s:
+        s.get(Account, account_id).status = AccountStatus.NEEDS_PASSWORD.value
+        s.commit()
+    resp = alice.post(f"{PREFIX}/{account_id}/check", follow_redirects=True)
+    assert "me@example.com was not checked: Needs your attention: update the password" in resp.text
+    assert "already being checked" not in resp.text
 
 
 def test_progress_json_and_bar(alice: FlaskClient, tested: list[Any],

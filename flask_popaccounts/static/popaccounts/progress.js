@@ -57,9 +57,12 @@
         ev.preventDefault();
         fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin",
                              headers: { "Accept": "application/json" } })
-          .then(function () {
+          .then(function (resp) { return resp.json(); })
+          .then(function (data) {
             box.hidden = false; box.setAttribute("data-watching", "1");
-            box.querySelector("[data-role=progress-text]").textContent = "Checking\u2026";
+            // When nothing started, say why (stopped for the password, already running...).
+            box.querySelector("[data-role=progress-text]").textContent =
+              (data && data.started === false && data.message) ? data.message : "Checking\u2026";
             poll(box, 700);
           })
           .catch(function () { form.submit(); });
