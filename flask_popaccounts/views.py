@@ -408,15 +408,18 @@ def check_now(account_id: int) -> ResponseReturnValue:
     account = _account(account_id)
     _confirm_ok()
     started = fetching.check_now(_app(), account.id)
+    waiting = not started and (not account.enabled
+                               or value_of(account.status) in waits_for_user)
     if started:
         message = f"Checking {account.email} for new mail."
-    elif not account.enabled or value_of(account.status) in waits_for_user:
+    elif waiting:
         # Say why nothing happens: it waits for the user, not for another check.
         message = f"{account.email} was not checked: {svc.status_view(account).label}."
     else:
         message = f"{account.email} is already being checked."
     if request.accept_mimetypes.best == "application/json":
-        return jsonify({"started": bool(started), "message": message})
+        return jsonify({"started": bool(started), "waits_for_user": waiting,
+                        "message": message})
     flash(message, "info")
     target = request.form.get("next") or ""
     if _local_path(target):

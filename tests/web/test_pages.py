@@ -402,7 +402,7 @@ def test_check_now(alice: FlaskClient, tested: list[Any], monkeypatch: pytest.Mo
     resp = alice.post(f"{PREFIX}/{account_id}/check", follow_redirects=True)
     assert "already being checked" in resp.text
     js = alice.post(f"{PREFIX}/{account_id}/check", headers={"Accept": "application/json"})
-    assert js.get_json() == {"started": False,
+    assert js.get_json() == {"started": False, "waits_for_user": False,
                              "message": "me@example.com is already being checked."}
     back = alice.post(f"{PREFIX}/{account_id}/check", data={"next": f"/mail/{account_id}/"})
     assert back.location == f"/mail/{account_id}/"
@@ -423,6 +423,8 @@ def test_check_now_on_an_account_waiting_for_its_user_says_why(
     resp = alice.post(f"{PREFIX}/{account_id}/check", follow_redirects=True)
     assert "me@example.com was not checked: Needs your attention: update the password" in resp.text
     assert "already being checked" not in resp.text
+    js = alice.post(f"{PREFIX}/{account_id}/check", headers={"Accept": "application/json"})
+    assert js.get_json()["waits_for_user"] is True and js.get_json()["started"] is False
 
 
 def test_progress_json_and_bar(alice: FlaskClient, tested: list[Any],

@@ -59,10 +59,14 @@
                              headers: { "Accept": "application/json" } })
           .then(function (resp) { return resp.json(); })
           .then(function (data) {
-            box.hidden = false; box.setAttribute("data-watching", "1");
-            // When nothing started, say why (stopped for the password, already running...).
-            box.querySelector("[data-role=progress-text]").textContent =
-              (data && data.started === false && data.message) ? data.message : "Checking\u2026";
+            var text = box.querySelector("[data-role=progress-text]");
+            box.hidden = false;
+            if (data && data.waits_for_user) {  // nothing will run: say why, do not poll
+              text.textContent = data.message;
+              return;
+            }
+            box.setAttribute("data-watching", "1");
+            text.textContent = "Checking\u2026";
             poll(box, 700);
           })
           .catch(function () { form.submit(); });
