@@ -34,6 +34,7 @@ from ..models import Account, SendAsAddress, VerificationCode, utcnow, value_of
 from ..store import file_sent
 from . import verification
 from .accounts import credentials_for
+from .quota import space_left
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -49,6 +50,15 @@ class AddressNotVerified(PopAccountsError):
     help = (
         "Mail cannot go out from (or with a Reply-To of) an address until it is verified. "
         "Open “Send mail as”, click Verify by the address and enter the code we emailed to it."
+    )
+
+
+class StorageFullForSent(PopAccountsError):
+    code = "storage_full_send"
+    title = "Your mail storage is full"
+    help = (
+        "The message was not sent: its copy in Sent would not fit in your storage. Free "
+        "space on the Storage page (empty Trash, delete old mail) and send it again."
     )
 
 
@@ -400,6 +410,11 @@ def send_message(session: Session, app: Flask, account: Account, draft: Draft, *
     if draft.html:
         msg.add_alternative(draft.html, subtype="html")
     rcpts = [a.addr_spec for a in (*to, *cc, *bcc)]
+    # Like the big webmails: no room for the Sent copy, no sending (R19). Checked before
+    # anything leaves, so a refused message was not sent either.
+    left = space_left(app, session, account.owner_id)
+    if left is not None and len(msg.as_bytes()) > left:
+        raise StorageFullForSent(detail=f"account {account.id}: {left} bytes left")
     if account.smtp_host:
         username, creds = _outgoing_creds(app, account)
         server = ServerSpec(host=account.smtp_host, port=int(account.smtp_port or 0),

@@ -412,3 +412,25 @@ def test_deleting_the_account_removes_its_send_as_rows_and_codes(send_app: Flask
     assert client.post(f"{PREFIX}/{account_id}/delete").status_code == 302
     assert rows(send_app, SendAsAddress, SendAsAddress.account_id == account_id) == []
     assert rows(send_app, VerificationCode, VerificationCode.send_as_id.in_(sids)) == []
+
+
+def test_a_full_storage_refuses_to_send_before_anything_leaves(
+        send_app: Flask, smtpd: SMTPServers, smtp_user: tuple[str, str]) -> None:
+    login_name, secret = smtp_user
+    account_id = make_account(send_app, login_name, "pop-user", "pop-password")
+    client = login(send_app.test_client())
+    assert outgoing(client, account_id, smtp_port=str(smtpd.smtps_port), auth_mode="custom",
+                    smtp_username=login_name, smtp_password=secret).status_code == 302
+    before = len(smtpd.received(port=smtpd.smtps_port))
+
+    send_app.config["POPACCOUNTS_QUOTA_BYTES"] = 100  # far less than one message
+    resp = send(client, account_id)
+    assert resp.status_code == 422, resp.status_code
+    assert "Your mail storage is full" in resp.text and "Free space" in resp.text
+    assert len(smtpd.received(port=smtpd.smtps_port)) == before  # nothing went out
+    assert sent_copies(send_app, account_id) == []
+
+    send_app.config["POPACCOUNTS_QUOTA_BYTES"] = 10**9
+    assert send(client, account_id).status_code == 302
+    assert len(smtpd.received(port=smtpd.smtps_port)) == before + 1
+    assert len(sent_copies(send_app, account_id)) == 1
