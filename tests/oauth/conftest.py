@@ -7,17 +7,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_popaccounts import get_state
 from tests.support.authserver import AuthServer
 from tests.support.dovecot import Dovecot
-from tests.web.conftest import login, make_example
+from tests.web.conftest import login, make_app  # noqa: F401 (fixture)
 
 CLIENT_ID = "webmail-test"
 CLIENT_SECRET = "webmail-test-secret"
@@ -94,23 +92,10 @@ def oauth_config(authsrv: AuthServer, dc: Dovecot, **over: Any) -> dict[str, Any
 
 
 @pytest.fixture
-def make_oauth_app(tmp_path: Path, authsrv: AuthServer, oauth_dovecot: Dovecot
-                   ) -> Iterator[Callable[..., Flask]]:
-    apps: list[Flask] = []
-
-    def factory(**over: Any) -> Flask:
-        app = make_example(tmp_path / f"app{len(apps)}",
-                           **oauth_config(authsrv, oauth_dovecot, **over))
-        apps.append(app)
-        return app
-
-    yield factory
-    for app in apps:
-        with app.app_context():
-            get_state(app).engine.dispose()
-            from example_app import db
-
-            db.engine.dispose()
+def make_oauth_app(make_app: Callable[..., Flask], authsrv: AuthServer,  # noqa: F811
+                   oauth_dovecot: Dovecot) -> Callable[..., Flask]:
+    """Example webmails wired to the test authorization server and its Dovecot."""
+    return lambda **over: make_app(**oauth_config(authsrv, oauth_dovecot, **over))
 
 
 @pytest.fixture
