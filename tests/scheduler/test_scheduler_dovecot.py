@@ -117,7 +117,8 @@ def test_check_now_goes_through_the_claim_and_the_pool(sched_app, dovecot, new_u
         dovecot.deliver_many(user, messages(user, 4))
         client = login_client(app)
         resp = client.post(f"{PREFIX}/{aid}/check", headers={"Accept": "application/json"})
-        assert resp.get_json() == {"started": True}
+        assert resp.get_json()["started"] is True
+        assert resp.get_json()["waits_for_user"] is False
         wait_until(lambda: count(app, aid) == 4, 5, "check now through the scheduler")
         wait_until(lambda: len(rec.of("account_fetched", aid)) == 2, 5, "the fetch to end")
         wait_until(lambda: account(app, aid).lease_owner is None, 5, "the lease released")
@@ -194,7 +195,8 @@ def test_password_changed_mid_life_stops_logins_until_updated_on_the_page(
             session.commit()
         client = login_client(app)
         resp = client.post(f"{PREFIX}/{aid}/check", headers={"Accept": "application/json"})
-        assert resp.get_json() == {"started": False}
+        assert resp.get_json()["started"] is False
+        assert resp.get_json()["waits_for_user"] is True  # the page says why
         time.sleep(3.5)  # > one interval and ~17 ticks
         assert logins(dovecot, user) == attempts, dovecot.log()[-2000:]
         assert len(rec.of("account_failed", aid)) == 1
