@@ -14,8 +14,8 @@ outcome on the account (see :func:`record_success` / :func:`record_failure`):
 - any other failure only the user can fix (certificate, no UIDL, UIDL reset...):
   NEEDS_ATTENTION, likewise paused (the user may still press "check now").
 
-Claims: one implementation, in :mod:`.scheduling` (re-exported here as :func:`claim`,
-:func:`release`, :func:`new_owner`). Whoever claimed an account runs it with
+Claims: one implementation, in :mod:`.scheduling` (``claim``, ``release``,
+``new_worker_id``). Whoever claimed an account runs it with
 :func:`run_claimed`, which keeps the lease renewed while the fetch runs (a heartbeat;
 a lost lease stops the fetch at the next message) and releases it afterwards: the
 scheduler's pool, the "check now" thread and the CLI all go through it. Under
@@ -55,7 +55,7 @@ from ..signals import (
 from ..store import SqlLedger, SqlSink, folder_id_for
 from . import quota, scheduling
 from .accounts import credentials_for, retrieval_policy_for, server_spec_for
-from .scheduling import LeaseHeartbeat, LeaseLost, new_owner
+from .scheduling import LeaseHeartbeat, LeaseLost, new_worker_id
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -69,8 +69,8 @@ NO_LOGIN_STATUSES = frozenset(scheduling.NO_LOGIN_STATUSES)
 PROGRESS_WRITE_SECONDS = 0.5
 
 __all__ = [
-    "FetchSkipped", "LeaseLost", "check_now", "claim", "fetch_account", "fetch_progress",
-    "new_owner", "release", "report_dict", "run_claimed", "wait_for_check",
+    "FetchSkipped", "LeaseLost", "check_now", "fetch_account", "fetch_progress",
+    "report_dict", "run_claimed", "wait_for_check",
 ]
 
 
@@ -93,22 +93,6 @@ def _engine_sync() -> Any:
     from ..engine import sync
 
     return sync
-
-
-# -- claim (one implementation: services.scheduling) ------------------------------------
-
-
-def claim(session: Session, account_id: int, owner: str, lease_seconds: int) -> bool:
-    """Take the account's lease for ``owner`` if it is free or expired; commits.
-
-    See :func:`.scheduling.claim` (this keeps the services' argument order).
-    """
-    return scheduling.claim(session, owner, account_id, lease_seconds)
-
-
-def release(session: Session, account_id: int, owner: str) -> None:
-    """Give the lease back, only if it is still ours; commits."""
-    scheduling.release(session, owner, account_id)
 
 
 @dataclass
@@ -562,7 +546,7 @@ def check_now(app: Flask, account_id: int) -> bool:
             scheduling.make_due_now(session, account_id)
             sched.poke()
             return True
-        owner = new_owner()
+        owner = new_worker_id()
         lease = int(app.config["POPACCOUNTS_LEASE_SECONDS"])
         if not scheduling.claim(session, owner, account_id, lease):
             return False

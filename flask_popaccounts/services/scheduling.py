@@ -65,16 +65,13 @@ NO_LOGIN_STATUSES = (
 
 
 def new_worker_id() -> str:
-    """Identifies this process (and this scheduler instance) in lease rows."""
+    """A lease owner id: a scheduler instance, or a one-off fetch (check now, the CLI)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
-
-#: The same id serves as lease owner for one-off fetches (check-now thread, CLI).
-new_owner = new_worker_id
 
 
 def _due_clause(now: datetime) -> ColumnElement[bool]:

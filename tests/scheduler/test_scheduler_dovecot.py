@@ -18,7 +18,7 @@ from flask_popaccounts import get_state, signals, store
 from flask_popaccounts.engine.types import Progress
 from flask_popaccounts.models import Account, AccountStatus
 from flask_popaccounts.scheduler import start_in_process
-from flask_popaccounts.services import fetching
+from flask_popaccounts.services import fetching, scheduling
 from tests.conftest import fresh_source_address
 from tests.support.dovecot import free_port
 from tests.web.conftest import PREFIX, account_form
@@ -230,9 +230,9 @@ def test_progress_is_visible_from_another_app_on_the_same_database(sched_app, do
     def slow(p: Progress) -> None:
         time.sleep(0.02)  # a slow line: ~3 s for the whole mailbox
 
-    owner = fetching.new_owner()
+    owner = scheduling.new_worker_id()
     with get_state(fetcher).session_factory() as session:
-        assert fetching.claim(session, aid, owner, 30)
+        assert scheduling.claim(session, owner, aid, 30)
     worker = threading.Thread(target=fetching.run_claimed, args=(fetcher, aid, owner),
                               kwargs={"progress": slow})
     worker.start()

@@ -8,7 +8,7 @@ import pytest
 from flask_popaccounts import get_state, store
 from flask_popaccounts.engine.types import Progress
 from flask_popaccounts.scheduler import in_reloader_watcher, start_in_process
-from flask_popaccounts.services import fetching
+from flask_popaccounts.services import fetching, scheduling
 
 from .conftest import account, add_account, logins, messages
 
@@ -47,7 +47,7 @@ def test_cli_fetch_shows_a_progress_bar_and_releases_the_claim(sched_app, doveco
     assert acc.lease_owner is None and acc.message_count == 6
     # Held by someone else (a live lease): the CLI skips it and does not wait.
     with get_state(app).session_factory() as session:
-        assert fetching.claim(session, aid, "someone-else", 60)
+        assert scheduling.claim(session, "someone-else", aid, 60)
     result = app.test_cli_runner().invoke(args=["popaccounts", "fetch", "--all"])
     assert "being fetched elsewhere" in result.output
 

@@ -12,7 +12,7 @@ from flask_popaccounts.engine.errors import AuthenticationFailed, ConnectionFail
 from flask_popaccounts.engine.types import DeletePolicy, Security
 from flask_popaccounts.models import Account, AccountStatus, Message
 from flask_popaccounts.services import accounts as svc
-from flask_popaccounts.services import fetching
+from flask_popaccounts.services import fetching, scheduling
 from tests.support.dovecot import free_port
 from tests.support.mail import ARABIC_SUBJECT, make_message
 
@@ -167,7 +167,7 @@ def test_claim_one_of_two_wins(app):
     def contend(owner: str) -> None:
         with state.session_factory() as s:
             barrier.wait()
-            results[owner] = fetching.claim(s, aid, owner, 60)
+            results[owner] = scheduling.claim(s, owner, aid, 60)
 
     threads = [threading.Thread(target=contend, args=(f"w{i}",)) for i in range(2)]
     for t in threads:
@@ -178,10 +178,10 @@ def test_claim_one_of_two_wins(app):
     winner = next(o for o, won in results.items() if won)
     loser = next(o for o, won in results.items() if not won)
     with state.session_factory() as s:
-        fetching.release(s, aid, loser)  # not the loser's to give back
-        assert not fetching.claim(s, aid, loser, 60)
-        fetching.release(s, aid, winner)
-        assert fetching.claim(s, aid, loser, 60)
+        scheduling.release(s, loser, aid)  # not the loser's to give back
+        assert not scheduling.claim(s, loser, aid, 60)
+        scheduling.release(s, winner, aid)
+        assert scheduling.claim(s, loser, aid, 60)
 
 
 def test_check_now_runs_once_in_background(app, session, dovecot, new_user):
