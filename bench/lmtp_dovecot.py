@@ -10,11 +10,12 @@ and is only the fallback when ``dovecot-lmtpd`` is not installed).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 import uuid
 from pathlib import Path
+
+from tests.support.dovecot import stop_master
 
 LMTP_BINARY = "/usr/lib/dovecot/lmtp"
 MAIL_UID = MAIL_GID = 65534  # nobody / nogroup
@@ -88,13 +89,7 @@ userdb {{
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait(5)
+        stop_master(self._proc)
         self._proc = None
 
     def __enter__(self) -> DovecotLMTP:

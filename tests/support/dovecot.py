@@ -101,6 +101,18 @@ def _self_signed(ip: str) -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
+
+def stop_master(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a foreground Dovecot master: SIGTERM, then its whole process group."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
 class Dovecot:
     """A running private Dovecot; see the module docstring for the listener map."""
 
@@ -264,13 +276,7 @@ passdb {{
 
     def stop(self) -> None:
         """Stop Dovecot (and its children) and remove the directory if we created it."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait(5)
+        stop_master(self._proc)
         self._proc = None
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
