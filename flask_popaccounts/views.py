@@ -397,19 +397,13 @@ def set_default(account_id: int) -> ResponseReturnValue:
 
 
 def check_now(account_id: int) -> ResponseReturnValue:
-    from .models import AccountStatus, value_of
     from .services import accounts as svc
-    from .services import fetching
-
-    #: Statuses in which "check now" does nothing until the user acts.
-    waits_for_user = {AccountStatus.NEEDS_PASSWORD.value, AccountStatus.NEEDS_REAUTH.value,
-                      AccountStatus.PAUSED_QUOTA.value, AccountStatus.DISABLED.value}
+    from .services import fetching, scheduling
 
     account = _account(account_id)
     _confirm_ok()
     started = fetching.check_now(_app(), account.id)
-    waiting = not started and (not account.enabled
-                               or value_of(account.status) in waits_for_user)
+    waiting = not started and scheduling.waits_for_user(account)
     if started:
         message = f"Checking {account.email} for new mail."
     elif waiting:

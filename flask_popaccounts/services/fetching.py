@@ -536,8 +536,7 @@ def check_now(app: Flask, account_id: int) -> bool:
     state = get_state(app)
     with state.session_factory() as session:
         account = session.get(Account, account_id)
-        if (account is None or not account.enabled
-                or value_of(account.status) in NO_LOGIN_STATUSES):
+        if account is None or scheduling.waits_for_user(account):
             return False
         sched = state.scheduler
         if sched is not None and getattr(sched, "running", False):

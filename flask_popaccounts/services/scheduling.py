@@ -45,7 +45,7 @@ from types import TracebackType
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..models import Account, AccountStatus
+from ..models import Account, AccountStatus, value_of
 
 log = logging.getLogger("flask_popaccounts.services.scheduling")
 
@@ -62,6 +62,15 @@ NO_LOGIN_STATUSES = (
     AccountStatus.NEEDS_PASSWORD.value,
     AccountStatus.NEEDS_REAUTH.value,
 )
+
+
+#: ... and those that even "check now" leaves alone until the user acts.
+USER_HOLD_STATUSES = (*NO_LOGIN_STATUSES, AccountStatus.DISABLED.value)
+
+
+def waits_for_user(account: Account) -> bool:
+    """Nothing fetches this account, not even "check now", until its user acts."""
+    return not account.enabled or value_of(account.status) in USER_HOLD_STATUSES
 
 
 def new_worker_id() -> str:
@@ -81,7 +90,7 @@ def _due_clause(now: datetime) -> ColumnElement[bool]:
             and_(Account.status.not_in(PAUSED_STATUSES),
                  or_(Account.next_due_at.is_(None), Account.next_due_at <= now)),
             and_(Account.check_requested_at.is_not(None),
-                 Account.status.not_in((*NO_LOGIN_STATUSES, AccountStatus.DISABLED.value))),
+                 Account.status.not_in(USER_HOLD_STATUSES)),
         ),
         _lease_free(now),
     )
