@@ -337,7 +337,7 @@ def _environment() -> dict[str, Any]:
         # uncommitted changes to the code under test (other engineers share the tree)
         "uncommitted": subprocess.run(
             ["git", "-C", str(ROOT), "status", "--porcelain", "--", "flask_popaccounts/engine",
-             "flask_popaccounts/store.py", "flask_popaccounts/models.py"],
+             "flask_popaccounts/storage"],
             capture_output=True, text=True,
         ).stdout.split("\n")[:-1],
     }

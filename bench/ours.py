@@ -7,7 +7,7 @@
   fetch (after imports, schema and account setup);
 * ``poll``: ``repeat`` fetch sessions against an existing store, timing each.
 
-The store is the extension's built-in one (``flask_popaccounts.store``: SqlLedger +
+The store is the extension's built-in one (``flask_popaccounts.storage.mailstore``: SqlLedger +
 SqlSink on SQLAlchemy over a SQLite file, tuned as the extension tunes SQLite). If that
 module cannot be imported, a plain sqlite3 stand-in with the same shape is used and the
 result says ``"store": "sqlite3-standin"``.
@@ -62,19 +62,19 @@ def _reset_peak_rss() -> bool:
 
 
 class RealStore:
-    label = "flask_popaccounts.store (SqlLedger+SqlSink, SQLAlchemy, SQLite WAL)"
+    label = "flask_popaccounts.storage.mailstore (SqlLedger+SqlSink, SQLAlchemy, SQLite WAL)"
 
     def __init__(self, db: str) -> None:
         from sqlalchemy import create_engine, event
         from sqlalchemy.orm import Session
 
-        from flask_popaccounts import store
-        from flask_popaccounts.models import Account, Base
+        from flask_popaccounts.storage import mailstore as store
+        from flask_popaccounts.storage.models import Account, Base
 
         self._store = store
         self.engine = create_engine(f"sqlite:///{db}")
         try:  # exactly what the extension does to its SQLite engines
-            from flask_popaccounts.extension import _tune_sqlite
+            from flask_popaccounts.runtime import tune_sqlite as _tune_sqlite
 
             _tune_sqlite(self.engine)
         except ImportError:  # pragma: no cover - same pragmas by hand
@@ -113,7 +113,7 @@ class RealStore:
             n = self._store.count_messages(s, self.account_id)
             from sqlalchemy import func, select
 
-            from flask_popaccounts.models import Message
+            from flask_popaccounts.storage.models import Message
 
             b = s.execute(
                 select(func.coalesce(func.sum(Message.size), 0)).where(

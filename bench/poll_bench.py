@@ -44,11 +44,11 @@ from sqlalchemy import func, select, update
 
 from bench.fetch_bench import delay_proxy
 from flask_popaccounts import get_state
+from flask_popaccounts.config import DEFAULTS
 from flask_popaccounts.engine.types import DeletePolicy, Security
-from flask_popaccounts.extension import DEFAULTS
-from flask_popaccounts.models import Account
-from flask_popaccounts.scheduler import FetchScheduler
+from flask_popaccounts.jobs.scheduler import FetchScheduler
 from flask_popaccounts.services import accounts as svc
+from flask_popaccounts.storage.models import Account
 from tests.support.dovecot import Dovecot
 from tests.support.flaskapp import dispose, make_app
 from tests.support.mail import make_message

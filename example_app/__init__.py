@@ -144,7 +144,7 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
             for name, password in create_demo_users().items():
                 click.echo(f"  {name} / {password}")
     if run_scheduler:
-        from flask_popaccounts.scheduler import start_in_process
+        from flask_popaccounts.jobs.scheduler import start_in_process
 
         start_in_process(app)
     return app
@@ -153,7 +153,8 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
 def create_tables(app: Flask) -> None:
     """The webmail's own tables, then the extension's (its migrations when available)."""
     db.create_all()
-    from flask_popaccounts import get_state, migrations
+    from flask_popaccounts import get_state
+    from flask_popaccounts.storage import migrations
 
     upgrade = getattr(migrations, "upgrade", None)
     if upgrade is not None:  # the extension's Alembic lineage (flask popaccounts db upgrade)
@@ -192,9 +193,9 @@ def _local_path(target: str) -> bool:
 
 
 def _register_routes(app: Flask) -> None:
-    from flask_popaccounts import store
     from flask_popaccounts.services import accounts as account_svc
     from flask_popaccounts.services.reading import read_message
+    from flask_popaccounts.storage import mailstore as store
 
     def side_pane() -> list[dict[str, Any]]:
         session = db_session()

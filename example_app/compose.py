@@ -41,10 +41,10 @@ def _quote(text: str | None) -> str:
 
 
 def register_compose(app: Flask) -> None:
-    from flask_popaccounts import store
     from flask_popaccounts.services import accounts as account_svc
     from flask_popaccounts.services import sending, settings
     from flask_popaccounts.services.reading import read_message
+    from flask_popaccounts.storage import mailstore as store
 
     def owner() -> str:
         return str(current_user.get_id())

@@ -13,12 +13,17 @@ __version__ = "0.1.0"
 __all__ = ["PopAccounts", "__version__", "db_session", "get_state"]
 
 if TYPE_CHECKING:
-    from .extension import PopAccounts, db_session, get_state
+    from .extension import PopAccounts
+    from .runtime import db_session, get_state
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("PopAccounts", "db_session", "get_state"):
-        from . import extension
+    if name == "PopAccounts":
+        from .extension import PopAccounts
 
-        return getattr(extension, name)
+        return PopAccounts
+    if name in ("db_session", "get_state"):
+        from . import runtime
+
+        return getattr(runtime, name)
     raise AttributeError(name)

@@ -5,7 +5,7 @@ flask-popaccounts, shown on the example webmail:
 
 - ``alembic.ini`` lists two ``version_locations``: ``versions/`` (the host's own
   revisions, here the example's ``example_user`` table, branch label ``host``) and
-  ``flask_popaccounts:migrations/versions`` (the extension's lineage, branch label
+  ``flask_popaccounts:storage/migrations/versions`` (the extension's lineage, branch label
   ``popaccounts``, resolved inside the *installed* package, so it works after a plain
   ``pip install flask-popaccounts``);
 - ``target_metadata`` is the host's MetaData plus the extension's, so
@@ -30,8 +30,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy import MetaData, create_engine
 
-from flask_popaccounts.migrations import render_item
-from flask_popaccounts.models import Base
+from flask_popaccounts.storage.migrations import render_item
+from flask_popaccounts.storage.models import Base
 
 config = context.config
 

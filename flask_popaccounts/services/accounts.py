@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
+from ..config import net_policy
 from ..engine.errors import InvalidInput, UIDLReset, error_for_code
 from ..engine.types import (
     AuthMethod,
@@ -25,9 +26,9 @@ from ..engine.types import (
     Security,
     ServerSpec,
 )
-from ..extension import get_state
-from ..models import Account, AccountStatus, value_of
-from ..store import delete_account_data, ensure_default_folders
+from ..runtime import get_state
+from ..storage.mailstore import delete_account_data, ensure_default_folders
+from ..storage.models import Account, AccountStatus, value_of
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -168,7 +169,7 @@ def test_incoming(app: Flask, data: AccountInput, *, existing: Account | None = 
         creds = Credentials(method=AuthMethod.PASSWORD, secret=data.password)
     server = ServerSpec(host=data.pop_host.strip(), port=int(data.pop_port),
                         security=Security(data.pop_security), username=data.pop_username)
-    net = get_state(app).net_policy(app.config)
+    net = net_policy(app.config)
     caps: frozenset[str] = _engine_sync().check_login(server, creds, net=net)
     return caps
 

@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ..config import net_policy
 from ..engine.errors import AuthenticationFailed, PopAccountsError, QuotaExceeded, TokenRejected
 from ..engine.types import FetchReport, Progress, ProgressCallback
-from ..extension import get_state
-from ..models import Account, AccountStatus, value_of
+from ..runtime import get_state
 from ..signals import (
     account_disabled,
     account_failed,
@@ -52,7 +52,8 @@ from ..signals import (
     account_recovered,
     message_fetched,
 )
-from ..store import SqlLedger, SqlSink, folder_id_for
+from ..storage.mailstore import SqlLedger, SqlSink, folder_id_for
+from ..storage.models import Account, AccountStatus, value_of
 from . import quota, scheduling
 from .accounts import credentials_for, retrieval_policy_for, server_spec_for
 from .scheduling import LeaseHeartbeat, LeaseLost, new_worker_id
@@ -321,7 +322,7 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
     """
     state = get_state(app)
     sync = _engine_sync()
-    net = state.net_policy(app.config)
+    net = net_policy(app.config)
     lease = _lease_to_release.get()
     if lease is not None and (lease.account_id != account_id or lease.released):
         lease = None

@@ -57,8 +57,10 @@ from ..engine.filters import (
 )
 from ..engine.parse import read_header_section
 from ..engine.types import RetrievedMessage, Security, ServerSpec
-from ..extension import get_state
-from ..models import (
+from ..runtime import get_state
+from ..signals import account_failed, account_fetched
+from ..storage.mailstore import Placement, folder_id_for, iter_raw, read_raw, set_classifier_factory
+from ..storage.models import (
     Account,
     Filter,
     Folder,
@@ -71,8 +73,6 @@ from ..models import (
     utcnow,
     value_of,
 )
-from ..signals import account_failed, account_fetched
-from ..store import Placement, folder_id_for, iter_raw, read_raw, set_classifier_factory
 from . import sending
 
 if TYPE_CHECKING:

@@ -49,6 +49,7 @@ from requests import RequestException
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ..config import net_policy
 from ..engine.errors import (
     ConnectionFailed,
     InvalidInput,
@@ -58,9 +59,9 @@ from ..engine.errors import (
     TokenRejected,
 )
 from ..engine.types import AuthMethod, Credentials, DeletePolicy, Security, ServerSpec
-from ..extension import get_state
-from ..models import Account, AccountStatus, value_of
-from ..store import ensure_default_folders
+from ..runtime import get_state
+from ..storage.mailstore import ensure_default_folders
+from ..storage.models import Account, AccountStatus, value_of
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -437,7 +438,7 @@ def test_login(app: Flask, provider_key: str, grant: Grant) -> frozenset[str]:
 
     provider = get_provider(app, provider_key)
     creds = Credentials(method=AuthMethod.XOAUTH2, secret=str(grant.token["access_token"]))
-    net = get_state(app).net_policy(app.config)
+    net = net_policy(app.config)
     caps: frozenset[str] = sync.check_login(server_for(provider, grant.email), creds, net=net)
     return caps
 

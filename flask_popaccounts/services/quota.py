@@ -35,9 +35,17 @@ from sqlalchemy.orm import Session
 
 from ..engine.errors import QuotaExceeded
 from ..engine.types import RetrievedMessage, Sink
-from ..extension import get_state
-from ..models import Account, AccountStatus, Folder, FolderRole, Message, MessageChunk, value_of
-from ..store import recount
+from ..runtime import get_state
+from ..storage.mailstore import recount
+from ..storage.models import (
+    Account,
+    AccountStatus,
+    Folder,
+    FolderRole,
+    Message,
+    MessageChunk,
+    value_of,
+)
 
 if TYPE_CHECKING:
     from flask import Flask

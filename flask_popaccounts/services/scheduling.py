@@ -45,7 +45,7 @@ from types import TracebackType
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..models import Account, AccountStatus, value_of
+from ..storage.models import Account, AccountStatus, value_of
 
 log = logging.getLogger("flask_popaccounts.services.scheduling")
 

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from ..config import net_policy
 from ..engine import smtp
 from ..engine.errors import InvalidAddress, InvalidInput, PopAccountsError
 from ..engine.parse import parse_meta
 from ..engine.types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
-from ..extension import get_state
-from ..models import Account, SendAsAddress, VerificationCode, utcnow, value_of
-from ..store import file_sent
+from ..runtime import get_state
+from ..storage.mailstore import file_sent
+from ..storage.models import Account, SendAsAddress, VerificationCode, utcnow, value_of
 from . import verification
 from .accounts import credentials_for
 from .quota import space_left
@@ -103,7 +104,7 @@ def _now() -> datetime:
 
 def smtp_net_policy(app: Flask) -> NetPolicy:
     """The network policy for users' SMTP servers (POPACCOUNTS_ALLOWED_SMTP_PORTS)."""
-    return get_state(app).net_policy(app.config, ports_key="POPACCOUNTS_ALLOWED_SMTP_PORTS")
+    return net_policy(app.config, "smtp")
 
 
 def system_relay(app: Flask) -> tuple[ServerSpec, Credentials | None, NetPolicy, str]:

@@ -34,7 +34,7 @@ import nh3
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..models import Account, Signature, Template
+from ..storage.models import Account, Signature, Template
 from .reading import sanitize_html
 
 #: The RFC 3676 signature separator line ("dash dash space").

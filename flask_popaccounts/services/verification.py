@@ -27,7 +27,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..engine.errors import PopAccountsError
-from ..models import SendAsAddress, VerificationCode
+from ..storage.models import SendAsAddress, VerificationCode
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from flask_popaccounts.models import Folder, Message
 from flask_popaccounts.services import fetching
 from flask_popaccounts.services.fetching import wait_for_check
+from flask_popaccounts.storage.models import Folder, Message
 from tests.filters.conftest import db, mail, setup_account
 from tests.sending.conftest import smtpd  # noqa: F401 (fixture)
 from tests.support.dovecot import Dovecot

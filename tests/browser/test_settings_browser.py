@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import update
 
 from flask_popaccounts import get_state
-from flask_popaccounts.models import Account, SendAsAddress, utcnow
 from flask_popaccounts.services import sending
+from flask_popaccounts.storage.models import Account, SendAsAddress, utcnow
 from tests.sending.conftest import make_account, smtpd  # noqa: F401 (fixture)
 from tests.support.smtpd import SMTPServers
 

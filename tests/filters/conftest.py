@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from flask_popaccounts import get_state
 from flask_popaccounts.engine.types import DeletePolicy, Security
-from flask_popaccounts.models import Account, SendAsAddress
 from flask_popaccounts.services import accounts as svc
 from flask_popaccounts.services import sending
+from flask_popaccounts.storage.models import Account, SendAsAddress
 from tests.sending.conftest import owner_id, send_app, smtpd  # noqa: F401 (fixtures)
 from tests.support.dovecot import Dovecot
 from tests.support.smtpd import SMTPServers

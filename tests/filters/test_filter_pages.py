@@ -7,8 +7,8 @@ import re
 from flask import Flask
 from sqlalchemy import select
 
-from flask_popaccounts.models import Filter, Folder, Message, Vacation
 from flask_popaccounts.services import fetching
+from flask_popaccounts.storage.models import Filter, Folder, Message, Vacation
 from tests.support.dovecot import Dovecot
 from tests.support.smtpd import SMTPServers
 from tests.web.conftest import PREFIX, login

@@ -12,15 +12,15 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from flask_popaccounts import store
-from flask_popaccounts.models import (
+from flask_popaccounts.services import fetching, filtering
+from flask_popaccounts.storage import mailstore as store
+from flask_popaccounts.storage.models import (
     Filter,
     Folder,
     Message,
     OutboxItem,
     VacationReplied,
 )
-from flask_popaccounts.services import fetching, filtering
 from tests.support.dovecot import Dovecot
 from tests.support.smtpd import SMTPServers
 

@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 
 from flask_popaccounts import get_state
 from flask_popaccounts.engine.types import AuthMethod, Security
-from flask_popaccounts.models import Account, AccountStatus
 from flask_popaccounts.services import fetching
 from flask_popaccounts.services.accounts import AccountInput, create_account
+from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.conftest import fresh_source_address
 from tests.support.authserver import AuthServer
 from tests.support.dovecot import Dovecot

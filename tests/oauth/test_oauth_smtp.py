@@ -23,9 +23,9 @@ from flask_popaccounts import get_state
 from flask_popaccounts.engine import smtp
 from flask_popaccounts.engine.errors import TokenRejected
 from flask_popaccounts.engine.types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
-from flask_popaccounts.models import Account
 from flask_popaccounts.services import oauth
 from flask_popaccounts.services.accounts import credentials_for
+from flask_popaccounts.storage.models import Account
 from tests.support.authserver import AuthServer
 from tests.support.dovecot import free_port
 from tests.web.conftest import login

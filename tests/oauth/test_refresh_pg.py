@@ -16,9 +16,10 @@ from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from sqlalchemy import create_engine
 
-from flask_popaccounts import get_state, migrations
-from flask_popaccounts.models import Account, AccountStatus
+from flask_popaccounts import get_state
 from flask_popaccounts.services import oauth
+from flask_popaccounts.storage import migrations
+from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.support.authserver import AuthServer
 from tests.support.dovecot import Dovecot
 from tests.support.flaskapp import dispose, make_app

@@ -17,12 +17,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_popaccounts import get_state
+from flask_popaccounts.config import net_policy
 from flask_popaccounts.engine import sync
 from flask_popaccounts.engine.errors import ConnectionFailed, TokenRejected
 from flask_popaccounts.engine.pop3 import POP3Client
 from flask_popaccounts.engine.types import AuthMethod, Credentials, Security, ServerSpec
-from flask_popaccounts.models import Account, AccountStatus
 from flask_popaccounts.services import fetching, oauth
+from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.conftest import fresh_source_address
 from tests.support.authserver import AuthServer
 from tests.support.dovecot import Dovecot
@@ -67,7 +68,7 @@ def test_expiring_token_is_refreshed_before_fetch_and_rotation_stored(
     # The provider's token really is dead now: Dovecot refuses it.
     # (from its own source address: Dovecot delays later logins from an address that
     # failed one, which would outlast the next token's 2 s life)
-    net = replace(get_state(app).net_policy(app.config), source_address=fresh_source_address())
+    net = replace(net_policy(app.config), source_address=fresh_source_address())
     with pytest.raises(TokenRejected):
         sync.check_login(pop_spec(oauth_dovecot, ms_user.email),
                          Credentials(AuthMethod.XOAUTH2, str(first["access_token"])), net=net)
@@ -249,7 +250,7 @@ def test_bad_token_challenge_is_answered_without_desync(
                                code_verifier=verifier)["access_token"]
 
     app = make_oauth_app()
-    net = replace(get_state(app).net_policy(app.config), source_address=fresh_source_address())
+    net = replace(net_policy(app.config), source_address=fresh_source_address())
     client = POP3Client.open(pop_spec(oauth_dovecot, ms_user.email), net)
     try:
         with pytest.raises(TokenRejected) as info:

@@ -11,9 +11,9 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flask_popaccounts.engine.types import Security
-from flask_popaccounts.extension import _tune_sqlite
-from flask_popaccounts.models import Account, AccountStatus, Base
+from flask_popaccounts.runtime import tune_sqlite as _tune_sqlite
 from flask_popaccounts.services import scheduling
+from flask_popaccounts.storage.models import Account, AccountStatus, Base
 
 
 @pytest.fixture

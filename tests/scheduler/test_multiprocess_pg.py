@@ -28,9 +28,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from flask_popaccounts import get_state, migrations
-from flask_popaccounts.models import Account, Message, UidlEntry
+from flask_popaccounts import get_state
 from flask_popaccounts.services import fetching
+from flask_popaccounts.storage import migrations
+from flask_popaccounts.storage.models import Account, Message, UidlEntry
 from tests.support.flaskapp import dispose, make_app
 
 from .conftest import add_account, dovecot_config, messages, wait_until

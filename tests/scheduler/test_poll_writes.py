@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import event
 
 from flask_popaccounts import get_state
-from flask_popaccounts.models import AccountStatus
 from flask_popaccounts.services import fetching, scheduling
+from flask_popaccounts.storage.models import AccountStatus
 from tests.conftest import fresh_source_address
 
 from .conftest import account, add_account, messages

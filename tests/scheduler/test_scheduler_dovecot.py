@@ -14,11 +14,12 @@ from typing import Any
 
 from sqlalchemy import update
 
-from flask_popaccounts import get_state, signals, store
+from flask_popaccounts import get_state, signals
 from flask_popaccounts.engine.types import Progress
-from flask_popaccounts.models import Account, AccountStatus
-from flask_popaccounts.scheduler import start_in_process
+from flask_popaccounts.jobs.scheduler import start_in_process
 from flask_popaccounts.services import fetching, scheduling
+from flask_popaccounts.storage import mailstore as store
+from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.conftest import fresh_source_address
 from tests.support.dovecot import free_port
 from tests.web.conftest import PREFIX, account_form

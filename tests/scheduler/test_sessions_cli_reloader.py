@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 import pytest
 
-from flask_popaccounts import get_state, store
+from flask_popaccounts import get_state
 from flask_popaccounts.engine.types import Progress
-from flask_popaccounts.scheduler import in_reloader_watcher, start_in_process
+from flask_popaccounts.jobs.scheduler import in_reloader_watcher, start_in_process
 from flask_popaccounts.services import fetching, scheduling
+from flask_popaccounts.storage import mailstore as store
 
 from .conftest import account, add_account, logins, messages
 
@@ -94,7 +95,7 @@ def test_check_now_never_logs_in_with_refused_credentials(sched_app, dovecot, ne
     aid = add_account(app, dovecot, user, pw)
     from sqlalchemy import update
 
-    from flask_popaccounts.models import Account
+    from flask_popaccounts.storage.models import Account
 
     with get_state(app).session_factory() as session:
         session.execute(update(Account).where(Account.id == aid).values(status=status))

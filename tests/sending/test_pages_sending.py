@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from flask_popaccounts import get_state
-from flask_popaccounts.models import Account, Message, SendAsAddress, VerificationCode
 from flask_popaccounts.services.fetching import wait_for_check
+from flask_popaccounts.storage.models import Account, Message, SendAsAddress, VerificationCode
 from tests.support.dovecot import Dovecot, free_port
 from tests.support.smtpd import SMTPServers
 from tests.web.conftest import PREFIX, account_form, login
@@ -56,7 +56,7 @@ def send(client: FlaskClient, account_id: int, **over: Any) -> Any:
 
 
 def sent_copies(app: Flask, account_id: int) -> list[Message]:
-    from flask_popaccounts.models import Folder
+    from flask_popaccounts.storage.models import Folder
 
     sent = rows(app, Folder, Folder.account_id == account_id, Folder.role == "sent")[0]
     return rows(app, Message, Message.folder_id == sent.id)

@@ -7,12 +7,13 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from flask_popaccounts import get_state, signals, store
+from flask_popaccounts import get_state, signals
 from flask_popaccounts.engine.errors import AuthenticationFailed, ConnectionFailed
 from flask_popaccounts.engine.types import DeletePolicy, Security
-from flask_popaccounts.models import Account, AccountStatus, Message
 from flask_popaccounts.services import accounts as svc
 from flask_popaccounts.services import fetching, scheduling
+from flask_popaccounts.storage import mailstore as store
+from flask_popaccounts.storage.models import Account, AccountStatus, Message
 from tests.support.dovecot import free_port
 from tests.support.mail import ARABIC_SUBJECT, make_message
 

@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 from flask_popaccounts import get_state, signals
 from flask_popaccounts.engine.errors import QuotaExceeded
 from flask_popaccounts.engine.types import DeletePolicy, Security
-from flask_popaccounts.models import Account, AccountStatus, Folder, Message, UidlEntry
 from flask_popaccounts.services import accounts as svc
 from flask_popaccounts.services import fetching, quota
+from flask_popaccounts.storage.models import Account, AccountStatus, Folder, Message, UidlEntry
 from tests.support.dovecot import Dovecot
 from tests.support.mail import make_message
 

@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from flask_popaccounts import get_state
-from flask_popaccounts.models import Account, Folder, Message, Template
 from flask_popaccounts.services import fetching
+from flask_popaccounts.storage.models import Account, Folder, Message, Template
 from tests.support.dovecot import Dovecot
 from tests.support.mail import make_message
 from tests.support.smtpd import SMTPServers

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask_popaccounts.models import Account, Signature, Template
 from flask_popaccounts.services import settings
+from flask_popaccounts.storage.models import Account, Signature, Template
 
 
 def sig(**kw: object) -> Signature:

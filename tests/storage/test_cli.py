@@ -6,8 +6,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import inspect
 
 from flask_popaccounts import get_state
-from flask_popaccounts.models import Account
-from flask_popaccounts.secrets import SecretBox, generate_key, parse_keys
+from flask_popaccounts.storage.crypto import SecretBox, generate_key, parse_keys
+from flask_popaccounts.storage.models import Account
 from tests.support.flaskapp import dispose, make_app
 
 

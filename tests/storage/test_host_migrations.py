@@ -12,7 +12,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from flask_popaccounts.models import Base
+from flask_popaccounts.storage.models import Base
 
 INI = Path(__file__).resolve().parents[2] / "migrations" / "alembic.ini"
 

@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from flask_popaccounts import migrations
-from flask_popaccounts.models import Base
+from flask_popaccounts.storage import migrations
+from flask_popaccounts.storage.models import Base
 
 
 def schema_diff(engine) -> list:

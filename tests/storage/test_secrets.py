@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 from flask_popaccounts import PopAccounts
-from flask_popaccounts.secrets import (
+from flask_popaccounts.storage.crypto import (
     SecretBox,
     SecretKeyMissing,
     SecretUnreadable,

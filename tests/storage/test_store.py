@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 
-from flask_popaccounts import store
 from flask_popaccounts.engine.types import MessageMeta, RetrievedMessage
-from flask_popaccounts.models import Account, FolderRole, Message, MessageChunk, UidlEntry
+from flask_popaccounts.storage import mailstore as store
+from flask_popaccounts.storage.models import Account, FolderRole, Message, MessageChunk, UidlEntry
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -193,7 +193,7 @@ def test_sink_batches_small_messages_and_streams_large_ones_in_order(session, mo
     for i in ids:
         assert store.read_raw(session, i) == raws[by_id[i].uidl]
     assert [by_id[i].is_flagged for i in ids] == [u.endswith("f") for u in raws]
-    from flask_popaccounts.models import OutboxItem
+    from flask_popaccounts.storage.models import OutboxItem
 
     outbox = {o.recipient: o.message_id for o in session.scalars(select(OutboxItem))}
     assert outbox == {f"{by_id[i].uidl}@example.org": i for i in ids

@@ -138,7 +138,7 @@ def test_csrf_required_on_buttons(host: Flask, tested: None, monkeypatch: pytest
     assert not called
     with host.app_context():
         from flask_popaccounts import db_session
-        from flask_popaccounts.models import Account
+        from flask_popaccounts.storage.models import Account
 
         acc = db_session().get(Account, account_id)
         assert acc is not None and acc.enabled  # nothing changed, nothing deleted

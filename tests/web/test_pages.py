@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 
 from flask_popaccounts import db_session
 from flask_popaccounts.engine.errors import AuthenticationFailed, CertificateInvalid
-from flask_popaccounts.models import Account, AccountStatus
 from flask_popaccounts.services import accounts as account_svc
 from flask_popaccounts.services import fetching
+from flask_popaccounts.storage.models import Account, AccountStatus
 
 from .conftest import PREFIX, account_form, login
 
@@ -414,7 +414,7 @@ def test_check_now(alice: FlaskClient, tested: list[Any], monkeypatch: pytest.Mo
 def test_check_now_on_an_account_waiting_for_its_user_says_why(
         alice: FlaskClient, tested: list[Any], app: Flask) -> None:
     from flask_popaccounts import get_state
-    from flask_popaccounts.models import Account, AccountStatus
+    from flask_popaccounts.storage.models import Account, AccountStatus
 
     account_id = add(alice)
     with get_state(app).session_factory() as s:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from .engine.types import AuthMethod, DeletePolicy, Security
+from ..engine.types import AuthMethod, DeletePolicy, Security
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

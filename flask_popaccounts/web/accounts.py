@@ -39,17 +39,15 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_login import current_user
-from werkzeug.routing import BuildError
 
-from .engine.errors import PopAccountsError
-from .engine.types import AuthMethod, DeletePolicy, Security
-from .extension import db_session
+from ..engine.errors import PopAccountsError
+from ..engine.types import AuthMethod, DeletePolicy, Security
+from ..runtime import db_session
 from .forms import FORMS, AccountForm
-from .viewhelpers import owned_account as _account
-from .viewhelpers import owner_id as _owner
-from .viewhelpers import this_app as _app
-from .views_oauth import register_oauth_routes
+from .helpers import mailbox_url
+from .helpers import owned_account as _account
+from .helpers import owner_id as _owner
+from .helpers import this_app as _app
 
 #: Providers offered in step 2, with what the form is prefilled with.
 PROVIDERS: dict[str, dict[str, Any]] = {
@@ -63,14 +61,8 @@ OAUTH_PROVIDERS: dict[str, str] = {"outlook": "Outlook.com", "office365": "Offic
 _CONNECTION_FIELDS = ("pop_host", "pop_port", "pop_security", "pop_username")
 
 
-def create_blueprint(name: str = "popaccounts") -> Blueprint:
-    """The Mail Accounts blueprint (templates ``popaccounts/*``, static ``popaccounts/*``)."""
-    bp = Blueprint(name, __name__, template_folder="templates", static_folder="static",
-                   static_url_path="/static")
-
-    bp.before_request(_require_login)
-    bp.context_processor(_template_helpers)
-
+def register(bp: Blueprint) -> None:
+    """The account pages' routes (the list, the wizard, edit, delete, check now)."""
     bp.add_url_rule("/", "index", index)
     bp.add_url_rule("/add", "add_type", add_type)
     bp.add_url_rule("/add/pop3", "add_provider", add_provider)
@@ -84,53 +76,6 @@ def create_blueprint(name: str = "popaccounts") -> Blueprint:
     bp.add_url_rule("/<int:account_id>/default", "set_default", set_default, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/check", "check_now", check_now, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/progress.json", "progress", progress)
-    register_oauth_routes(bp)  # views_oauth.py: OAuth sign-in, re-authenticate, switch
-    __import__(f"{__package__}.views_sending", fromlist=["register"]).register(bp)  # R9-R11
-    __import__(f"{__package__}.views_settings", fromlist=["register"]).register(bp)  # R1, R19
-    __import__(f"{__package__}.views_filters", fromlist=["register"]).register(bp)  # R1 filters
-    return bp
-
-
-# -- plumbing ---------------------------------------------------------------------------
-
-def _require_login() -> ResponseReturnValue | None:
-    if request.endpoint and request.endpoint.endswith(".static"):
-        return None
-    if not current_user.is_authenticated:
-        manager = getattr(current_app, "login_manager", None)
-        if manager is None:
-            abort(401)
-        return manager.unauthorized()
-    return None
-
-
-def mailbox_url(account_id: int) -> str | None:
-    """The host's mailbox page for one account (R8), or None if the host has none."""
-    endpoint = current_app.config.get("POPACCOUNTS_MAILBOX_ENDPOINT")
-    if not endpoint:
-        return None
-    try:
-        return url_for(endpoint, account_id=account_id)
-    except BuildError:
-        return None
-
-
-def _template_helpers() -> dict[str, Any]:
-    return {
-        "popaccounts_mailbox_url": mailbox_url,
-        "popaccounts_size": human_size,
-        "popaccounts_allow_plaintext": bool(current_app.config.get("POPACCOUNTS_ALLOW_PLAINTEXT")),
-    }
-
-
-def human_size(num: int | None) -> str:
-    """1234567 -> '1.2 MB' (decimal units, as mail providers show quotas)."""
-    value = float(num or 0)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"  # pragma: no cover
 
 
 def _confirm_ok() -> bool:
@@ -141,7 +86,7 @@ def _confirm_ok() -> bool:
 
 
 def _form_to_input(form: AccountForm, provider: str) -> Any:
-    from .services.accounts import AccountInput
+    from ..services.accounts import AccountInput
 
     email = form.email.data.strip()
     days = int(form.delete_after_days.data or 0)
@@ -207,10 +152,10 @@ def _fail_page(form: AccountForm, template: str, error: PopAccountsError | None,
 # -- pages ------------------------------------------------------------------------------
 
 def index() -> ResponseReturnValue:
-    from .services import accounts as svc
-    from .services import fetching
-    from .services import quota as quota_svc
-    from .store import storage_used
+    from ..services import accounts as svc
+    from ..services import fetching
+    from ..services import quota as quota_svc
+    from ..storage.mailstore import storage_used
 
     session = db_session()
     owner = _owner()
@@ -250,7 +195,7 @@ def add_oauth(provider: str) -> ResponseReturnValue:
 
 
 def add_account(provider: str) -> ResponseReturnValue:
-    from .services import accounts as svc
+    from ..services import accounts as svc
 
     if provider in OAUTH_PROVIDERS:
         return redirect(url_for(".add_oauth", provider=provider))
@@ -294,8 +239,8 @@ def connected(account_id: int) -> ResponseReturnValue:
 
 
 def edit(account_id: int) -> ResponseReturnValue:
-    from .models import AccountStatus, value_of
-    from .services import accounts as svc
+    from ..services import accounts as svc
+    from ..storage.models import AccountStatus, value_of
 
     account = _account(account_id)
     form_cls = FORMS["account"]
@@ -343,8 +288,8 @@ def edit(account_id: int) -> ResponseReturnValue:
 
 
 def delete(account_id: int) -> ResponseReturnValue:
-    from .models import value_of
-    from .services import accounts as svc
+    from ..services import accounts as svc
+    from ..storage.models import value_of
 
     account = _account(account_id)
     form = FORMS["confirm"]()
@@ -353,7 +298,7 @@ def delete(account_id: int) -> ResponseReturnValue:
             abort(400, "The form expired or was not sent from this site. Reload and try again.")
         email = account.email
         if value_of(account.auth_method) == AuthMethod.XOAUTH2.value:
-            from .services import oauth
+            from ..services import oauth
 
             oauth.revoke(_app(), account)  # best effort: the grant must not outlive the account
         session = db_session()
@@ -365,7 +310,7 @@ def delete(account_id: int) -> ResponseReturnValue:
 
 
 def _set_enabled(account_id: int, enabled: bool) -> ResponseReturnValue:
-    from .services import accounts as svc
+    from ..services import accounts as svc
 
     account = _account(account_id)
     _confirm_ok()
@@ -385,7 +330,7 @@ def disable(account_id: int) -> ResponseReturnValue:
 
 
 def set_default(account_id: int) -> ResponseReturnValue:
-    from .services import accounts as svc
+    from ..services import accounts as svc
 
     account = _account(account_id)
     _confirm_ok()
@@ -397,8 +342,8 @@ def set_default(account_id: int) -> ResponseReturnValue:
 
 
 def check_now(account_id: int) -> ResponseReturnValue:
-    from .services import accounts as svc
-    from .services import fetching, scheduling
+    from ..services import accounts as svc
+    from ..services import fetching, scheduling
 
     account = _account(account_id)
     _confirm_ok()
@@ -422,8 +367,8 @@ def check_now(account_id: int) -> ResponseReturnValue:
 
 
 def progress(account_id: int) -> ResponseReturnValue:
-    from .services import accounts as svc
-    from .services import fetching
+    from ..services import accounts as svc
+    from ..services import fetching
 
     account = _account(account_id)
     db_session().refresh(account)

@@ -25,10 +25,10 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import NotFound
 
-from .engine import filters as rules
-from .extension import db_session
+from ..engine import filters as rules
+from ..runtime import db_session
 from .forms import FORMS
-from .viewhelpers import owned_account as _account
+from .helpers import owned_account as _account
 
 #: Editor rows shown beyond the rule's own (empty rows are ignored on save).
 SPARE_ROWS = 2
@@ -53,7 +53,7 @@ def register(bp: Blueprint) -> None:
 
 
 def _rule(account_id: int, rule_id: int) -> Any:
-    from .services import filtering
+    from ..services import filtering
 
     row = filtering.get_rule(db_session(), account_id, rule_id)
     if row is None:
@@ -68,7 +68,7 @@ def _csrf_ok() -> None:
 
 
 def filters_page(account_id: int) -> ResponseReturnValue:
-    from .services import filtering
+    from ..services import filtering
 
     account = _account(account_id)
     rows = filtering.list_rules(db_session(), account.id)
@@ -93,7 +93,7 @@ def _rows_from_request() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
 
 
 def filter_edit(account_id: int, rule_id: int | None = None) -> ResponseReturnValue:
-    from .services import filtering
+    from ..services import filtering
 
     account = _account(account_id)
     session = db_session()
@@ -136,7 +136,7 @@ def filter_edit(account_id: int, rule_id: int | None = None) -> ResponseReturnVa
 
 
 def filter_move(account_id: int, rule_id: int, direction: str) -> ResponseReturnValue:
-    from .services import filtering
+    from ..services import filtering
 
     account = _account(account_id)
     _rule(account.id, rule_id)
@@ -148,7 +148,7 @@ def filter_move(account_id: int, rule_id: int, direction: str) -> ResponseReturn
 
 
 def filter_delete(account_id: int, rule_id: int) -> ResponseReturnValue:
-    from .services import filtering
+    from ..services import filtering
 
     account = _account(account_id)
     row = _rule(account.id, rule_id)
@@ -160,7 +160,7 @@ def filter_delete(account_id: int, rule_id: int) -> ResponseReturnValue:
 
 
 def filter_run(account_id: int, rule_id: int) -> ResponseReturnValue:
-    from .services import filtering
+    from ..services import filtering
 
     account = _account(account_id)
     row = _rule(account.id, rule_id)
@@ -172,7 +172,7 @@ def filter_run(account_id: int, rule_id: int) -> ResponseReturnValue:
 
 
 def vacation_page(account_id: int) -> ResponseReturnValue:
-    from .services import filtering
+    from ..services import filtering
 
     account = _account(account_id)
     session = db_session()
@@ -206,8 +206,8 @@ def vacation_page(account_id: int) -> ResponseReturnValue:
                   "starts_on": row.starts_at.date().isoformat() if row and row.starts_at else "",
                   "ends_on": (row.ends_at - timedelta(days=1)).date().isoformat()
                   if row and row.ends_at else ""}
-    from .models import utcnow
-    from .services import sending
+    from ..services import sending
+    from ..storage.models import utcnow
 
     active = filtering.vacation_active(row, utcnow()) if row is not None else False
     can_send = sending._verified(session, account, "from",

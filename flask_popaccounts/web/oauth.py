@@ -1,6 +1,6 @@
 """OAuth pages for Outlook.com / Office 365 (R12, R13), on the Mail Accounts blueprint.
 
-:func:`register_oauth_routes` is called by :func:`.views.create_blueprint`::
+:func:`register` is called by :func:`.blueprint.create_blueprint`::
 
     GET       /add/pop3/oauth/<prov>            the wizard step (views.add_oauth renders
                                                 popaccounts/add_oauth.html with our form)
@@ -39,12 +39,12 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, IntegerField, RadioField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
-from .engine.errors import PopAccountsError
-from .engine.types import DeletePolicy
-from .extension import db_session
+from ..engine.errors import PopAccountsError
+from ..engine.types import DeletePolicy
+from ..runtime import db_session
 from .forms import FORMS, _choices, _days_when_needed, email_address, no_control_chars
-from .viewhelpers import owner_id as _owner
-from .viewhelpers import this_app as _app
+from .helpers import owner_id as _owner
+from .helpers import this_app as _app
 
 _PENDING = "popaccounts_oauth"
 _PENDING_MAX = 5  #: sign-ins a user may have open at once
@@ -85,7 +85,7 @@ FORMS.setdefault("oauth_account", OAuthAccountForm)
 FORMS.setdefault("oauth_start", OAuthStartForm)
 
 
-def register_oauth_routes(bp: Blueprint) -> None:
+def register(bp: Blueprint) -> None:
     """Add the OAuth routes and template helpers to the Mail Accounts blueprint."""
     bp.add_url_rule("/add/pop3/oauth/<provider>/start", "oauth_start", oauth_start,
                     methods=["POST"])
@@ -101,7 +101,7 @@ def register_oauth_routes(bp: Blueprint) -> None:
 
 
 def _oauth() -> Any:
-    from .services import oauth
+    from ..services import oauth
 
     return oauth
 
@@ -191,7 +191,7 @@ def oauth_start(provider: str) -> ResponseReturnValue:
 
 def oauth_reauth(account_id: int) -> ResponseReturnValue:
     """The card's Authenticate button (R13): the same sign-in for an existing account."""
-    from .views import _account
+    from .helpers import owned_account as _account
 
     account = _account(account_id)
     form = FORMS["oauth_start"]()
@@ -207,7 +207,7 @@ def oauth_reauth(account_id: int) -> ResponseReturnValue:
 
 def oauth_switch(account_id: int) -> ResponseReturnValue:
     """Switch a password account to OAuth (its provider stopped accepting passwords)."""
-    from .views import _account
+    from .helpers import owned_account as _account
 
     account = _account(account_id)
     choices = {k: p for k, p in _oauth().providers(_app()).items() if p.configured}
@@ -239,7 +239,7 @@ def oauth_callback() -> ResponseReturnValue:
     mode = str(item["mode"])
     account = None
     if mode in ("reauth", "switch"):
-        from .views import _account
+        from .helpers import owned_account as _account
 
         account = _account(int(item["account_id"]))
         retry_url = (url_for(".index") if mode == "reauth"

@@ -29,11 +29,11 @@ from werkzeug.exceptions import NotFound
 from wtforms import BooleanField, HiddenField, IntegerField, RadioField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
-from .extension import db_session
+from ..runtime import db_session
 from .forms import FORMS, _choices, no_control_chars
-from .viewhelpers import owned_account as _account
-from .viewhelpers import owner_id as _owner
-from .viewhelpers import this_app as _app
+from .helpers import owned_account as _account
+from .helpers import owner_id as _owner
+from .helpers import this_app as _app
 
 
 class SignatureForm(FlaskForm):
@@ -102,7 +102,7 @@ def _confirm_or_400() -> None:
 
 
 def signature(account_id: int) -> ResponseReturnValue:
-    from .services import settings
+    from ..services import settings
 
     account = _account(account_id)
     session = db_session()
@@ -120,7 +120,7 @@ def signature(account_id: int) -> ResponseReturnValue:
             on_reply=bool(form.on_reply.data), on_forward=bool(form.on_forward.data))
         if "preview" in request.form:
             # Show what would be saved (the HTML sanitised), without saving.
-            from .models import Signature
+            from ..storage.models import Signature
 
             preview = Signature(text=data.text, html=settings.clean_signature_html(data.html),
                                 placement=data.placement, on_new=data.on_new,
@@ -139,7 +139,7 @@ def signature(account_id: int) -> ResponseReturnValue:
 
 
 def _template(account: Any, template_id: int) -> Any:
-    from .services import settings
+    from ..services import settings
 
     row = settings.get_template(db_session(), account.id, template_id)
     if row is None:
@@ -148,7 +148,7 @@ def _template(account: Any, template_id: int) -> Any:
 
 
 def templates(account_id: int) -> ResponseReturnValue:
-    from .services import settings
+    from ..services import settings
 
     account = _account(account_id)
     rows = settings.list_templates(db_session(), account.id)
@@ -157,7 +157,7 @@ def templates(account_id: int) -> ResponseReturnValue:
 
 
 def _template_form(account: Any, row: Any = None) -> ResponseReturnValue:
-    from .services import settings
+    from ..services import settings
 
     form_cls = FORMS["template"]
     form = form_cls(obj=row) if (row is not None and request.method == "GET") else form_cls()
@@ -193,7 +193,7 @@ def template_edit(account_id: int, template_id: int) -> ResponseReturnValue:
 
 
 def template_delete(account_id: int, template_id: int) -> ResponseReturnValue:
-    from .services import settings
+    from ..services import settings
 
     account = _account(account_id)
     row = _template(account, template_id)
@@ -205,7 +205,7 @@ def template_delete(account_id: int, template_id: int) -> ResponseReturnValue:
 
 
 def template_move(account_id: int, template_id: int) -> ResponseReturnValue:
-    from .services import settings
+    from ..services import settings
 
     account = _account(account_id)
     row = _template(account, template_id)
@@ -218,7 +218,7 @@ def template_move(account_id: int, template_id: int) -> ResponseReturnValue:
 
 
 def storage() -> ResponseReturnValue:
-    from .services import quota
+    from ..services import quota
 
     view = quota.usage(_app(), db_session(), _owner())
     return render_template("popaccounts/storage.html", usage=view,
@@ -226,7 +226,7 @@ def storage() -> ResponseReturnValue:
 
 
 def empty_trash(account_id: int) -> ResponseReturnValue:
-    from .services import quota
+    from ..services import quota
 
     account = _account(account_id)
     _confirm_or_400()
@@ -237,7 +237,7 @@ def empty_trash(account_id: int) -> ResponseReturnValue:
 
 
 def delete_older(account_id: int) -> ResponseReturnValue:
-    from .services import quota
+    from ..services import quota
 
     account = _account(account_id)
     form = FORMS["delete_older"]()
@@ -259,6 +259,6 @@ def delete_older(account_id: int) -> ResponseReturnValue:
 
 
 def _size(n: int) -> str:
-    from .views import human_size
+    from .helpers import human_size
 
     return human_size(n)

@@ -26,7 +26,7 @@ from typing import Protocol, cast
 from sqlalchemy import Connection, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from .engine.types import LedgerEntry, MessageMeta, RetrievedMessage
+from ..engine.types import LedgerEntry, MessageMeta, RetrievedMessage
 from .models import (
     Account,
     Base,

@@ -23,11 +23,11 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from .engine.errors import PopAccountsError
-from .engine.types import Progress
-from .extension import get_state
-from .models import Account
-from .secrets import generate_key
+from ..engine.errors import PopAccountsError
+from ..engine.types import Progress
+from ..runtime import get_state
+from ..storage.crypto import generate_key
+from ..storage.models import Account
 
 popaccounts_cli = AppGroup("popaccounts", help="POP accounts: keys, migrations, fetching.")
 
@@ -68,7 +68,7 @@ def db_group() -> None:
 @with_appcontext
 def db_upgrade_command(revision: str, sql: bool) -> None:
     """Bring the extension's tables up to REVISION (default: the newest)."""
-    from . import migrations
+    from ..storage import migrations
 
     migrations.upgrade(get_state().engine, revision, sql=sql)
     if not sql:
@@ -79,7 +79,7 @@ def db_upgrade_command(revision: str, sql: bool) -> None:
 @with_appcontext
 def db_current_command() -> None:
     """Show the extension's schema revision in the app's database."""
-    from . import migrations
+    from ..storage import migrations
 
     click.echo(migrations.current(get_state().engine) or "base (no popaccounts tables)")
 
@@ -90,8 +90,8 @@ def _fetch_one(account_id: int, label: str) -> bool:
     The lease is renewed while the fetch runs (services.fetching.run_claimed), so a
     long first sync from the command line keeps its claim against the scheduler.
     """
-    from .services.fetching import FetchSkipped, LeaseLost, run_claimed
-    from .services.scheduling import claim, new_worker_id
+    from ..services.fetching import FetchSkipped, LeaseLost, run_claimed
+    from ..services.scheduling import claim, new_worker_id
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = get_state(app)

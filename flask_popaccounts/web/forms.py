@@ -37,7 +37,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from .engine.types import DeletePolicy, Security
+from ..engine.types import DeletePolicy, Security
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")

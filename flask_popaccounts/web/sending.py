@@ -23,13 +23,13 @@ from werkzeug.exceptions import NotFound
 from wtforms import Field, IntegerField, PasswordField, RadioField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
-from .engine.errors import PopAccountsError
-from .engine.types import Security
-from .extension import db_session
+from ..engine.errors import PopAccountsError
+from ..engine.types import Security
+from ..runtime import db_session
 from .forms import FORMS, _choices, host_name, no_control_chars
-from .viewhelpers import owned_account as _account
-from .viewhelpers import owner_id as _owner
-from .viewhelpers import this_app as _app
+from .helpers import owned_account as _account
+from .helpers import owner_id as _owner
+from .helpers import this_app as _app
 
 
 def allowed_smtp_port(form: Any, field: Field) -> None:
@@ -109,7 +109,7 @@ def register(bp: Blueprint) -> None:
 
 
 def _row(send_as_id: int) -> Any:
-    from .services import sending
+    from ..services import sending
 
     row = sending.owned_send_as(db_session(), _owner(), send_as_id)
     if row is None:
@@ -128,7 +128,7 @@ def _announce(results: list[tuple[Any, PopAccountsError | None]]) -> None:
 
 
 def outgoing(account_id: int) -> ResponseReturnValue:
-    from .services import sending
+    from ..services import sending
 
     account = _account(account_id)
     form_cls = FORMS["outgoing"]
@@ -183,7 +183,7 @@ def outgoing(account_id: int) -> ResponseReturnValue:
 
 def _send_as_page(open_row: Any = None, form: Any = None, error: PopAccountsError | None = None,
                   status: int = 200) -> ResponseReturnValue:
-    from .services import sending
+    from ..services import sending
 
     rows = sending.send_as_list(db_session(), _app(), _owner())
     forms = {}
@@ -201,7 +201,7 @@ def send_as() -> ResponseReturnValue:
 
 
 def verify_send_as(send_as_id: int) -> ResponseReturnValue:
-    from .services import verification
+    from ..services import verification
 
     row = _row(send_as_id)
     if row.verified_at is not None:
@@ -223,7 +223,7 @@ def verify_send_as(send_as_id: int) -> ResponseReturnValue:
 
 
 def resend_code(send_as_id: int) -> ResponseReturnValue:
-    from .services import sending
+    from ..services import sending
 
     row = _row(send_as_id)
     if not FORMS["confirm"]().validate_on_submit():

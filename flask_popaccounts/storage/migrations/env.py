@@ -12,8 +12,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy import create_engine
 
-from flask_popaccounts.migrations import VERSION_TABLE, include_name, render_item
-from flask_popaccounts.models import Base
+from flask_popaccounts.storage.migrations import VERSION_TABLE, include_name, render_item
+from flask_popaccounts.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+log = logging.getLogger("flask_popaccounts")
 
 
 class SecretKeyMissing(RuntimeError):
@@ -72,3 +76,26 @@ class SecretBox:
 
 def generate_key() -> str:
     return Fernet.generate_key().decode("ascii")
+
+
+def secret_box(config: Mapping[str, Any], *, development: bool) -> SecretBox:
+    """The secret box from ``POPACCOUNTS_SECRET_KEYS``; in development (debug, testing)
+    without keys, a key derived from ``SECRET_KEY`` (with a warning)."""
+    keys = parse_keys(config.get("POPACCOUNTS_SECRET_KEYS"))
+    if not keys:
+        if development:
+            secret = config.get("SECRET_KEY")
+            if not secret:
+                raise SecretKeyMissing(
+                    "Set POPACCOUNTS_SECRET_KEYS (or at least SECRET_KEY in debug/testing)."
+                )
+            log.warning("POPACCOUNTS_SECRET_KEYS not set: using a key derived from SECRET_KEY "
+                        "(debug/testing only)")
+            keys = [derive_dev_key(secret)]
+        else:
+            raise SecretKeyMissing(
+                "POPACCOUNTS_SECRET_KEYS is required outside debug/testing: generate one with "
+                "`flask popaccounts generate-key`, or python -c 'from cryptography.fernet "
+                "import Fernet; print(Fernet.generate_key().decode())'"
+            )
+    return SecretBox(keys)

@@ -31,8 +31,8 @@ from datetime import datetime, timezone
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
-from .extension import get_state
-from .services import scheduling
+from ..runtime import get_state
+from ..services import scheduling
 
 log = logging.getLogger("flask_popaccounts.scheduler")
 
@@ -127,7 +127,7 @@ class FetchScheduler:
                 next_id = more[0] if more else None
 
     def _run_one(self, account_id: int) -> None:
-        from .services import fetching
+        from ..services import fetching
 
         try:
             with self.app.app_context():

@@ -1,0 +1,99 @@
+"""Configuration: every ``POPACCOUNTS_*`` key with its default, and typed views of them.
+
+A leaf module: it imports only the engine's plain types. :data:`DEFAULTS` is what
+``init_app`` fills into ``app.config`` (the README's table documents each key, and a
+test keeps the two equal); :func:`net_policy` turns a config into the engine's
+:class:`~.engine.types.NetPolicy` for one kind of server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .engine.types import NetPolicy
+
+#: Every config key with its default. The README documents each one.
+DEFAULTS: dict[str, Any] = {
+    # Storage
+    "POPACCOUNTS_DATABASE_URI": None,  # used only when no db= is given
+    "POPACCOUNTS_SECRET_KEYS": None,  # Fernet keys, first one encrypts
+    "POPACCOUNTS_QUOTA_BYTES": None,  # per-user storage quota (None: unlimited)
+    # Network policy
+    "POPACCOUNTS_ALLOW_PRIVATE_HOSTS": False,  # allow loopback/private servers (tests, on-premise)
+    "POPACCOUNTS_ALLOWED_POP3_PORTS": (110, 995),
+    "POPACCOUNTS_ALLOWED_SMTP_PORTS": (465, 587),
+    "POPACCOUNTS_ALLOW_PLAINTEXT": False,  # allow "Plain" (no TLS) connections
+    "POPACCOUNTS_CA_FILE": None,  # extra CA bundle on top of the system trust store
+    "POPACCOUNTS_CONNECT_TIMEOUT": 15.0,
+    "POPACCOUNTS_READ_TIMEOUT": 60.0,
+    "POPACCOUNTS_SESSION_TIMEOUT": 1800.0,  # one POP3 session at most (trickling servers)
+    "POPACCOUNTS_SOURCE_ADDRESS": None,  # bind outgoing connections (tests)
+    # Sending (R9-R11): the host's system mailer, for confirmation codes and for accounts
+    # without their own SMTP server
+    "POPACCOUNTS_SYSTEM_SMTP_HOST": None,  # None: no system mailer (no codes can be sent)
+    "POPACCOUNTS_SYSTEM_SMTP_PORT": 587,
+    "POPACCOUNTS_SYSTEM_SMTP_SECURITY": "starttls",  # "ssl" | "starttls" | "plain"
+    "POPACCOUNTS_SYSTEM_SMTP_USERNAME": None,
+    "POPACCOUNTS_SYSTEM_SMTP_PASSWORD": None,
+    "POPACCOUNTS_SYSTEM_SMTP_FROM": None,  # the codes' From, and the relay's envelope sender
+    "POPACCOUNTS_SYSTEM_SMTP_CA_FILE": None,  # default: POPACCOUNTS_CA_FILE
+    "POPACCOUNTS_SMTP_LOCAL_HOSTNAME": "localhost",  # our EHLO name
+    "POPACCOUNTS_SITE_NAME": None,  # named in the confirmation emails
+    "POPACCOUNTS_VERIFICATION_CODE_TTL": 24 * 3600,  # seconds a code stays valid
+    "POPACCOUNTS_VERIFICATION_CODE_DIGITS": 6,  # at least 6
+    "POPACCOUNTS_VERIFICATION_MAX_ATTEMPTS": 5,  # wrong tries before a code is locked
+    "POPACCOUNTS_VERIFICATION_RESEND_SECONDS": 60,  # minimum time between two codes
+    "POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_DAY": 5,  # codes per address per 24 h
+    # Retrieval
+    "POPACCOUNTS_MAX_MESSAGE_SIZE": 50 * 1024 * 1024,
+    "POPACCOUNTS_MAX_MESSAGES_PER_SESSION": 1000,
+    "POPACCOUNTS_DEFAULT_INTERVAL_MINUTES": 5,
+    "POPACCOUNTS_MIN_INTERVAL_MINUTES": 3,  # the allowed range of per-account intervals
+    "POPACCOUNTS_MAX_INTERVAL_MINUTES": 60,
+    "POPACCOUNTS_BACKOFF_BASE_SECONDS": 60,  # first retry after a transient failure
+    "POPACCOUNTS_BACKOFF_MAX_SECONDS": 3600,  # back-off cap (doubling, with jitter)
+    # Scheduling
+    "POPACCOUNTS_SCHEDULER_ENABLED": False,
+    "POPACCOUNTS_SCHEDULER_TICK_SECONDS": 30,
+    "POPACCOUNTS_WORKERS": 16,  # fetches at once per process (mostly waiting on the network)
+    "POPACCOUNTS_LEASE_SECONDS": 600,
+    # Pages
+    "POPACCOUNTS_URL_PREFIX": "/settings/mail-accounts",
+    "POPACCOUNTS_BLUEPRINT_NAME": "popaccounts",  # the blueprint's name (endpoints name.*)
+    "POPACCOUNTS_MAILBOX_ENDPOINT": None,  # host endpoint taking account_id= (R8)
+    "POPACCOUNTS_BASE_TEMPLATE": None,  # host layout the pages extend (blocks title/head/content)
+    "POPACCOUNTS_LANG": "en",  # lang= of the standalone layout
+    "POPACCOUNTS_TEXT_DIRECTION": "ltr",  # dir= of the standalone layout ("rtl" for Arabic)
+    # OAuth (Outlook.com / Office 365; see services/oauth.py)
+    "POPACCOUNTS_MICROSOFT_CLIENT_ID": None,  # the host's Microsoft app registration
+    "POPACCOUNTS_MICROSOFT_CLIENT_SECRET": None,
+    "POPACCOUNTS_MICROSOFT_OFFICE365_TENANT": "organizations",  # or "common" / a tenant id
+    "POPACCOUNTS_OAUTH_PROVIDERS": {},  # per-provider overrides: {"outlook": {"token_url": ..}}
+    "POPACCOUNTS_OAUTH_REDIRECT_URI": None,  # fixed callback URL (default: built from request)
+    "POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS": 300,  # refresh when expiring within this
+    "POPACCOUNTS_OAUTH_TIMEOUT": 15.0,  # seconds for token requests
+}
+
+
+#: The config key holding the allowed ports of each kind of user-given server.
+PORTS_KEYS = {
+    "pop3": "POPACCOUNTS_ALLOWED_POP3_PORTS",
+    "smtp": "POPACCOUNTS_ALLOWED_SMTP_PORTS",
+}
+
+
+def net_policy(config: Mapping[str, Any], kind: str = "pop3") -> NetPolicy:
+    """The engine's network policy for user-given servers of ``kind`` ("pop3", "smtp")."""
+    src = config.get("POPACCOUNTS_SOURCE_ADDRESS")
+    session_timeout = config.get("POPACCOUNTS_SESSION_TIMEOUT")
+    return NetPolicy(
+        allow_private=bool(config["POPACCOUNTS_ALLOW_PRIVATE_HOSTS"]),
+        allowed_ports=frozenset(int(p) for p in config[PORTS_KEYS[kind]]),
+        allow_plaintext=bool(config["POPACCOUNTS_ALLOW_PLAINTEXT"]),
+        ca_file=config.get("POPACCOUNTS_CA_FILE"),
+        connect_timeout=float(config["POPACCOUNTS_CONNECT_TIMEOUT"]),
+        read_timeout=float(config["POPACCOUNTS_READ_TIMEOUT"]),
+        session_timeout=None if session_timeout is None else float(session_timeout),
+        source_address=(src, 0) if isinstance(src, str) else src,
+    )
