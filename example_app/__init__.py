@@ -39,6 +39,7 @@ from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired
 
 from flask_popaccounts import PopAccounts, db_session
+from flask_popaccounts.services import health
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_USERS = ("alice", "bob")
@@ -202,7 +203,7 @@ def _register_routes(app: Flask) -> None:
         return [
             {"account": a,
              "unread": store.count_messages(session, a.id, unread_only=True),
-             "status": account_svc.status_view(a)}
+             "status": health.status_view(a)}
             for a in account_svc.list_accounts(session, str(current_user.get_id()))
         ]
 

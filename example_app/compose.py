@@ -25,6 +25,7 @@ from werkzeug.exceptions import NotFound
 
 from flask_popaccounts import db_session
 from flask_popaccounts.engine.errors import PopAccountsError
+from flask_popaccounts.services import sendas
 
 _FIELDS = ("to", "cc", "bcc", "subject", "body", "in_reply_to", "references")
 _MODES = ("new", "reply", "forward")
@@ -61,7 +62,7 @@ def register_compose(app: Flask) -> None:
     def page(values: dict[str, Any], account_id: int | None, error: PopAccountsError | None,
              status: int = 200) -> Any:
         session = db_session()
-        choices = sending.from_choices(session, owner())
+        choices = sendas.from_choices(session, owner())
         accounts = account_svc.list_accounts(session, owner())
         mode = values.get("sig_mode") or "new"
         return render_template(
@@ -112,7 +113,7 @@ def register_compose(app: Flask) -> None:
         session = db_session()
         if request.method == "GET":
             account_id = request.args.get("account_id", type=int)
-            choices = sending.from_choices(session, owner())
+            choices = sendas.from_choices(session, owner())
             chosen = next((a for a, _ in choices if a.id == account_id),
                           choices[0][0] if choices else None)
             values = with_signature({f: "" for f in _FIELDS}, chosen, "new")

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, cast
 
 from sqlalchemy import Connection, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ..engine.clock import Clock, utcnow
 from ..engine.types import LedgerEntry, MessageMeta, RetrievedMessage
 from .models import (
     Account,
@@ -43,7 +45,6 @@ from .models import (
     Vacation,
     VacationReplied,
     VerificationCode,
-    utcnow,
     value_of,
 )
 
@@ -174,29 +175,14 @@ class Classifier(Protocol):
         ...
 
 
-#: Builds the classifier for a new :class:`SqlSink` (account id -> classifier or None);
-#: the services register theirs (filters, vacation) with :func:`set_classifier_factory`.
-ClassifierFactory = Callable[[Session, int], "Classifier | None"]
-_classifier_factory: ClassifierFactory | None = None
-
-
-def set_classifier_factory(factory: ClassifierFactory | None) -> None:
-    """Register how sinks get their classifier (None: every message goes to the Inbox)."""
-    global _classifier_factory
-    _classifier_factory = factory
-
-
-_DEFAULT = object()
-
-
 class SqlSink:
     """The engine's :class:`~.engine.types.Sink`: stores messages into a folder.
 
     ``on_commit`` (optional) is called after each successful commit with the ids of
     the messages that commit made durable (the services fire signals from it).
     ``classifier`` decides each message's folder, flags and outgoing side effects before
-    it is inserted (default: from the registered factory, see
-    :func:`set_classifier_factory`; None: Inbox, unread).
+    it is inserted (the services pass the account's filters; None: Inbox, unread).
+    ``clock`` stamps ``fetched_at`` and the ledger's ``stored_at``.
     """
 
     def __init__(
@@ -206,16 +192,15 @@ class SqlSink:
         inbox_folder_id: int,
         *,
         on_commit: Callable[[list[int]], None] | None = None,
-        classifier: Classifier | object | None = _DEFAULT,
+        classifier: Classifier | None = None,
+        clock: Clock = utcnow,
     ) -> None:
         self.session = session
         self.account_id = account if isinstance(account, int) else account.id
         self.folder_id = inbox_folder_id
         self.on_commit = on_commit
-        if classifier is _DEFAULT:
-            factory = _classifier_factory
-            classifier = factory(session, self.account_id) if factory is not None else None
-        self.classifier = cast("Classifier | None", classifier)
+        self.classifier = classifier
+        self.clock = clock
         self._staged_ids: list[int] = []
         self._staged_bytes = 0
         self._uidl_rows: list[dict[str, object]] = []
@@ -227,7 +212,7 @@ class SqlSink:
     def add(self, message: RetrievedMessage) -> None:
         """Stage one message: metadata row, raw chunks, ledger row (not yet durable)."""
         meta = message.meta
-        now = utcnow()
+        now = self.clock()
         placement = (self.classifier.classify(self.session, message)
                      if self.classifier is not None else None)
         row: dict[str, object] = {
@@ -363,7 +348,8 @@ class SqlSink:
             self.classifier.rolled_back()
 
 
-def file_sent(session: Session, account_id: int, raw: bytes, meta: MessageMeta) -> int:
+def file_sent(session: Session, account_id: int, raw: bytes, meta: MessageMeta, *,
+              now: datetime | None = None) -> int:
     """File a copy of a message just sent in the account's Sent folder, read; flushes.
 
     Same rows as a fetched message (metadata + chunks, counters), without a UIDL.
@@ -374,7 +360,7 @@ def file_sent(session: Session, account_id: int, raw: bytes, meta: MessageMeta) 
     result = conn.execute(_INSERT_MESSAGE, {
         "account_id": account_id, "folder_id": folder_id, "uidl": None,
         "sent_at": meta.sent_at, "sent_at_source": meta.sent_at_source,
-        "fetched_at": utcnow(), "from_addr": meta.from_addr, "to_addrs": meta.to_addrs,
+        "fetched_at": now or utcnow(), "from_addr": meta.from_addr, "to_addrs": meta.to_addrs,
         "subject": meta.subject, "message_id": meta.message_id, "size": len(raw),
         "is_read": True, "is_flagged": False,
     })

@@ -153,7 +153,8 @@ def _fail_page(form: AccountForm, template: str, error: PopAccountsError | None,
 
 def index() -> ResponseReturnValue:
     from ..services import accounts as svc
-    from ..services import fetching
+    from ..services import health
+    from ..services import progress as progress_svc
     from ..services import quota as quota_svc
     from ..storage.mailstore import storage_used
 
@@ -164,8 +165,8 @@ def index() -> ResponseReturnValue:
     for account in svc.list_accounts(session, owner):
         cards.append({
             "account": account,
-            "status": svc.status_view(account),
-            "progress": _running(fetching.fetch_progress(account.id)),
+            "status": health.status_view(account),
+            "progress": _running(progress_svc.fetch_progress(account.id)),
             "mailbox_url": mailbox_url(account.id),
             "storage": used.get(account.id, account.bytes_stored),
         })
@@ -223,7 +224,7 @@ def add_account(provider: str) -> ResponseReturnValue:
 
     session = db_session()
     try:
-        account = svc.create_account(session, _owner(), data)
+        account = svc.create_account(_app(), session, _owner(), data)
         session.commit()
     except PopAccountsError as exc:
         session.rollback()
@@ -276,9 +277,9 @@ def edit(account_id: int) -> ResponseReturnValue:
 
     session = db_session()
     try:
-        svc.update_account(session, account, data)
+        svc.update_account(_app(), session, account, data)
         if new_password and not account.enabled:
-            svc.set_enabled(session, account, True)  # R7: new password -> enabled again
+            svc.set_enabled(_app(), session, account, True)  # R7: new password -> enabled again
         session.commit()
     except PopAccountsError as exc:
         session.rollback()
@@ -289,7 +290,6 @@ def edit(account_id: int) -> ResponseReturnValue:
 
 def delete(account_id: int) -> ResponseReturnValue:
     from ..services import accounts as svc
-    from ..storage.models import value_of
 
     account = _account(account_id)
     form = FORMS["confirm"]()
@@ -297,12 +297,8 @@ def delete(account_id: int) -> ResponseReturnValue:
         if not form.validate_on_submit():
             abort(400, "The form expired or was not sent from this site. Reload and try again.")
         email = account.email
-        if value_of(account.auth_method) == AuthMethod.XOAUTH2.value:
-            from ..services import oauth
-
-            oauth.revoke(_app(), account)  # best effort: the grant must not outlive the account
         session = db_session()
-        svc.delete_account(session, account)
+        svc.delete_account(_app(), session, account)  # (also revokes an OAuth grant)
         session.commit()
         flash(f"Removed {email} and the mail stored from it.", "success")
         return redirect(url_for(".index"))
@@ -315,7 +311,7 @@ def _set_enabled(account_id: int, enabled: bool) -> ResponseReturnValue:
     account = _account(account_id)
     _confirm_ok()
     session = db_session()
-    svc.set_enabled(session, account, enabled)
+    svc.set_enabled(_app(), session, account, enabled)
     session.commit()
     flash(f"{account.email} is {'enabled' if enabled else 'disabled'}.", "success")
     return redirect(url_for(".index"))
@@ -342,8 +338,7 @@ def set_default(account_id: int) -> ResponseReturnValue:
 
 
 def check_now(account_id: int) -> ResponseReturnValue:
-    from ..services import accounts as svc
-    from ..services import fetching, scheduling
+    from ..services import fetching, health, scheduling
 
     account = _account(account_id)
     _confirm_ok()
@@ -353,7 +348,7 @@ def check_now(account_id: int) -> ResponseReturnValue:
         message = f"Checking {account.email} for new mail."
     elif waiting:
         # Say why nothing happens: it waits for the user, not for another check.
-        message = f"{account.email} was not checked: {svc.status_view(account).label}."
+        message = f"{account.email} was not checked: {health.status_view(account).label}."
     else:
         message = f"{account.email} is already being checked."
     if request.accept_mimetypes.best == "application/json":
@@ -367,13 +362,13 @@ def check_now(account_id: int) -> ResponseReturnValue:
 
 
 def progress(account_id: int) -> ResponseReturnValue:
-    from ..services import accounts as svc
-    from ..services import fetching
+    from ..services import health
+    from ..services import progress as progress_svc
 
     account = _account(account_id)
     db_session().refresh(account)
-    info = fetching.fetch_progress(account.id)
-    status = svc.status_view(account)
+    info = progress_svc.fetch_progress(account.id)
+    status = health.status_view(account)
     last = account.last_success_at
     return jsonify({
         "running": _running(info) is not None,

@@ -172,11 +172,11 @@ def filter_run(account_id: int, rule_id: int) -> ResponseReturnValue:
 
 
 def vacation_page(account_id: int) -> ResponseReturnValue:
-    from ..services import filtering
+    from ..services import vacation
 
     account = _account(account_id)
     session = db_session()
-    row = filtering.get_vacation(session, account.id)
+    row = vacation.get_vacation(session, account.id)
     problems: list[str] = []
     if request.method == "POST":
         _csrf_ok()
@@ -184,13 +184,13 @@ def vacation_page(account_id: int) -> ResponseReturnValue:
             interval = int(request.form.get("interval_days", "7") or 7)
         except ValueError:
             interval = 0
-        data = filtering.VacationInput(
+        data = vacation.VacationInput(
             enabled=request.form.get("enabled") == "y",
             starts_on=request.form.get("starts_on", ""), ends_on=request.form.get("ends_on", ""),
             subject=request.form.get("subject", ""), body=request.form.get("body", ""),
             interval_days=interval)
         try:
-            filtering.save_vacation(session, account, data)
+            vacation.save_vacation(session, account, data)
         except rules.RuleInvalid as exc:
             session.rollback()
             problems = exc.problems
@@ -206,11 +206,11 @@ def vacation_page(account_id: int) -> ResponseReturnValue:
                   "starts_on": row.starts_at.date().isoformat() if row and row.starts_at else "",
                   "ends_on": (row.ends_at - timedelta(days=1)).date().isoformat()
                   if row and row.ends_at else ""}
-    from ..services import sending
+    from ..services import sendas
     from ..storage.models import utcnow
 
-    active = filtering.vacation_active(row, utcnow()) if row is not None else False
-    can_send = sending._verified(session, account, "from",
+    active = vacation.vacation_active(row, utcnow()) if row is not None else False
+    can_send = sendas.is_verified(session, account, "from",
                                  (account.send_from or account.email).strip())
     return render_template("popaccounts/vacation.html", account=account, values=values,
                            problems=problems, active=active, can_send=can_send,

@@ -225,6 +225,8 @@ def oauth_switch(account_id: int) -> ResponseReturnValue:
 
 def oauth_callback() -> ResponseReturnValue:
     """The provider's answer: exchange the code, test POP3 with the token, save."""
+    from ..services import accounts
+
     oauth = _oauth()
     state = request.args.get("state", "")
     pending = _pending()
@@ -279,8 +281,8 @@ def oauth_callback() -> ResponseReturnValue:
     db = db_session()
     if account is None:
         data = dict(item.get("data") or {})
-        new = oauth.create_account(_app(), db, _owner(), provider_key, grant,
-                                   oauth.OAuthAccountInput(
+        new = accounts.create_oauth_account(_app(), db, _owner(), provider_key, grant,
+                                   accounts.OAuthAccountInput(
                                        name=str(data.get("name") or ""),
                                        delete_policy=DeletePolicy(
                                            data.get("delete_policy") or "keep"),
@@ -289,7 +291,7 @@ def oauth_callback() -> ResponseReturnValue:
                                        is_default=bool(data.get("is_default"))))
         return _finish(ok=True, popup=popup, message=f"{new.email} is connected.",
                        next_url=url_for(".connected", account_id=new.id))
-    oauth.authorize_account(_app(), db, account, provider_key, grant)
+    accounts.authorize_account(_app(), db, account, provider_key, grant)
     word = "re-authenticated" if mode == "reauth" else "now signs in with OAuth"
     return _finish(ok=True, popup=popup,
                    message=f"{account.email} {word}; fetching resumes.",

@@ -67,7 +67,7 @@ def test_add_check_now_and_read_in_mailbox(dc_app: Flask, dovecot: Dovecot,
 
     resp = client.post(f"{PREFIX}/{account_id}/check")
     assert resp.status_code == 302
-    assert wait_for_check(account_id, timeout=30)
+    assert wait_for_check(dc_app, account_id, timeout=30)
     progress = client.get(f"{PREFIX}/{account_id}/progress.json").get_json()
     assert progress["running"] is False and progress["message_count"] == 4
     assert progress["status"]["label"] == "Working"
@@ -146,7 +146,7 @@ def test_password_changed_at_provider_then_updated(dc_app: Flask, dovecot: Dovec
     account_id = int(re.search(r"/(\d+)/connected", resp.location).group(1))  # type: ignore[union-attr]
     dovecot.set_password(user, "changed-at-provider")
     client.post(f"{PREFIX}/{account_id}/check")
-    assert wait_for_check(account_id, timeout=30)
+    assert wait_for_check(dc_app, account_id, timeout=30)
     index = client.get(f"{PREFIX}/")
     assert "Update password" in index.text
     # a wrong new password is refused and nothing changes
@@ -160,5 +160,5 @@ def test_password_changed_at_provider_then_updated(dc_app: Flask, dovecot: Dovec
     assert good.status_code == 302
     assert "Update password" not in client.get(f"{PREFIX}/").text
     client.post(f"{PREFIX}/{account_id}/check")
-    assert wait_for_check(account_id, timeout=30)
+    assert wait_for_check(dc_app, account_id, timeout=30)
     assert "Second oldest" in client.get(f"/mail/{account_id}/").text

@@ -134,7 +134,7 @@ def test_message_view_sanitises_html(make_app: Any, dovecot: Dovecot,
         pop_username=user, password=password))
     account_id = int(resp.location.split("/")[-2])
     client.post(f"{PREFIX}/{account_id}/check")
-    assert wait_for_check(account_id, timeout=30)
+    assert wait_for_check(app, account_id, timeout=30)
     box = client.get(f"/mail/{account_id}/").text
     link = re.search(rf'href="(/mail/{account_id}/\d+)"', box).group(1)  # type: ignore[union-attr]
     page = client.get(link).text

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from flask_popaccounts import db_session
 from flask_popaccounts.engine.errors import AuthenticationFailed, CertificateInvalid
 from flask_popaccounts.services import accounts as account_svc
-from flask_popaccounts.services import fetching
+from flask_popaccounts.services import fetching, progress
 from flask_popaccounts.storage.models import Account, AccountStatus
 
 from .conftest import PREFIX, account_form, login
@@ -433,7 +433,7 @@ def test_progress_json_and_bar(alice: FlaskClient, tested: list[Any],
     data = alice.get(f"{PREFIX}/{account_id}/progress.json").get_json()
     assert data["running"] is False
     assert data["status"]["label"] == "Waiting for the first fetch"
-    monkeypatch.setattr(fetching, "fetch_progress",
+    monkeypatch.setattr(progress, "fetch_progress",
                         lambda aid: {"running": True, "done": 40, "total": 200})
     data = alice.get(f"{PREFIX}/{account_id}/progress.json").get_json()
     assert data["running"] is True and data["progress"]["done"] == 40
