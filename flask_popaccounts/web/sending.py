@@ -16,30 +16,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from werkzeug.exceptions import NotFound
-from wtforms import Field, IntegerField, PasswordField, RadioField, SelectField, StringField
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms import IntegerField, PasswordField, RadioField, SelectField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from ..engine.errors import PopAccountsError
 from ..engine.types import Security
 from ..runtime import db_session
-from .forms import FORMS, _choices, host_name, no_control_chars
+from .forms import FORMS, _choices, allowed_smtp_port, host_name, no_control_chars
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
+from .helpers import require_confirm
 from .helpers import this_app as _app
-
-
-def allowed_smtp_port(form: Any, field: Field) -> None:
-    """465 or 587 (25 only when the host application allows it)."""
-    if field.data is None:
-        return
-    allowed = sorted(int(p) for p in current_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"])
-    if int(field.data) not in allowed:
-        listed = " and ".join(str(p) for p in allowed)
-        raise ValidationError(f"Only the standard SMTP submission ports are allowed: {listed}.")
 
 
 class OutgoingForm(FlaskForm):
@@ -226,8 +217,7 @@ def resend_code(send_as_id: int) -> ResponseReturnValue:
     from ..services import sending
 
     row = _row(send_as_id)
-    if not FORMS["confirm"]().validate_on_submit():
-        abort(400, "The form expired or was not sent from this site. Reload and try again.")
+    require_confirm()
     if row.verified_at is not None:
         return redirect(url_for(".send_as"))
     try:
