@@ -28,8 +28,8 @@ from werkzeug.exceptions import NotFound
 from ..engine import filters as rules
 from ..runtime import db_session
 from .forms import FORMS
+from .helpers import or_404, require_confirm
 from .helpers import owned_account as _account
-from .helpers import require_confirm
 
 #: Editor rows shown beyond the rule's own (empty rows are ignored on save).
 SPARE_ROWS = 2
@@ -56,10 +56,7 @@ def register(bp: Blueprint) -> None:
 def _rule(account_id: int, rule_id: int) -> Any:
     from ..services import filtering
 
-    row = filtering.get_rule(db_session(), account_id, rule_id)
-    if row is None:
-        raise NotFound()
-    return row
+    return or_404(filtering.get_rule(db_session(), account_id, rule_id))
 
 
 def filters_page(account_id: int) -> ResponseReturnValue:

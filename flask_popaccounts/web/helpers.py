@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import abort, current_app, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from werkzeug.exceptions import NotFound
 from werkzeug.routing import BuildError
 
 from ..runtime import db_session
@@ -15,6 +16,8 @@ from .forms import FORMS
 
 #: The answer to a button or form that fails its CSRF check.
 FORM_EXPIRED = "The form expired or was not sent from this site. Reload and try again."
+
+_Row = TypeVar("_Row")
 
 
 def owner_id() -> str:
@@ -33,6 +36,13 @@ def owned_account(account_id: int) -> Any:
     from ..services import accounts as svc
 
     return svc.get_owned_account(db_session(), owner_id(), account_id)
+
+
+def or_404(row: _Row | None) -> _Row:
+    """A row the services looked up within the user's own data, or 404 when there is none."""
+    if row is None:
+        raise NotFound()
+    return row
 
 
 def require_valid(form: FlaskForm) -> None:

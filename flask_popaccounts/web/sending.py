@@ -19,7 +19,6 @@ from typing import Any
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
-from werkzeug.exceptions import NotFound
 from wtforms import IntegerField, PasswordField, RadioField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
@@ -27,9 +26,9 @@ from ..engine.errors import PopAccountsError
 from ..engine.types import Security
 from ..runtime import db_session
 from .forms import FORMS, _choices, allowed_smtp_port, host_name, no_control_chars
+from .helpers import or_404, require_confirm
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
-from .helpers import require_confirm
 from .helpers import this_app as _app
 
 
@@ -102,10 +101,7 @@ def register(bp: Blueprint) -> None:
 def _row(send_as_id: int) -> Any:
     from ..services import sending
 
-    row = sending.owned_send_as(db_session(), _owner(), send_as_id)
-    if row is None:
-        raise NotFound()
-    return row
+    return or_404(sending.owned_send_as(db_session(), _owner(), send_as_id))
 
 
 def _announce(results: list[tuple[Any, PopAccountsError | None]]) -> None:

@@ -25,13 +25,12 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
-from werkzeug.exceptions import NotFound
 from wtforms import BooleanField, HiddenField, IntegerField, RadioField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
 from ..runtime import db_session
 from .forms import FORMS, _choices, no_control_chars
-from .helpers import human_size, require_confirm
+from .helpers import human_size, or_404, require_confirm
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
@@ -137,10 +136,7 @@ def signature(account_id: int) -> ResponseReturnValue:
 def _template(account: Any, template_id: int) -> Any:
     from ..services import settings
 
-    row = settings.get_template(db_session(), account.id, template_id)
-    if row is None:
-        raise NotFound()
-    return row
+    return or_404(settings.get_template(db_session(), account.id, template_id))
 
 
 def templates(account_id: int) -> ResponseReturnValue:
