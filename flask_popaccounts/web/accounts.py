@@ -44,7 +44,7 @@ from ..engine.errors import PopAccountsError
 from ..engine.types import AuthMethod, DeletePolicy, Security
 from ..runtime import db_session
 from .forms import FORMS, AccountForm
-from .helpers import mailbox_url
+from .helpers import mailbox_url, require_confirm, require_valid
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
@@ -76,13 +76,6 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/<int:account_id>/default", "set_default", set_default, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/check", "check_now", check_now, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/progress.json", "progress", progress)
-
-
-def _confirm_ok() -> bool:
-    form = FORMS["confirm"]()
-    if not form.validate_on_submit():
-        abort(400, "The form expired or was not sent from this site. Reload and try again.")
-    return True
 
 
 def _form_to_input(form: AccountForm, provider: str) -> Any:
@@ -294,8 +287,7 @@ def delete(account_id: int) -> ResponseReturnValue:
     account = _account(account_id)
     form = FORMS["confirm"]()
     if request.method == "POST":
-        if not form.validate_on_submit():
-            abort(400, "The form expired or was not sent from this site. Reload and try again.")
+        require_valid(form)
         email = account.email
         session = db_session()
         svc.delete_account(_app(), session, account)  # (also revokes an OAuth grant)
@@ -309,7 +301,7 @@ def _set_enabled(account_id: int, enabled: bool) -> ResponseReturnValue:
     from ..services import accounts as svc
 
     account = _account(account_id)
-    _confirm_ok()
+    require_confirm()
     session = db_session()
     svc.set_enabled(_app(), session, account, enabled)
     session.commit()
@@ -329,7 +321,7 @@ def set_default(account_id: int) -> ResponseReturnValue:
     from ..services import accounts as svc
 
     account = _account(account_id)
-    _confirm_ok()
+    require_confirm()
     session = db_session()
     svc.set_default(session, account)
     session.commit()
@@ -341,7 +333,7 @@ def check_now(account_id: int) -> ResponseReturnValue:
     from ..services import fetching, health, scheduling
 
     account = _account(account_id)
-    _confirm_ok()
+    require_confirm()
     started = fetching.check_now(_app(), account.id)
     waiting = not started and scheduling.waits_for_user(account)
     if started:

@@ -36,14 +36,15 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, IntegerField, RadioField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import BooleanField, HiddenField, IntegerField, StringField
+from wtforms.validators import Length, Optional
 
 from ..engine.errors import PopAccountsError
 from ..engine.types import DeletePolicy
 from ..runtime import db_session
-from .forms import FORMS, _choices, _days_when_needed, email_address, no_control_chars
+from .forms import FORMS, _days_when_needed, address_field, delete_policy_field, no_control_chars
 from .helpers import owner_id as _owner
+from .helpers import require_valid
 from .helpers import this_app as _app
 
 _PENDING = "popaccounts_oauth"
@@ -54,21 +55,11 @@ _PENDING_SECONDS = 15 * 60
 class OAuthAccountForm(FlaskForm):
     """The OAuth wizard step: the address and the delete option (R12), no password."""
 
-    email = StringField("Email address",
-                        validators=[DataRequired(), Length(max=320), no_control_chars,
-                                    email_address])
+    email = address_field("Email address", required=True)
     name = StringField("Account name",
                        description="Shown in the side pane. Leave empty to use the address.",
                        validators=[Optional(), Length(max=200), no_control_chars])
-    delete_policy = RadioField(
-        "Delete emails from the server",
-        choices=_choices([
-            (DeletePolicy.KEEP.value, "Keep a copy on the server"),
-            (DeletePolicy.DELETE.value, "Delete from the server once downloaded"),
-            (DeletePolicy.AFTER_DAYS.value, "Delete from the server after some days"),
-        ]),
-        default=DeletePolicy.KEEP.value,
-    )
+    delete_policy = delete_policy_field()
     delete_after_days = IntegerField("Days", default=7, validators=[_days_when_needed])
     is_default = BooleanField("Set this as the default account")
     popup = HiddenField()
@@ -195,8 +186,7 @@ def oauth_reauth(account_id: int) -> ResponseReturnValue:
 
     account = _account(account_id)
     form = FORMS["oauth_start"]()
-    if not form.validate_on_submit():
-        abort(400, "The form expired or was not sent from this site. Reload and try again.")
+    require_valid(form)
     provider = account.provider if account.provider in _oauth().providers(_app()) else None
     if provider is None or not _provider(provider).configured:
         flash("Sign-in with this account's provider is not set up on this site.", "error")
@@ -213,8 +203,7 @@ def oauth_switch(account_id: int) -> ResponseReturnValue:
     choices = {k: p for k, p in _oauth().providers(_app()).items() if p.configured}
     form = FORMS["oauth_start"]()
     if request.method == "POST":
-        if not form.validate_on_submit():
-            abort(400, "The form expired or was not sent from this site. Reload and try again.")
+        require_valid(form)
         if form.provider.data not in choices:
             abort(400, "Choose a provider.")
         return _begin(form.provider.data, mode="switch", popup=form.popup.data == "1",

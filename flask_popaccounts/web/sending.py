@@ -16,30 +16,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
-from werkzeug.exceptions import NotFound
-from wtforms import Field, IntegerField, PasswordField, RadioField, SelectField, StringField
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms import IntegerField, PasswordField, RadioField, SelectField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from ..engine.errors import PopAccountsError
 from ..engine.types import Security
 from ..runtime import db_session
-from .forms import FORMS, _choices, host_name, no_control_chars
+from .forms import FORMS, _choices, allowed_smtp_port, host_name, no_control_chars
+from .helpers import or_404, require_confirm
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
-
-
-def allowed_smtp_port(form: Any, field: Field) -> None:
-    """465 or 587 (25 only when the host application allows it)."""
-    if field.data is None:
-        return
-    allowed = sorted(int(p) for p in current_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"])
-    if int(field.data) not in allowed:
-        listed = " and ".join(str(p) for p in allowed)
-        raise ValidationError(f"Only the standard SMTP submission ports are allowed: {listed}.")
 
 
 class OutgoingForm(FlaskForm):
@@ -111,10 +101,7 @@ def register(bp: Blueprint) -> None:
 def _row(send_as_id: int) -> Any:
     from ..services import sendas
 
-    row = sendas.owned_send_as(db_session(), _owner(), send_as_id)
-    if row is None:
-        raise NotFound()
-    return row
+    return or_404(sendas.owned_send_as(db_session(), _owner(), send_as_id))
 
 
 def _announce(results: list[tuple[Any, PopAccountsError | None]]) -> None:
@@ -226,8 +213,7 @@ def resend_code(send_as_id: int) -> ResponseReturnValue:
     from ..services import sendas
 
     row = _row(send_as_id)
-    if not FORMS["confirm"]().validate_on_submit():
-        abort(400, "The form expired or was not sent from this site. Reload and try again.")
+    require_confirm()
     if row.verified_at is not None:
         return redirect(url_for(".send_as"))
     try:
