@@ -26,7 +26,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import NotFound
 
 from ..engine import filters as rules
-from ..runtime import db_session
+from ..runtime import db_session, get_state
 from .forms import FORMS
 from .helpers import or_404, require_confirm
 from .helpers import owned_account as _account
@@ -199,9 +199,8 @@ def vacation_page(account_id: int) -> ResponseReturnValue:
                   "ends_on": (row.ends_at - timedelta(days=1)).date().isoformat()
                   if row and row.ends_at else ""}
     from ..services import sendas
-    from ..storage.models import utcnow
 
-    active = vacation.vacation_active(row, utcnow()) if row is not None else False
+    active = vacation.vacation_active(row, get_state().clock()) if row is not None else False
     can_send = sendas.is_verified(session, account, "from",
                                  (account.send_from or account.email).strip())
     return render_template("popaccounts/vacation.html", account=account, values=values,

@@ -20,7 +20,6 @@ own Flask client keeps it.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flask import (
@@ -41,7 +40,7 @@ from wtforms.validators import Length, Optional
 
 from ..engine.errors import PopAccountsError
 from ..engine.types import DeletePolicy
-from ..runtime import db_session
+from ..runtime import db_session, get_state
 from .forms import FORMS, _days_when_needed, address_field, delete_policy_field, no_control_chars
 from .helpers import owner_id as _owner
 from .helpers import require_valid
@@ -125,7 +124,7 @@ def _redirect_uri() -> str:
 
 
 def _pending() -> dict[str, dict[str, Any]]:
-    now = time.time()
+    now = get_state().clock().timestamp()
     items = session.get(_PENDING) or {}
     return {k: v for k, v in items.items()
             if isinstance(v, dict) and now - float(v.get("at", 0)) < _PENDING_SECONDS}
@@ -141,7 +140,7 @@ def _begin(provider_key: str, *, mode: str, popup: bool, login_hint: str,
     while len(pending) >= _PENDING_MAX:  # drop the oldest
         pending.pop(min(pending, key=lambda k: float(pending[k].get("at", 0))))
     pending[req.state] = {
-        "at": time.time(), "owner": _owner(), "provider": provider_key, "mode": mode,
+        "at": get_state().clock().timestamp(), "owner": _owner(), "provider": provider_key, "mode": mode,
         "account_id": account_id, "popup": bool(popup), "verifier": req.code_verifier,
         "nonce": req.nonce, "email": login_hint, "data": data or {},
     }

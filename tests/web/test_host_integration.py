@@ -15,7 +15,7 @@ from flask_login import LoginManager, UserMixin, login_user
 from sqlalchemy import create_engine
 
 from flask_popaccounts import PopAccounts, get_state
-from flask_popaccounts.services import fetching
+from flask_popaccounts.services import progress
 from tests.support.dovecot import Dovecot
 
 from .conftest import account_form, dovecot_config
@@ -128,7 +128,7 @@ def test_csrf_required_on_buttons(host: Flask, mailbox: dict[str, str], action: 
     bad = client.post(f"{PREFIX}/{account_id}/{action}")
     assert bad.status_code == 400
     with host.app_context():
-        assert fetching.fetch_progress(account_id) is None  # no check started
+        assert progress.fetch_progress(account_id) is None  # no check started
         from flask_popaccounts import db_session
         from flask_popaccounts.storage.models import Account
 
