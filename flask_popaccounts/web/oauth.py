@@ -140,8 +140,8 @@ def _begin(provider_key: str, *, mode: str, popup: bool, login_hint: str,
     while len(pending) >= _PENDING_MAX:  # drop the oldest
         pending.pop(min(pending, key=lambda k: float(pending[k].get("at", 0))))
     pending[req.state] = {
-        "at": get_state().clock().timestamp(), "owner": _owner(), "provider": provider_key, "mode": mode,
-        "account_id": account_id, "popup": bool(popup), "verifier": req.code_verifier,
+        "at": get_state().clock().timestamp(), "owner": _owner(), "provider": provider_key,
+        "mode": mode, "account_id": account_id, "popup": bool(popup), "verifier": req.code_verifier,
         "nonce": req.nonce, "email": login_hint, "data": data or {},
     }
     session[_PENDING] = pending
