@@ -28,7 +28,7 @@ from werkzeug.exceptions import NotFound
 from ..engine import filters as rules
 from ..runtime import db_session, get_state
 from .forms import FORMS
-from .helpers import or_404, require_confirm
+from .helpers import delete_named, or_404, require_confirm
 from .helpers import owned_account as _account
 
 #: Editor rows shown beyond the rule's own (empty rows are ignored on save).
@@ -143,12 +143,8 @@ def filter_delete(account_id: int, rule_id: int) -> ResponseReturnValue:
     from ..services import filtering
 
     account = _account(account_id)
-    row = _rule(account.id, rule_id)
-    require_confirm()
-    name = row.name
-    filtering.delete_rule(db_session(), row)
-    flash(f"Rule “{name}” deleted.", "success")
-    return redirect(url_for(".filters", account_id=account.id))
+    return delete_named(_rule(account.id, rule_id), filtering.delete_rule, "Rule", ".filters",
+                        account.id)
 
 
 def filter_run(account_id: int, rule_id: int) -> ResponseReturnValue:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import abort, current_app, request, url_for
+from flask import abort, current_app, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BuildError
 
@@ -54,6 +56,16 @@ def require_valid(form: FlaskForm) -> None:
 def require_confirm() -> None:
     """A button that changes something (delete, enable, move, ...): CSRF, else 400."""
     require_valid(FORMS["confirm"]())
+
+
+def delete_named(row: Any, delete: Callable[[Session, Any], None], what: str, endpoint: str,
+                 account_id: int) -> ResponseReturnValue:
+    """The delete button of a named row (a rule, a template): confirm, delete, say so."""
+    require_confirm()
+    name = row.name
+    delete(db_session(), row)
+    flash(f"{what} “{name}” deleted.", "success")
+    return redirect(url_for(endpoint, account_id=account_id))
 
 
 # -- the blueprint's plumbing -----------------------------------------------------------

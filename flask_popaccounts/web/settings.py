@@ -30,7 +30,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
 from ..runtime import db_session
 from .forms import FORMS, _choices, no_control_chars
-from .helpers import human_size, or_404, require_confirm
+from .helpers import delete_named, human_size, or_404, require_confirm
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
@@ -188,12 +188,8 @@ def template_delete(account_id: int, template_id: int) -> ResponseReturnValue:
     from ..services import settings
 
     account = _account(account_id)
-    row = _template(account, template_id)
-    require_confirm()
-    name = row.name
-    settings.delete_template(db_session(), row)
-    flash(f"Template “{name}” deleted.", "success")
-    return redirect(url_for(".templates", account_id=account.id))
+    return delete_named(_template(account, template_id), settings.delete_template, "Template",
+                        ".templates", account.id)
 
 
 def template_move(account_id: int, template_id: int) -> ResponseReturnValue:
