@@ -196,7 +196,7 @@ def _local_path(target: str) -> bool:
 def _register_routes(app: Flask) -> None:
     from flask_popaccounts.services import accounts as account_svc
     from flask_popaccounts.services.reading import read_message
-    from flask_popaccounts.storage import mailstore as store
+    from flask_popaccounts.storage import mailbox as store
 
     def side_pane() -> list[dict[str, Any]]:
         session = db_session()

@@ -25,7 +25,6 @@ from werkzeug.exceptions import NotFound
 
 from flask_popaccounts import db_session
 from flask_popaccounts.engine.errors import PopAccountsError
-from flask_popaccounts.services import sendas
 
 _FIELDS = ("to", "cc", "bcc", "subject", "body", "in_reply_to", "references")
 _MODES = ("new", "reply", "forward")
@@ -43,9 +42,9 @@ def _quote(text: str | None) -> str:
 
 def register_compose(app: Flask) -> None:
     from flask_popaccounts.services import accounts as account_svc
-    from flask_popaccounts.services import sending, settings
+    from flask_popaccounts.services import sendas, sending, settings
     from flask_popaccounts.services.reading import read_message
-    from flask_popaccounts.storage import mailstore as store
+    from flask_popaccounts.storage import mailbox as store
 
     def owner() -> str:
         return str(current_user.get_id())

@@ -28,7 +28,7 @@ from ..engine.types import (
     ServerSpec,
 )
 from ..runtime import get_state
-from ..storage.mailstore import delete_account_data, ensure_default_folders
+from ..storage.mailbox import delete_account_data, ensure_default_folders
 from ..storage.models import Account, AccountStatus, value_of
 from . import credentials, health, oauth
 

@@ -42,7 +42,8 @@ from ..signals import (
     account_recovered,
     message_fetched,
 )
-from ..storage.mailstore import SqlLedger, SqlSink, folder_id_for
+from ..storage.mailbox import folder_id_for
+from ..storage.mailstore import SqlLedger, SqlSink
 from ..storage.models import Account, AccountStatus, value_of
 from . import filtering, health, outbox, quota, scheduling
 from . import progress as tracking

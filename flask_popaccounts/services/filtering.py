@@ -44,7 +44,8 @@ from ..engine.filters import (
 )
 from ..engine.parse import read_header_section
 from ..engine.types import RetrievedMessage
-from ..storage.mailstore import Placement, folder_id_for, iter_raw
+from ..storage.mailbox import folder_id_for, iter_raw
+from ..storage.mailstore import Placement
 from ..storage.models import (
     Account,
     Filter,

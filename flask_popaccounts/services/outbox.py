@@ -35,7 +35,7 @@ from ..engine.errors import PopAccountsError
 from ..engine.filters import MailView
 from ..engine.parse import read_header_section
 from ..runtime import get_state
-from ..storage.mailstore import read_raw
+from ..storage.mailbox import read_raw
 from ..storage.models import Account, OutboxItem
 from . import filtering, health, outgoing, sendas, vacation
 

@@ -37,7 +37,7 @@ from ..engine.clock import utcnow
 from ..engine.errors import QuotaExceeded
 from ..engine.types import RetrievedMessage, Sink
 from ..runtime import get_state
-from ..storage.mailstore import recount
+from ..storage.mailbox import recount
 from ..storage.models import (
     Account,
     AccountStatus,

@@ -149,7 +149,7 @@ def index() -> ResponseReturnValue:
     from ..services import health
     from ..services import progress as progress_svc
     from ..services import quota as quota_svc
-    from ..storage.mailstore import storage_used
+    from ..storage.mailbox import storage_used
 
     session = db_session()
     owner = _owner()

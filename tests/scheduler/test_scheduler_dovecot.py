@@ -18,7 +18,7 @@ from flask_popaccounts import get_state, signals
 from flask_popaccounts.engine.types import Progress
 from flask_popaccounts.jobs.scheduler import start_in_process
 from flask_popaccounts.services import fetching, health, progress, scheduling
-from flask_popaccounts.storage import mailstore as store
+from flask_popaccounts.storage import mailbox
 from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.conftest import fresh_source_address
 from tests.support.dovecot import free_port
@@ -29,7 +29,7 @@ from .conftest import OWNER, account, add_account, logins, messages, wait_until
 
 def count(app, account_id: int) -> int:
     with get_state(app).session_factory() as session:
-        return store.count_messages(session, account_id)
+        return mailbox.count_messages(session, account_id)
 
 
 class Recorder:

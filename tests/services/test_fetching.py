@@ -12,7 +12,7 @@ from flask_popaccounts.engine.errors import AuthenticationFailed, ConnectionFail
 from flask_popaccounts.engine.types import DeletePolicy, Security
 from flask_popaccounts.services import accounts as svc
 from flask_popaccounts.services import fetching, health, progress, scheduling
-from flask_popaccounts.storage import mailstore as store
+from flask_popaccounts.storage import mailbox
 from flask_popaccounts.storage.models import Account, AccountStatus, Message
 from tests.support.dovecot import free_port
 from tests.support.mail import ARABIC_SUBJECT, make_message
@@ -57,12 +57,12 @@ def test_create_fetch_unread_sorted_by_sent_date(app, session, dovecot, new_user
     signals.message_fetched.connect(lambda s, **kw: fetched.append(kw["message_id"]), weak=False)
     report = fetching.fetch_account(app, account.id)
     assert (report.new, report.stored) == (4, 4)
-    msgs = store.list_messages(session, account.id)
+    msgs = mailbox.list_messages(session, account.id)
     # 04 Mar 09:00+03 = 06:00Z is still the newest
     assert [m.subject for m in msgs] == [ARABIC_SUBJECT, "third", "second", "first"]
     assert not any(m.is_read for m in msgs)
     assert sorted(fetched)[-4:] == sorted(m.id for m in msgs)
-    raw = store.read_raw(session, msgs[-1].id)
+    raw = mailbox.read_raw(session, msgs[-1].id)
     assert raw in dovecot.server_messages(user)  # byte-identical
     session.expire_all()
     acc = session.get(Account, account.id)
@@ -74,7 +74,7 @@ def test_create_fetch_unread_sorted_by_sent_date(app, session, dovecot, new_user
     again = fetching.fetch_account(app, account.id)
     assert (again.new, again.stored) == (1, 1)
     assert fetching.fetch_account(app, account.id).stored == 0
-    assert store.count_messages(session, account.id) == 5
+    assert mailbox.count_messages(session, account.id) == 5
 
 
 def test_wrong_password_stops_fetching_until_updated(app, session, dovecot, new_user):
@@ -120,7 +120,7 @@ def test_delete_policy_removes_only_after_storing(app, session, dovecot, new_use
     report = fetching.fetch_account(app, account.id)
     assert (report.stored, report.deleted) == (3, 3)
     assert dovecot.server_messages(user) == []
-    assert store.count_messages(session, account.id) == 3
+    assert mailbox.count_messages(session, account.id) == 3
 
 
 def test_sessions_are_cut_and_looped(app, session, dovecot, new_user):
@@ -192,7 +192,7 @@ def test_check_now_runs_once_in_background(app, session, dovecot, new_user):
     assert fetching.check_now(app, account.id)
     assert not fetching.check_now(app, account.id)  # already claimed
     assert fetching.wait_for_check(app, account.id, timeout=30)
-    assert store.count_messages(session, account.id) == 3
+    assert mailbox.count_messages(session, account.id) == 3
     session.expire_all()
     assert session.get(Account, account.id).lease_owner is None
     assert fetching.check_now(app, account.id)  # free again
@@ -225,7 +225,7 @@ def test_accounts_owner_default_delete(app, session, dovecot, new_user):
     session.expire_all()
     assert session.scalar(select(Message).where(Message.account_id == a.id)) is None
     assert session.get(Account, b.id).is_default  # the remaining account takes over
-    assert store.storage_used(session, "owner-7") == {b.id: 0}
+    assert mailbox.storage_used(session, "owner-7") == {b.id: 0}
 
 
 def test_control_characters_refused(app, dovecot):
@@ -248,7 +248,7 @@ def test_cli_fetch_with_progress(app, session, dovecot, new_user):
     assert "6 stored" in result.output
     result = runner.invoke(args=["popaccounts", "fetch", "--all"])
     assert result.exit_code == 0 and "0 stored" in result.output
-    assert store.count_messages(session, account.id) == 6
+    assert mailbox.count_messages(session, account.id) == 6
     dovecot.set_password(user, "changed")
     result = runner.invoke(args=["popaccounts", "fetch", "--account", str(account.id)])
     assert result.exit_code == 1 and "Authentication failed" in result.output
@@ -268,7 +268,7 @@ def test_uidl_reset_needs_confirmation(app, session, dovecot, new_user):
     session.expire_all()
     acc = session.get(Account, account.id)
     assert acc.status == AccountStatus.NEEDS_ATTENTION.value
-    assert store.count_messages(session, account.id) == 12  # nothing imported twice
+    assert mailbox.count_messages(session, account.id) == 12  # nothing imported twice
     svc.set_enabled(app, session, acc, True)  # enabling alone does not accept the reset
     assert acc.status == AccountStatus.NEEDS_ATTENTION.value
     svc.confirm_uidl_reset(app, session, acc)
