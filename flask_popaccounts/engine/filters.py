@@ -39,7 +39,9 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from typing import Any
 
+from .addresses import check_addr_spec
 from .parse import _decode_value, _undo_surrogates
+from .safety import has_control_chars
 
 FIELDS = ("from", "to", "subject", "header", "body", "size")
 TEXT_OPS = ("contains", "not_contains", "is", "not_is", "matches", "not_matches")
@@ -64,7 +66,6 @@ BODY_LIMIT = 64 * 1024  #: characters of body text a condition looks at
 BODY_READ_LIMIT = 512 * 1024  #: raw bytes after the header section read to find them
 FOLDER_MAX_LENGTH = 200
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 field name
-_CTRL = re.compile(r"[\x00-\x1f\x7f]")
 _RESERVED_FOLDERS = {"sent", "trash"}
 
 
@@ -185,7 +186,7 @@ def validate(conditions: Iterable[Mapping[str, Any]], actions: Iterable[Mapping[
     problems: list[str] = []
     if not name.strip():
         problems.append("Give the rule a name.")
-    elif len(name) > 200 or _CTRL.search(name):
+    elif len(name) > 200 or has_control_chars(name):
         problems.append("The name must be one line of at most 200 characters.")
     conds: list[dict[str, str]] = []
     for i, raw in enumerate(conditions, 1):
@@ -219,7 +220,7 @@ def validate(conditions: Iterable[Mapping[str, Any]], actions: Iterable[Mapping[
                 problems.append(f"{where}: enter the header's name, like List-Id or "
                                 f"X-Spam-Flag (letters, digits and dashes, no colon).")
                 continue
-        if _CTRL.search(value):
+        if has_control_chars(value):
             problems.append(f"{where}: the value must be one line.")
             continue
         if op.endswith("matches"):
@@ -260,7 +261,8 @@ def validate(conditions: Iterable[Mapping[str, Any]], actions: Iterable[Mapping[
             problems.append(f"{where}: “{ACTION_LABELS[kind]}” can appear only once.")
             continue
         if kind == "move":
-            if not value or len(value) > FOLDER_MAX_LENGTH or _CTRL.search(value) or "/" in value:
+            if (not value or len(value) > FOLDER_MAX_LENGTH or has_control_chars(value)
+                    or "/" in value):
                 problems.append(f"{where}: enter the folder's name (one line, no “/”, at most "
                                 f"{FOLDER_MAX_LENGTH} characters); it is created if needed.")
                 continue
@@ -273,8 +275,6 @@ def validate(conditions: Iterable[Mapping[str, Any]], actions: Iterable[Mapping[
                                 f"folder.")
                 continue
         if kind == "forward":
-            from .smtp import check_addr_spec  # (stdlib only; strict address syntax)
-
             try:
                 value = check_addr_spec(value)
             except Exception:

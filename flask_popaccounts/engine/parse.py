@@ -15,13 +15,13 @@ import re
 from datetime import UTC, datetime
 from typing import IO
 
+from .safety import CONTROL_CHARS, has_control_chars
 from .types import MessageMeta
 
 HEADER_LIMIT = 256 * 1024  #: at most this much of a message is read as its header section
 FIELD_LIMIT = 2000  #: decoded fields are cut to this many characters
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
-_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
@@ -65,7 +65,7 @@ def _clean(text: str) -> str:
     # spaces need collapsing.
     if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
         return text[:FIELD_LIMIT]
-    text = _CTRL.sub(" ", text)
+    text = CONTROL_CHARS.sub(" ", text)  # display text: cleaned, not refused
     text = " ".join(text.split())
     return text[:FIELD_LIMIT]
 
@@ -172,7 +172,7 @@ def _decode_words_strictly(value: str) -> str | None:
         return None
     out.append(value[last:])
     text = "".join(out)
-    return None if _ENCODED_WORD.search(text) or _CTRL.search(text) else text
+    return None if _ENCODED_WORD.search(text) or has_control_chars(text) else text
 
 
 def _decode_fast(name: str, value: str) -> str | None:

@@ -30,7 +30,6 @@ from .errors import (
     AuthenticationFailed,
     ConnectionFailed,
     ConnectionTimeout,
-    InvalidInput,
     LoginDelay,
     MailboxInUse,
     PopAccountsError,
@@ -42,6 +41,7 @@ from .errors import (
     UIDLUnsupported,
     clean_detail,
 )
+from .safety import check_fields
 from .types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 
 MAX_LINE = 64 * 1024  #: longest status or listing line we accept
@@ -121,6 +121,7 @@ class POP3Client:
     @classmethod
     def open(cls, server: ServerSpec, net: NetPolicy) -> POP3Client:
         """Connect per ``server.security``, read the greeting, CAPA, STLS when asked."""
+        check_fields(host=server.host, username=server.username)  # before any connection
         host = _net.check_target(server.host, server.port, server.security, net)
         sock = _net.open_connection(host, server.port, server.security, net)
         client = cls(sock, host=host, net=net)
@@ -187,7 +188,7 @@ class POP3Client:
     # -- authentication ---------------------------------------------------------------
     def login(self, username: str, creds: Credentials) -> frozenset[str]:
         """Authenticate; returns the capabilities. Raises the named auth/busy errors."""
-        _net.check_text(username=username, secret=creds.secret)
+        check_fields(username=username, secret=creds.secret)
         if creds.method is AuthMethod.XOAUTH2:
             self._auth_xoauth2(username, creds.secret)
         elif not self.capa_supported or "USER" in self.capabilities:
@@ -394,9 +395,9 @@ class POP3Client:
 
     def _send_lines(self, lines: list[str]) -> None:
         """Send commands in one write (pipelined when more than one)."""
-        if any(_net.has_control_chars(line) for line in lines):
-            # check_text ran earlier for user input; this guards every other path.
-            raise InvalidInput("a command would contain control characters")
+        # login() checked the user's input already; this guards every other path.
+        for line in lines:
+            check_fields(command=line)
         self._send_raw(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
 
     def _send_raw(self, data: bytes) -> None:

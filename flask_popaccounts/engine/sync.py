@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from .errors import UIDLReset
-from .net import check_text
 from .parse import parse_meta, read_header_section
 from .pop3 import POP3Client
+from .safety import check_fields
 from .types import (
     Credentials,
     DeletePolicy,
@@ -48,7 +48,8 @@ def _utcnow() -> datetime:
 
 
 def _connect(server: ServerSpec, creds: Credentials, net: NetPolicy) -> POP3Client:
-    check_text(host=server.host, username=server.username, secret=creds.secret)
+    # The secret too, before connecting: a refused one should not cost a connection.
+    check_fields(host=server.host, username=server.username, secret=creds.secret)
     client = POP3Client.open(server, net)
     try:
         client.login(server.username, creds)
