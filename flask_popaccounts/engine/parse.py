@@ -16,6 +16,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import IO
 
+from .addresses import ATEXT
 from .safety import CONTROL_CHARS, has_control_chars
 from .types import MessageMeta
 
@@ -175,11 +176,10 @@ def _one_line(name: str, value: str, defects: list[str]) -> str:
     return " ".join(text.split())[:FIELD_LIMIT]
 
 
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 #: One mailbox whose display name is only encoded-words: ``=?..?= <local@domain>``.
 _ENCODED_MAILBOX = re.compile(
     r"(?P<name>=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=(?:[ \t]+=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)*)"
-    rf"[ \t]*<(?P<local>{_ATEXT}(?:\.{_ATEXT})*)@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+    rf"[ \t]*<(?P<local>{ATEXT}(?:\.{ATEXT})*)@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
 )
 _ADDRESS_FIELDS = frozenset({"from", "to", "cc"})
 

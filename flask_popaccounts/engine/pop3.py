@@ -55,17 +55,20 @@ class POP3Client:
     def __init__(self, sock: socket.socket, *, host: str, net: NetPolicy) -> None:
         self._wire = Wire(sock, net)
         self.host = host
-        self.net = net
         self.capabilities: frozenset[str] = frozenset()  #: capability names, upper-case
         self.sasl_mechanisms: frozenset[str] = frozenset()
         self.capa_supported = False
         self.greeting = b""
-        self.tls = isinstance(sock, ssl.SSLSocket)
 
     @property
     def sock(self) -> socket.socket:
         """The connection's socket (an ``SSLSocket`` once TLS is on)."""
         return self._wire.sock
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection is encrypted (implicit TLS, or after STLS)."""
+        return isinstance(self._wire.sock, ssl.SSLSocket)
 
     # -- connecting -------------------------------------------------------------------
     @classmethod
@@ -127,7 +130,6 @@ class POP3Client:
         except POP3Error as exc:
             raise TLSUnavailable("the server refused STLS", detail=exc.text) from None
         self._wire.start_tls(self.host)
-        self.tls = True
         # Capabilities may differ once encrypted (RFC 2595 section 4): ask again.
         self.capa()
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 import base64
 import smtplib
 import socket
-import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from . import net as netmod
 from .addresses import check_addr_spec, parse_address, parse_addresses
@@ -149,10 +149,6 @@ class SMTPClient(smtplib.SMTP):
         self.esmtp_features = {}
         self.does_esmtp = False
         self._ehlo_checked()
-
-    @property
-    def is_tls(self) -> bool:
-        return isinstance(self.sock, ssl.SSLSocket)
 
     def auth_mechanisms(self) -> frozenset[str]:
         return frozenset(self.esmtp_features.get("auth", "").upper().split())
@@ -286,24 +282,32 @@ class _translate:
             raise ProtocolError(detail=f"{self.stage}: {exc}") from None
 
 
+@contextmanager
+def _session(server: ServerSpec, creds: Credentials | None, net: NetPolicy,
+             local_hostname: str) -> Iterator[SMTPClient]:
+    """An open session, authenticated when ``creds``; QUIT after the block, or, when
+    anything in it fails, only closed (nothing half-done is confirmed)."""
+    client = SMTPClient.open(server, net, local_hostname=local_hostname)
+    try:
+        if creds is not None:
+            client.authenticate(server.username, creds)
+        yield client
+    except BaseException:
+        client.close()
+        raise
+    client.quit_quietly()
+
+
 def check_smtp(server: ServerSpec, creds: Credentials | None, *, net: NetPolicy,
                sender: str | None = None, local_hostname: str = "localhost") -> frozenset[str]:
     """Connect, TLS (verified), EHLO, AUTH when ``creds``, MAIL FROM ``sender`` + RSET, QUIT.
 
     Returns the EHLO keywords. Raises the named errors of :mod:`.errors`.
     """
-    client = SMTPClient.open(server, net, local_hostname=local_hostname)
-    try:
-        if creds is not None:
-            client.authenticate(server.username, creds)
+    with _session(server, creds, net, local_hostname) as client:
         if sender:
             client.check_sender(sender)
-        features = frozenset(k.upper() for k in client.esmtp_features)
-    except BaseException:
-        client.close()
-        raise
-    client.quit_quietly()
-    return features
+        return frozenset(k.upper() for k in client.esmtp_features)
 
 
 def send(server: ServerSpec, creds: Credentials | None, *, net: NetPolicy, mail_from: str,
@@ -313,13 +317,5 @@ def send(server: ServerSpec, creds: Credentials | None, *, net: NetPolicy, mail_
 
     Returns the recipients the server refused when it accepted others.
     """
-    client = SMTPClient.open(server, net, local_hostname=local_hostname)
-    try:
-        if creds is not None:
-            client.authenticate(server.username, creds)
-        refused = client.send_bytes(mail_from, rcpt_to, data)
-    except BaseException:
-        client.close()
-        raise
-    client.quit_quietly()
-    return refused
+    with _session(server, creds, net, local_hostname) as client:
+        return client.send_bytes(mail_from, rcpt_to, data)
