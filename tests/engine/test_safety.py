@@ -9,6 +9,7 @@ command never reaches the POP3 or SMTP wire.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.headerregistry import Address
 
 import pytest
@@ -238,3 +239,9 @@ def test_a_crlf_in_the_smtp_login_or_envelope_never_reaches_the_wire(fake_smtp: 
         client.send_bytes("ann@example.com", ["b@example.org\r\nDATA"], b"x")
     client.quit_quietly()
     assert [line.split()[0].upper() for line in fake_smtp.conns[0].received] == [b"EHLO", b"QUIT"]
+
+
+def test_the_date_of_a_built_message_comes_from_the_injected_clock() -> None:
+    msg = smtp.build_message(from_=ME, to=[YOU], subject="Hi", body="text",
+                             clock=lambda: datetime(2026, 3, 1, 9, 30, tzinfo=UTC))
+    assert msg["Date"] == "Sun, 01 Mar 2026 09:30:00 +0000"
