@@ -15,7 +15,7 @@ The modules, each with one job::
     filters    rule model, validation, evaluation
     mailview   a message as rules see it   patterns  the regular-expression guard
     autoreply  RFC 3834 vacation replies   clock     the one "now"
-    types      data types and the Ledger/Sink protocols
+    sasl       PLAIN and XOAUTH2 messages  types     data types, Ledger and Sink protocols
     errors     every named failure
 """
 

@@ -36,6 +36,7 @@ from .errors import (
 )
 from .pop3wire import POP3Error, Wire, error_for_response
 from .safety import check_fields
+from .sasl import plain_response, xoauth2_response
 from .types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 
 SPOOL_MEMORY = 1024 * 1024  #: messages larger than this spill to a temporary file
@@ -199,12 +200,10 @@ class POP3Client:
         raise ProtocolError("unexpected answer to AUTH", detail=line)
 
     def _auth_plain(self, username: str, secret: str) -> None:
-        payload = b"\0" + username.encode("utf-8") + b"\0" + secret.encode("utf-8")
-        self._sasl("PLAIN", payload, AuthenticationFailed)
+        self._sasl("PLAIN", plain_response(username, secret), AuthenticationFailed)
 
     def _auth_xoauth2(self, username: str, token: str) -> None:
-        payload = f"user={username}\x01auth=Bearer {token}\x01\x01".encode()
-        self._sasl("XOAUTH2", payload, TokenRejected)
+        self._sasl("XOAUTH2", xoauth2_response(username, token), TokenRejected)
 
     # -- transaction state ------------------------------------------------------------
     def stat(self) -> tuple[int, int]:

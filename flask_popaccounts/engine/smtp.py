@@ -49,6 +49,7 @@ from .errors import (
 )
 from .message import build_message, message_bytes
 from .safety import check_fields, check_header_fields
+from .sasl import plain_response, xoauth2_response
 from .types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 
 #: An initial response longer than this is sent in the two-step form (RFC 4954 §4).
@@ -74,8 +75,9 @@ check_header_text = check_header_fields
 # -- the protocol ----------------------------------------------------------------------------
 
 
-def _b64(data: str) -> str:
-    return base64.b64encode(data.encode("utf-8")).decode("ascii")
+def _b64(data: str | bytes) -> str:
+    return base64.b64encode(data.encode("utf-8") if isinstance(data, str) else data
+                            ).decode("ascii")
 
 
 def _text(resp: bytes | str) -> str:
@@ -169,7 +171,7 @@ class SMTPClient(smtplib.SMTP):
                                         detail=" ".join(sorted(mechs)))
             return self._auth_xoauth2(username, creds.secret)
         if "PLAIN" in mechs:
-            token = _b64(f"\0{username}\0{creds.secret}")
+            token = _b64(plain_response(username, creds.secret))
             if len(token) <= _INITIAL_RESPONSE_MAX:
                 code, resp = self._step(f"AUTH PLAIN {token}")
             else:
@@ -193,7 +195,7 @@ class SMTPClient(smtplib.SMTP):
         # Always two steps: a token easily exceeds what an initial response may carry.
         code, resp = self._step("AUTH XOAUTH2")
         if code == 334:
-            code, resp = self._step(_b64(f"user={username}\x01auth=Bearer {token}\x01\x01"))
+            code, resp = self._step(_b64(xoauth2_response(username, token)))
             if code == 334:
                 # The server sent an error challenge (base64 JSON); an empty line ends it.
                 code, resp = self._step("")
