@@ -4,13 +4,26 @@ Public entry points: :func:`fetch` (one exactly-once fetch session) and
 :func:`check_login` (the add-account Test button). Storage plugs in through the
 :class:`~.types.Ledger` and :class:`~.types.Sink` protocols; failures are the named
 errors of :mod:`.errors`.
+
+The modules, each with one job::
+
+    net        safe connect: resolve once, public addresses only, TLS verified
+    pop3       the POP3 command client     pop3wire  its lines, bodies and -ERR meanings
+    sync       the exactly-once fetch      parse     metadata and header fields, never raising
+    smtp       the SMTP protocol           message   outgoing MIME messages
+    addresses  strict address parsing      safety    the one control-character rule
+    filters    rule model, validation, evaluation
+    mailview   a message as rules see it   patterns  the regular-expression guard
+    autoreply  RFC 3834 vacation replies   clock     the one "now"
+    sasl       PLAIN and XOAUTH2 messages  types     data types, Ledger and Sink protocols
+    errors     every named failure
 """
 
 from __future__ import annotations
 
 from .errors import ConnectionFailed, PopAccountsError, clean_detail, error_for_code
 from .net import is_public_address, open_connection
-from .parse import parse_meta, read_header_section
+from .parse import header_section, parse_meta, read_header_section
 from .pop3 import POP3Client
 from .sync import check_login, detect_uidl_reset, fetch
 from .types import (
@@ -55,6 +68,7 @@ __all__ = [
     "detect_uidl_reset",
     "error_for_code",
     "fetch",
+    "header_section",
     "is_public_address",
     "open_connection",
     "parse_meta",

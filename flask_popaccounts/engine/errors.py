@@ -32,7 +32,6 @@ Exception tree::
      ├── ProtocolError .................... protocol_error                    transient
      ├── UIDLUnsupported .................. no_uidl
      ├── UIDLReset ........................ uidl_reset                        needs the user
-     ├── MessageTooLarge .................. message_too_large       (per message; never fatal)
      └── QuotaExceeded .................... quota_exceeded          (R19)      paused till freed
 """
 
@@ -238,12 +237,6 @@ class UIDLReset(PopAccountsError):
         "account page."
     )
     needs_user = True
-
-
-class MessageTooLarge(PopAccountsError):
-    code = "message_too_large"
-    title = "A message is larger than the size limit"
-    help = "It was left on the server and not fetched. Read it with your provider's own webmail."
 
 
 class QuotaExceeded(PopAccountsError):

@@ -10,16 +10,11 @@ header), ``body`` (the text parts, at most :data:`BODY_LIMIT` characters) and ``
 Text operators: ``contains`` / ``is`` / ``matches`` (a regular expression) and their
 ``not_`` variants, case-insensitive; size operators: ``over`` / ``under`` (KiB).
 
-Regular expressions are made safe twice:
-
-1. at validation, a pattern is limited to :data:`REGEX_MAX_LENGTH` characters and
-   refused when it has a construct known to backtrack catastrophically (a repeated
-   group that itself contains a repeat, such as ``(a+)+``; back-references);
-2. at evaluation, every match runs in a helper process (:class:`RegexRunner`) with a
-   time bound (:data:`REGEX_TIMEOUT` seconds); a match that runs out of time is killed
-   with its process and counts as "does not match" (and is reported), so a pattern
-   the static check let through still cannot stall a fetch. Inputs are bounded too
-   (header fields 2,000 characters, body :data:`BODY_LIMIT`).
+Regular expressions are made safe twice (:mod:`.patterns`): checked when the rule is
+saved (length, no nested repeats or back-references) and run in a helper process with a
+time bound; a match that runs out of time counts as "does not match" and is reported.
+The message itself is seen through a :class:`~.mailview.MailView`, whose inputs are
+bounded too (header fields 2,000 characters, body :data:`BODY_LIMIT`).
 
 Actions: ``move`` (to a folder by name, created on demand), ``mark_read``, ``flag``,
 ``delete`` (to Trash), ``forward`` (to an address) and ``stop`` (no further rules).
@@ -28,18 +23,28 @@ Actions: ``move`` (to a folder by name, created on demand), ``mark_read``, ``fla
 
 from __future__ import annotations
 
-import email.policy
 import json
 import re
-import select
-import subprocess
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from email.parser import BytesParser
 from typing import Any
 
-from .parse import _decode_value, _undo_surrogates
+from .addresses import check_addr_spec
+from .errors import InvalidInput
+from .mailview import BODY_LIMIT, BODY_READ_LIMIT, MailView, body_text
+from .patterns import REGEX_MAX_LENGTH, REGEX_TIMEOUT, RegexRunner, RegexTimeout, regex_problem
+from .safety import has_control_chars
+
+# The message view and the regular-expression guard live in their own modules; callers
+# have always found them here.
+__all__ = [
+    "ACTIONS", "ACTION_LABELS", "BODY_LIMIT", "BODY_READ_LIMIT", "FIELDS", "FIELD_LABELS",
+    "MAX_ACTIONS", "MAX_CONDITIONS", "OP_LABELS", "REGEX_MAX_LENGTH", "REGEX_TIMEOUT",
+    "SIZE_OPS", "TEXT_OPS", "Action", "Condition", "Decision", "MailView", "RegexRunner",
+    "RegexTimeout", "Rule", "RuleInvalid", "apply_actions", "body_text", "condition_matches",
+    "describe", "evaluate", "load_rule", "needs_regex", "regex_problem", "rule_matches",
+    "validate",
+]
 
 FIELDS = ("from", "to", "subject", "header", "body", "size")
 TEXT_OPS = ("contains", "not_contains", "is", "not_is", "matches", "not_matches")
@@ -58,13 +63,8 @@ ACTION_LABELS = {"move": "Move to folder", "mark_read": "Mark as read", "flag": 
 MAX_CONDITIONS = 20
 MAX_ACTIONS = 10
 VALUE_MAX_LENGTH = 500
-REGEX_MAX_LENGTH = 200
-REGEX_TIMEOUT = 0.25  #: seconds one regular-expression match may take
-BODY_LIMIT = 64 * 1024  #: characters of body text a condition looks at
-BODY_READ_LIMIT = 512 * 1024  #: raw bytes after the header section read to find them
 FOLDER_MAX_LENGTH = 200
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 field name
-_CTRL = re.compile(r"[\x00-\x1f\x7f]")
 _RESERVED_FOLDERS = {"sent", "trash"}
 
 
@@ -112,65 +112,11 @@ class Decision:
     errors: list[str] = field(default_factory=list)  #: e.g. a regex that ran out of time
 
 
-# -- validation -----------------------------------------------------------------------------
+# -- validation ---------------------------------------------------------------------------
 
 
-def regex_problem(pattern: str) -> str | None:
-    """Why a pattern is refused (None when it is acceptable)."""
-    if not pattern:
-        return "the regular expression is empty"
-    if len(pattern) > REGEX_MAX_LENGTH:
-        return f"the regular expression is longer than {REGEX_MAX_LENGTH} characters"
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        return f"the regular expression is not valid: {exc}"
-    import importlib
-
-    # the stdlib's own parser (re._parser; sre_parse before 3.11): the real structure
-    sre_parse: Any = importlib.import_module("re._parser")
-
-    try:
-        tree = sre_parse.parse(pattern)
-    except Exception as exc:  # pragma: no cover - compile() succeeded above
-        return f"the regular expression is not valid: {exc}"
-    repeats = {sre_parse.MAX_REPEAT, sre_parse.MIN_REPEAT, getattr(sre_parse, "POSSESSIVE_REPEAT",
-                                                                     sre_parse.MAX_REPEAT)}
-
-    def walk(items: Any, inside_repeat: bool) -> str | None:
-        for op, av in items:
-            if op in (sre_parse.GROUPREF, sre_parse.GROUPREF_EXISTS):
-                return "back-references (\\1, (?P=name)) are not allowed"
-            if op in repeats:
-                lo, hi, sub = av
-                if inside_repeat and hi != lo:
-                    return ("a repeated group contains another repeat (like (a+)+), "
-                            "which can take forever on some mail")
-                found = walk(sub, inside_repeat or hi > 1)
-                if found:
-                    return found
-            elif op in (sre_parse.SUBPATTERN, sre_parse.ATOMIC_GROUP
-                        if hasattr(sre_parse, "ATOMIC_GROUP") else sre_parse.SUBPATTERN):
-                sub = av[-1]
-                found = walk(sub, inside_repeat)
-                if found:
-                    return found
-            elif op == sre_parse.BRANCH:
-                for sub in av[1]:
-                    found = walk(sub, inside_repeat)
-                    if found:
-                        return found
-            elif op in (sre_parse.ASSERT, sre_parse.ASSERT_NOT):
-                found = walk(av[1], inside_repeat)
-                if found:
-                    return found
-        return None
-
-    return walk(tree, False)
-
-
-def _clean_text(value: Any) -> str:
-    return str(value if value is not None else "").strip()
+class _Problem(Exception):
+    """What is wrong with one condition or action, in words for the rule editor."""
 
 
 def validate(conditions: Iterable[Mapping[str, Any]], actions: Iterable[Mapping[str, Any]], *,
@@ -185,120 +131,144 @@ def validate(conditions: Iterable[Mapping[str, Any]], actions: Iterable[Mapping[
     problems: list[str] = []
     if not name.strip():
         problems.append("Give the rule a name.")
-    elif len(name) > 200 or _CTRL.search(name):
+    elif len(name) > 200 or has_control_chars(name):
         problems.append("The name must be one line of at most 200 characters.")
+    conds = _clean_conditions(conditions, problems)
+    acts = _clean_actions(actions, forward_allowed, problems)
+    if problems:
+        raise RuleInvalid(problems)
+    return conds, acts
+
+
+def _clean_conditions(conditions: Iterable[Mapping[str, Any]], problems: list[str]
+                      ) -> list[dict[str, str]]:
     conds: list[dict[str, str]] = []
     for i, raw in enumerate(conditions, 1):
-        fld = _clean_text(raw.get("field"))
-        op = _clean_text(raw.get("op"))
-        value = str(raw.get("value") or "")
-        header = _clean_text(raw.get("header"))
-        where = f"Condition {i}"
-        if fld == "" and value.strip() == "":
-            continue  # an empty row of the editor
-        if fld not in FIELDS:
-            problems.append(f"{where}: choose what to look at (From, To, Subject...).")
+        try:
+            item = _clean_condition(raw)
+        except _Problem as problem:
+            problems.append(f"Condition {i}: {problem}")
             continue
-        label = FIELD_LABELS[fld]
-        if fld == "size":
-            if op not in SIZE_OPS:
-                problems.append(f"{where}: size can only be “is over” or “is under”.")
-                continue
-            if not value.strip().isdigit() or int(value) > 10 ** 7:
-                problems.append(f"{where}: the size must be a whole number of KiB "
-                                f"(for example 1024 for 1 MiB).")
-                continue
-            conds.append({"field": fld, "op": op, "value": str(int(value))})
-            continue
-        if op not in TEXT_OPS:
-            problems.append(f"{where}: “{OP_LABELS.get(op, op)}” does not apply to {label}; "
-                            f"use contains, is or matches.")
-            continue
-        if fld == "header":
-            if not _HEADER_NAME.match(header):
-                problems.append(f"{where}: enter the header's name, like List-Id or "
-                                f"X-Spam-Flag (letters, digits and dashes, no colon).")
-                continue
-        if _CTRL.search(value):
-            problems.append(f"{where}: the value must be one line.")
-            continue
-        if op.endswith("matches"):
-            why = regex_problem(value)
-            if why:
-                problems.append(f"{where}: {why}.")
-                continue
-        else:
-            value = value.strip()
-            if not value:
-                problems.append(f"{where}: enter the text {label} should "
-                                f"{OP_LABELS[op].replace('does not ', 'not ')}.")
-                continue
-        if len(value) > VALUE_MAX_LENGTH:
-            problems.append(f"{where}: the value is longer than {VALUE_MAX_LENGTH} characters.")
-            continue
-        item = {"field": fld, "op": op, "value": value}
-        if fld == "header":
-            item["header"] = header
-        conds.append(item)
+        if item is not None:
+            conds.append(item)
     if not conds and not any("Condition" in p for p in problems):
         problems.append("Add at least one condition.")
     if len(conds) > MAX_CONDITIONS:
         problems.append(f"A rule has at most {MAX_CONDITIONS} conditions.")
+    return conds
 
+
+def _clean_text(value: Any) -> str:
+    return str(value if value is not None else "").strip()
+
+
+def _clean_condition(raw: Mapping[str, Any]) -> dict[str, str] | None:
+    """One row of the editor, cleaned (None: an empty row); raises :class:`_Problem`."""
+    fld = _clean_text(raw.get("field"))
+    op = _clean_text(raw.get("op"))
+    value = str(raw.get("value") or "")
+    header = _clean_text(raw.get("header"))
+    if fld == "" and value.strip() == "":
+        return None
+    if fld not in FIELDS:
+        raise _Problem("choose what to look at (From, To, Subject...).")
+    if fld == "size":
+        if op not in SIZE_OPS:
+            raise _Problem("size can only be “is over” or “is under”.")
+        if not value.strip().isdigit() or int(value) > 10 ** 7:
+            raise _Problem("the size must be a whole number of KiB (for example 1024 for 1 MiB).")
+        return {"field": fld, "op": op, "value": str(int(value))}
+    label = FIELD_LABELS[fld]
+    if op not in TEXT_OPS:
+        raise _Problem(f"“{OP_LABELS.get(op, op)}” does not apply to {label}; "
+                       f"use contains, is or matches.")
+    if fld == "header" and not _HEADER_NAME.match(header):
+        raise _Problem("enter the header's name, like List-Id or X-Spam-Flag (letters, digits "
+                       "and dashes, no colon).")
+    if has_control_chars(value):
+        raise _Problem("the value must be one line.")
+    if op.endswith("matches"):
+        why = regex_problem(value)
+        if why:
+            raise _Problem(f"{why}.")
+    else:
+        value = value.strip()
+        if not value:
+            raise _Problem(f"enter the text {label} should "
+                           f"{OP_LABELS[op].replace('does not ', 'not ')}.")
+    if len(value) > VALUE_MAX_LENGTH:
+        raise _Problem(f"the value is longer than {VALUE_MAX_LENGTH} characters.")
+    item = {"field": fld, "op": op, "value": value}
+    if fld == "header":
+        item["header"] = header
+    return item
+
+
+def _clean_actions(actions: Iterable[Mapping[str, Any]],
+                   forward_allowed: Callable[[str], bool] | None, problems: list[str]
+                   ) -> list[dict[str, str]]:
     acts: list[dict[str, str]] = []
     seen: set[str] = set()
     for i, raw in enumerate(actions, 1):
-        kind = _clean_text(raw.get("kind"))
-        value = _clean_text(raw.get("value"))
-        where = f"Action {i}"
-        if not kind:
+        try:
+            item = _clean_action(raw, seen, forward_allowed)
+        except _Problem as problem:
+            problems.append(f"Action {i}: {problem}")
             continue
-        if kind not in ACTIONS:
-            problems.append(f"{where}: unknown action.")
-            continue
-        if kind in ("move", "forward") and kind in seen:
-            problems.append(f"{where}: “{ACTION_LABELS[kind]}” can appear only once.")
-            continue
-        if kind == "move":
-            if not value or len(value) > FOLDER_MAX_LENGTH or _CTRL.search(value) or "/" in value:
-                problems.append(f"{where}: enter the folder's name (one line, no “/”, at most "
-                                f"{FOLDER_MAX_LENGTH} characters); it is created if needed.")
-                continue
-            if value.lower() in _RESERVED_FOLDERS:
-                problems.append(f"{where}: mail cannot be moved to {value}; to delete it, "
-                                f"use “Delete (move to Trash)”.")
-                continue
-            if value.lower() == "inbox":
-                problems.append(f"{where}: mail arrives in the Inbox anyway; choose another "
-                                f"folder.")
-                continue
-        if kind == "forward":
-            from .smtp import check_addr_spec  # (stdlib only; strict address syntax)
-
-            try:
-                value = check_addr_spec(value)
-            except Exception:
-                problems.append(f"{where}: “{value}” is not an email address.")
-                continue
-            if forward_allowed is None or not forward_allowed(value):
-                problems.append(f"{where}: mail can be forwarded only to an address you have "
-                                f"verified (see “Send mail as”); {value} is not verified.")
-                continue
-        if kind not in ("move", "forward"):
-            value = ""
-            if kind in seen:
-                continue
-        seen.add(kind)
-        acts.append({"kind": kind, "value": value})
+        if item is not None:
+            seen.add(item["kind"])
+            acts.append(item)
     if "move" in seen and "delete" in seen:
         problems.append("A rule cannot both move mail to a folder and delete it.")
     if not acts and not any("Action" in p for p in problems):
         problems.append("Add at least one action.")
     if len(acts) > MAX_ACTIONS:
         problems.append(f"A rule has at most {MAX_ACTIONS} actions.")
-    if problems:
-        raise RuleInvalid(problems)
-    return conds, acts
+    return acts
+
+
+def _clean_action(raw: Mapping[str, Any], seen: set[str],
+                  forward_allowed: Callable[[str], bool] | None) -> dict[str, str] | None:
+    """One action, cleaned (None: empty, or a repeat that changes nothing); raises _Problem."""
+    kind = _clean_text(raw.get("kind"))
+    value = _clean_text(raw.get("value"))
+    if not kind:
+        return None
+    if kind not in ACTIONS:
+        raise _Problem("unknown action.")
+    if kind in ("move", "forward") and kind in seen:
+        raise _Problem(f"“{ACTION_LABELS[kind]}” can appear only once.")
+    if kind == "move":
+        _check_folder(value)
+    elif kind == "forward":
+        value = _check_forward(value, forward_allowed)
+    elif kind in seen:
+        return None
+    else:
+        value = ""
+    return {"kind": kind, "value": value}
+
+
+def _check_folder(value: str) -> None:
+    if not value or len(value) > FOLDER_MAX_LENGTH or has_control_chars(value) or "/" in value:
+        raise _Problem(f"enter the folder's name (one line, no “/”, at most "
+                       f"{FOLDER_MAX_LENGTH} characters); it is created if needed.")
+    if value.lower() in _RESERVED_FOLDERS:
+        raise _Problem(f"mail cannot be moved to {value}; to delete it, "
+                       f"use “Delete (move to Trash)”.")
+    if value.lower() == "inbox":
+        raise _Problem("mail arrives in the Inbox anyway; choose another folder.")
+
+
+def _check_forward(value: str, forward_allowed: Callable[[str], bool] | None) -> str:
+    try:
+        value = check_addr_spec(value)
+    except InvalidInput:
+        raise _Problem(f"“{value}” is not an email address.") from None
+    if forward_allowed is None or not forward_allowed(value):
+        raise _Problem(f"mail can be forwarded only to an address you have verified "
+                       f"(see “Send mail as”); {value} is not verified.")
+    return value
 
 
 def load_rule(rule_id: int, name: str, match_all: bool, conditions_json: str,
@@ -314,184 +284,7 @@ def load_rule(rule_id: int, name: str, match_all: bool, conditions_json: str,
     return Rule(id=rule_id, name=name, match_all=match_all, conditions=conds, actions=acts)
 
 
-# -- the message as conditions see it ----------------------------------------------------------
-
-
-class MailView:
-    """The parts of one message that conditions look at, computed lazily.
-
-    ``header_bytes``: the header section; ``body_source()``: returns the raw bytes
-    after it (bounded by the caller), only called when a rule looks at the body.
-    """
-
-    def __init__(self, header_bytes: bytes, size: int,
-                 body_source: Callable[[], bytes] | None = None) -> None:
-        self.header_bytes = header_bytes
-        self.size = size
-        self._body_source = body_source
-        self._headers: dict[str, list[str]] | None = None
-        self._body: str | None = None
-
-    @property
-    def headers(self) -> dict[str, list[str]]:
-        """Every header field, by lower-case name, decoded (RFC 2047), in order."""
-        if self._headers is None:
-            self._headers = all_headers(self.header_bytes)
-        return self._headers
-
-    def header(self, name: str) -> str:
-        return ", ".join(self.headers.get(name.lower(), []))
-
-    def body(self) -> str:
-        if self._body is None:
-            raw = self._body_source() if self._body_source is not None else b""
-            self._body = body_text(self.header_bytes, raw)
-        return self._body
-
-
-def all_headers(header_bytes: bytes) -> dict[str, list[str]]:
-    """Every field of a header section, unfolded and decoded; never raises."""
-    text = header_bytes.decode("ascii", "surrogateescape")
-    out: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in re.split(r"\r?\n", text):
-        if not line:
-            break
-        if line[0] in " \t":
-            if current is not None:
-                current[-1] += line
-            continue
-        name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not name or " " in name:
-            current = None
-            continue
-        current = out.setdefault(name.lower(), [])
-        current.append(value.strip())
-    defects: list[str] = []
-    for key, values in out.items():
-        decoded = []
-        for v in values:
-            try:
-                decoded.append(" ".join(_decode_value(key, v, defects).split())[:2000])
-            except Exception:
-                decoded.append(_undo_surrogates(v)[:2000])
-        out[key] = decoded
-    return out
-
-
-def body_text(header_bytes: bytes, body: bytes, limit: int = BODY_LIMIT) -> str:
-    """The text of a message's text parts (plain preferred, HTML tags dropped), bounded."""
-    try:
-        msg = BytesParser(policy=email.policy.default).parsebytes(header_bytes + body)
-        texts: list[str] = []
-        total = 0
-        for part in msg.walk():
-            if part.is_multipart() or part.get_content_maintype() != "text":
-                continue
-            if part.get_content_disposition() == "attachment":
-                continue
-            try:
-                content = part.get_content()
-            except Exception:
-                payload = part.get_payload(decode=True)
-                content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) \
-                    else str(payload)
-            if part.get_content_subtype() == "html":
-                content = re.sub(r"<[^>]{0,2000}>", " ", str(content))
-            texts.append(str(content))
-            total += len(texts[-1])
-            if total >= limit:
-                break
-        return "\n".join(texts)[:limit]
-    except Exception:
-        return body[:limit].decode("utf-8", "replace")
-
-
-# -- regular expressions with a time bound ------------------------------------------------------
-
-_HELPER = r"""
-import json, re, sys
-for line in sys.stdin:
-    req = json.loads(line)
-    try:
-        m = re.search(req["p"], req["t"], re.IGNORECASE) is not None
-        out = {"m": m}
-    except Exception as exc:
-        out = {"e": str(exc)}
-    sys.stdout.write(json.dumps(out) + "\n")
-    sys.stdout.flush()
-"""
-
-
-class RegexTimeout(Exception):
-    """A regular-expression match ran out of time (its helper process was killed)."""
-
-
-class RegexRunner:
-    """Runs ``re.search`` in a helper process so that a match can be cut off in time.
-
-    The helper is started on first use and reused; a match that takes longer than
-    ``timeout`` seconds kills it (the next match starts a new one). Not thread-safe:
-    one runner per fetch. Close it (or use it as a context manager) when done.
-    """
-
-    def __init__(self, timeout: float = REGEX_TIMEOUT) -> None:
-        self.timeout = timeout
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.timeouts = 0
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        if self._proc is None or self._proc.poll() is not None:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _HELPER], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
-        return self._proc
-
-    def search(self, pattern: str, text: str) -> bool:
-        """Whether ``pattern`` matches ``text`` (case-insensitive); raises RegexTimeout."""
-        proc = self._start()
-        assert proc.stdin is not None and proc.stdout is not None
-        try:
-            proc.stdin.write(json.dumps({"p": pattern, "t": text}).encode() + b"\n")
-            proc.stdin.flush()
-        except OSError:
-            self.close()
-            raise RegexTimeout("the regex helper stopped") from None
-        fd = proc.stdout.fileno()
-        ready, _w, _x = select.select([fd], [], [], self.timeout)
-        if not ready:
-            self.timeouts += 1
-            self.close()
-            raise RegexTimeout(f"no answer in {self.timeout}s")
-        line = proc.stdout.readline()
-        if not line:
-            self.close()
-            raise RegexTimeout("the regex helper stopped")
-        answer = json.loads(line)
-        return bool(answer.get("m"))
-
-    def close(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            try:
-                proc.kill()
-            except OSError:
-                pass
-            proc.wait()
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    stream.close()
-
-    def __enter__(self) -> RegexRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # a forgotten runner must not leave a process behind
-        if getattr(self, "_proc", None) is not None:
-            self.close()
+# -- evaluation -----------------------------------------------------------------------------
 
 
 def _text_matches(cond: Condition, value: str, regex: RegexRunner | None) -> bool:
@@ -581,10 +374,6 @@ def evaluate(rules: Sequence[Rule], view: MailView, regex: RegexRunner | None = 
         if rule_matches(rule, view, regex, decision.errors) and apply_actions(rule, decision):
             break
     return decision
-
-
-def needs_body(rules: Sequence[Rule]) -> bool:
-    return any(c.field == "body" for r in rules for c in r.conditions)
 
 
 def needs_regex(rules: Sequence[Rule]) -> bool:

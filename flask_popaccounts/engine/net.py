@@ -26,6 +26,7 @@ from .errors import (
     PortNotAllowed,
     ProtocolError,
 )
+from .safety import check_fields
 from .types import NetPolicy, Security
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -40,21 +41,9 @@ _V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 _V4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
 
 
-def has_control_chars(value: str) -> bool:
-    """True when ``value`` holds CR, LF, NUL or any other control/format character."""
-    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029" for ch in value)
-
-
-def check_text(**fields: str) -> None:
-    """Raise :class:`InvalidInput` when any named field holds a control character."""
-    for name, value in fields.items():
-        if has_control_chars(value):
-            raise InvalidInput(f"{name} contains control characters")
-
-
 def check_host(host: str) -> str:
     """Validate a user-given host name or IP literal; returns it without brackets."""
-    check_text(host=host)
+    check_fields(host=host)
     h = host.strip()
     if h.startswith("[") and h.endswith("]"):
         h = h[1:-1]

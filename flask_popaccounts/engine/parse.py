@@ -12,17 +12,40 @@ import email.headerregistry
 import email.policy
 import email.utils
 import re
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import IO
 
+from .addresses import ATEXT
+from .safety import CONTROL_CHARS, has_control_chars
 from .types import MessageMeta
 
 HEADER_LIMIT = 256 * 1024  #: at most this much of a message is read as its header section
 FIELD_LIMIT = 2000  #: decoded fields are cut to this many characters
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
-_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+# A blank line: a line end (CRLF, or a bare LF from sloppy servers) right after another.
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
+def _header_end(data: bytes, start: int = 0) -> int:
+    """The offset just past the blank line that ends the header section, or -1."""
+    m = _BLANK_LINE.search(data, start)
+    return m.end() if m else -1
+
+
+def header_section(raw: bytes, limit: int = HEADER_LIMIT) -> bytes:
+    """The header section of a whole message held in memory, as :func:`read_header_section`.
+
+    The bytes up to and including the first blank line (CRLF or bare LF line ends); at
+    most ``limit`` bytes, which is all there is when no blank line comes before.
+    """
+    head = raw[:limit]
+    end = _header_end(head)
+    return head if end < 0 else head[:end]
 
 
 def read_header_section(spool: IO[bytes], limit: int = HEADER_LIMIT) -> bytes:
@@ -33,13 +56,12 @@ def read_header_section(spool: IO[bytes], limit: int = HEADER_LIMIT) -> bytes:
         chunk = spool.read(min(64 * 1024, limit - len(data)))
         if not chunk:
             break
-        start = max(0, len(data) - 3)
+        start = max(0, len(data) - 2)  # a blank line may straddle two chunks
         data += chunk
-        for sep in (b"\r\n\r\n", b"\n\n"):
-            i = data.find(sep, start)
-            if i >= 0:
-                spool.seek(0)
-                return data[: i + len(sep)]
+        end = _header_end(data, start)
+        if end >= 0:
+            spool.seek(0)
+            return data[:end]
     spool.seek(0)
     return data
 
@@ -65,7 +87,7 @@ def _clean(text: str) -> str:
     # spaces need collapsing.
     if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
         return text[:FIELD_LIMIT]
-    text = _CTRL.sub(" ", text)
+    text = CONTROL_CHARS.sub(" ", text)  # display text: cleaned, not refused
     text = " ".join(text.split())
     return text[:FIELD_LIMIT]
 
@@ -98,13 +120,15 @@ def _decode_words_leniently(value: str, defects: list[str]) -> str:
 _WANTED = frozenset({"date", "received", "from", "to", "cc", "subject", "message-id"})
 
 
-def split_headers(header_bytes: bytes, defects: list[str]) -> dict[str, list[str]]:
-    """The fields we use, unfolded, in order of appearance; total (never raises).
+def split_headers(header_bytes: bytes, defects: list[str],
+                  names: Collection[str] | None = _WANTED) -> dict[str, list[str]]:
+    """Header fields by lower-case name, unfolded, in order of appearance; never raises.
 
-    A few lines instead of :mod:`email.parser`: the header section is only split
-    into fields here (the expensive part of the email package, its header registry,
-    is used below only for values that need RFC 2047 decoding). 8-bit bytes are kept
-    as surrogate escapes so they can be decoded from the original bytes later.
+    Only the fields in ``names`` (by default those :func:`parse_meta` uses; ``None``:
+    every field). A few lines instead of :mod:`email.parser`: the header section is only
+    split into fields here (the expensive part of the email package, its header
+    registry, is used below only for values that need RFC 2047 decoding). 8-bit bytes
+    are kept as surrogate escapes so they can be decoded from the original bytes later.
     """
     text = header_bytes.decode("ascii", "surrogateescape")
     fields: dict[str, list[str]] = {}
@@ -125,7 +149,7 @@ def split_headers(header_bytes: bytes, defects: list[str]) -> dict[str, list[str
             current = None
             continue
         key = name.lower()
-        if key in _WANTED:
+        if names is None or key in names:
             current = fields.setdefault(key, [])
             current.append(value.lstrip())
         else:
@@ -133,11 +157,29 @@ def split_headers(header_bytes: bytes, defects: list[str]) -> dict[str, list[str
     return fields
 
 
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+def all_headers(header_bytes: bytes) -> dict[str, list[str]]:
+    """Every field of a header section, unfolded, decoded (RFC 2047), one line each.
+
+    What filters and the vacation rules look at: whitespace runs become one space and
+    each value is cut to :data:`FIELD_LIMIT` characters. Never raises.
+    """
+    defects: list[str] = []  # nobody reads them here: filters see what a reader sees
+    fields = split_headers(header_bytes, defects, names=None)
+    return {key: [_one_line(key, v, defects) for v in values] for key, values in fields.items()}
+
+
+def _one_line(name: str, value: str, defects: list[str]) -> str:
+    try:
+        text = _decode_value(name, value, defects)
+    except Exception:  # decoding is lenient already; a value is never lost to it
+        text = _undo_surrogates(value)
+    return " ".join(text.split())[:FIELD_LIMIT]
+
+
 #: One mailbox whose display name is only encoded-words: ``=?..?= <local@domain>``.
 _ENCODED_MAILBOX = re.compile(
     r"(?P<name>=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=(?:[ \t]+=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)*)"
-    rf"[ \t]*<(?P<local>{_ATEXT}(?:\.{_ATEXT})*)@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+    rf"[ \t]*<(?P<local>{ATEXT}(?:\.{ATEXT})*)@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
 )
 _ADDRESS_FIELDS = frozenset({"from", "to", "cc"})
 
@@ -172,7 +214,7 @@ def _decode_words_strictly(value: str) -> str | None:
         return None
     out.append(value[last:])
     text = "".join(out)
-    return None if _ENCODED_WORD.search(text) or _CTRL.search(text) else text
+    return None if _ENCODED_WORD.search(text) or has_control_chars(text) else text
 
 
 def _decode_fast(name: str, value: str) -> str | None:

@@ -3,10 +3,10 @@
 Why not :mod:`poplib`: it buffers every message whole in memory, caps lines at 2 KiB,
 cannot pipeline, and verifies no certificate unless told. This client:
 
-* reads through one buffer with bounded status/list lines (64 KiB) and streams message
-  bodies of any size and any line length into a spool file;
-* hands a message over only once its terminating ``.CRLF`` line has arrived, so a
-  dropped connection can never yield a truncated message;
+* reads through :class:`~.pop3wire.Wire`: bounded status/list lines (64 KiB), message
+  bodies of any size and any line length streamed into a spool file, each handed over
+  only once its terminating ``.CRLF`` line has arrived, so a dropped connection can
+  never yield a truncated message;
 * pipelines RETR and DELE when the server announces PIPELINING (a bounded window),
   lock-step otherwise;
 * never puts a control character on a command line;
@@ -20,7 +20,6 @@ import base64
 import socket
 import ssl
 import tempfile
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import IO
@@ -28,72 +27,23 @@ from typing import IO
 from . import net as _net
 from .errors import (
     AuthenticationFailed,
-    ConnectionFailed,
-    ConnectionTimeout,
-    InvalidInput,
-    LoginDelay,
-    MailboxInUse,
-    PopAccountsError,
     ProtocolError,
-    ServerRefused,
     ServerUnavailable,
     TLSUnavailable,
     TokenRejected,
     UIDLUnsupported,
     clean_detail,
 )
+from .pop3wire import POP3Error, Wire, error_for_response
+from .safety import check_fields
+from .sasl import plain_response, xoauth2_response
 from .types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 
-MAX_LINE = 64 * 1024  #: longest status or listing line we accept
-RECV_SIZE = 256 * 1024
 SPOOL_MEMORY = 1024 * 1024  #: messages larger than this spill to a temporary file
 MAX_LISTING_LINES = 1_000_000  #: longest UIDL/LIST/CAPA answer we accept
 BODY_SLACK = 1024 * 1024  #: a body may exceed its LIST size by this much (then 2x)
 PIPELINE_MAX_COMMANDS = 256  #: RETRs in flight at once
 PIPELINE_MAX_BYTES = 8 * 1024 * 1024  #: LIST bytes in flight at once (at least one message)
-
-_RESP_CODE_ERRORS: dict[str, type[PopAccountsError]] = {
-    "AUTH": AuthenticationFailed,
-    "IN-USE": MailboxInUse,
-    "LOGIN-DELAY": LoginDelay,
-    "SYS/TEMP": ServerUnavailable,
-    "SYS/PERM": ServerRefused,
-}
-
-
-def resp_code(text: bytes) -> str:
-    """The RESP-CODE of an -ERR/+OK line's text (``b"[IN-USE] busy"`` -> ``"IN-USE"``)."""
-    t = text.lstrip()
-    if t.startswith(b"["):
-        end = t.find(b"]")
-        if end > 0:
-            return t[1:end].decode("ascii", "replace").upper()
-    return ""
-
-
-def error_for_response(
-    text: bytes, default: type[PopAccountsError], message: str | None = None
-) -> PopAccountsError:
-    """The named error for an -ERR line, by its RESP-CODE, else ``default``."""
-    code = resp_code(text)
-    cls = _RESP_CODE_ERRORS.get(code)
-    if cls is None:
-        # Hierarchical codes (RFC 3206: SYS/TEMP/..., AUTH/...): match the prefix.
-        for key, value in _RESP_CODE_ERRORS.items():
-            if code.startswith(key + "/"):
-                cls = value
-                break
-    if cls is AuthenticationFailed and issubclass(default, AuthenticationFailed):
-        cls = default  # keep TokenRejected for XOAUTH2
-    return (cls or default)(message, detail=text)
-
-
-class POP3Error(Exception):
-    """An ``-ERR`` answer not (yet) mapped to a named error; carries the line text."""
-
-    def __init__(self, text: bytes) -> None:
-        super().__init__(text.decode("utf-8", "replace"))
-        self.text = text
 
 
 class POP3Client:
@@ -104,23 +54,28 @@ class POP3Client:
     """
 
     def __init__(self, sock: socket.socket, *, host: str, net: NetPolicy) -> None:
-        self.sock = sock
+        self._wire = Wire(sock, net)
         self.host = host
-        self.net = net
-        self._buf = b""
-        self._pos = 0
         self.capabilities: frozenset[str] = frozenset()  #: capability names, upper-case
         self.sasl_mechanisms: frozenset[str] = frozenset()
         self.capa_supported = False
         self.greeting = b""
-        self.tls = isinstance(sock, ssl.SSLSocket)
-        self._deadline = (time.monotonic() + net.session_timeout
-                          if net.session_timeout is not None else None)
+
+    @property
+    def sock(self) -> socket.socket:
+        """The connection's socket (an ``SSLSocket`` once TLS is on)."""
+        return self._wire.sock
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection is encrypted (implicit TLS, or after STLS)."""
+        return isinstance(self._wire.sock, ssl.SSLSocket)
 
     # -- connecting -------------------------------------------------------------------
     @classmethod
     def open(cls, server: ServerSpec, net: NetPolicy) -> POP3Client:
         """Connect per ``server.security``, read the greeting, CAPA, STLS when asked."""
+        check_fields(host=server.host, username=server.username)  # before any connection
         host = _net.check_target(server.host, server.port, server.security, net)
         sock = _net.open_connection(host, server.port, server.security, net)
         client = cls(sock, host=host, net=net)
@@ -135,7 +90,7 @@ class POP3Client:
         return client
 
     def read_greeting(self) -> None:
-        line = self._readline()
+        line = self._wire.readline()
         if line.startswith(b"+OK"):
             self.greeting = line
             return
@@ -175,19 +130,14 @@ class POP3Client:
             self._simple_command("STLS")
         except POP3Error as exc:
             raise TLSUnavailable("the server refused STLS", detail=exc.text) from None
-        # Anything the server (or a man in the middle) sent after "+OK" and before the
-        # handshake is plaintext injection: it must never be read as a TLS-era answer.
-        self._buf = b""
-        self._pos = 0
-        self.sock = _net.wrap_tls(self.sock, self.host, self.net)
-        self.tls = True
+        self._wire.start_tls(self.host)
         # Capabilities may differ once encrypted (RFC 2595 section 4): ask again.
         self.capa()
 
     # -- authentication ---------------------------------------------------------------
     def login(self, username: str, creds: Credentials) -> frozenset[str]:
         """Authenticate; returns the capabilities. Raises the named auth/busy errors."""
-        _net.check_text(username=username, secret=creds.secret)
+        check_fields(username=username, secret=creds.secret)
         if creds.method is AuthMethod.XOAUTH2:
             self._auth_xoauth2(username, creds.secret)
         elif not self.capa_supported or "USER" in self.capabilities:
@@ -203,7 +153,7 @@ class POP3Client:
             # One round trip instead of two (RFC 2449 PIPELINING); both answers are
             # still read in order, so a refused USER is reported as such.
             self._send_lines(["USER " + username, "PASS " + secret])
-            answers = [self._readline(), self._readline()]
+            answers = [self._wire.readline(), self._wire.readline()]
             for line in answers:
                 if line.startswith(b"-ERR"):
                     raise error_for_response(line[4:], AuthenticationFailed)
@@ -222,21 +172,21 @@ class POP3Client:
     def _sasl(self, mechanism: str, payload: bytes, error: type[AuthenticationFailed]) -> None:
         """Two-step SASL: ``AUTH MECH``, ``+``, base64 payload (RFC 5034)."""
         self._send_line("AUTH " + mechanism)
-        line = self._readline()
+        line = self._wire.readline()
         if line.startswith(b"-ERR"):
             raise error_for_response(line[4:], error)
         if not line.startswith(b"+"):
             raise ProtocolError("unexpected answer to AUTH", detail=line)
-        self._send_raw(base64.b64encode(payload) + b"\r\n")
-        line = self._readline()
+        self._wire.send(base64.b64encode(payload) + b"\r\n")
+        line = self._wire.readline()
         if line.startswith(b"+OK"):
             return
         if line.startswith(b"+"):
             # An error challenge (XOAUTH2 sends JSON here): answer with an empty line or
             # the session desyncs, then read the final -ERR.
             challenge = line
-            self._send_raw(b"\r\n")
-            line = self._readline()
+            self._wire.send(b"\r\n")
+            line = self._wire.readline()
             if line.startswith(b"+OK"):
                 return
             if not line.startswith(b"-ERR"):
@@ -250,12 +200,10 @@ class POP3Client:
         raise ProtocolError("unexpected answer to AUTH", detail=line)
 
     def _auth_plain(self, username: str, secret: str) -> None:
-        payload = b"\0" + username.encode("utf-8") + b"\0" + secret.encode("utf-8")
-        self._sasl("PLAIN", payload, AuthenticationFailed)
+        self._sasl("PLAIN", plain_response(username, secret), AuthenticationFailed)
 
     def _auth_xoauth2(self, username: str, token: str) -> None:
-        payload = f"user={username}\x01auth=Bearer {token}\x01\x01".encode()
-        self._sasl("XOAUTH2", payload, TokenRejected)
+        self._sasl("XOAUTH2", xoauth2_response(username, token), TokenRejected)
 
     # -- transaction state ------------------------------------------------------------
     def stat(self) -> tuple[int, int]:
@@ -336,10 +284,10 @@ class POP3Client:
                 inflight_bytes += sizes.get(n, 0)
                 batch.append(f"RETR {n}\r\n".encode("ascii"))
             if batch:
-                self._send_raw(b"".join(batch))
+                self._wire.send(b"".join(batch))
             n = inflight.popleft()
             inflight_bytes -= sizes.get(n, 0)
-            line = self._readline()
+            line = self._wire.readline()
             if not line.startswith(b"+OK"):
                 if line.startswith(b"-ERR"):
                     raise error_for_response(line[4:], ProtocolError, f"RETR {n} failed")
@@ -350,7 +298,7 @@ class POP3Client:
                 # announced size is a broken or hostile server filling our disk.
                 listed = sizes.get(n)
                 limit = None if listed is None else max(2 * listed, listed + BODY_SLACK)
-                octets = self._read_body_into(spool, limit)
+                octets = self._wire.read_body_into(spool, limit)
                 spool.seek(0)
                 yield n, octets, spool
             finally:
@@ -363,9 +311,9 @@ class POP3Client:
         window = PIPELINE_MAX_COMMANDS if self.pipelining else 1
         for start in range(0, len(nums), window):
             chunk = nums[start : start + window]
-            self._send_raw(b"".join(f"DELE {n}\r\n".encode("ascii") for n in chunk))
+            self._wire.send(b"".join(f"DELE {n}\r\n".encode("ascii") for n in chunk))
             for n in chunk:
-                line = self._readline()
+                line = self._wire.readline()
                 if line.startswith(b"+OK"):
                     accepted.append(n)
                 elif not line.startswith(b"-ERR"):
@@ -383,77 +331,23 @@ class POP3Client:
 
     def close(self) -> None:
         """Drop the connection without QUIT (the server then undoes DELEs)."""
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        self._wire.close()
 
-    # -- wire -------------------------------------------------------------------------
+    # -- commands ---------------------------------------------------------------------
     def _send_line(self, line: str) -> None:
         self._send_lines([line])
 
     def _send_lines(self, lines: list[str]) -> None:
         """Send commands in one write (pipelined when more than one)."""
-        if any(_net.has_control_chars(line) for line in lines):
-            # check_text ran earlier for user input; this guards every other path.
-            raise InvalidInput("a command would contain control characters")
-        self._send_raw(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
-
-    def _send_raw(self, data: bytes) -> None:
-        try:
-            self.sock.sendall(data)
-        except TimeoutError as exc:
-            raise ConnectionTimeout("the server stopped reading", detail=str(exc)) from None
-        except OSError as exc:
-            raise ConnectionFailed("the connection was lost", detail=str(exc)) from None
-
-    def _fill(self) -> None:
-        """Read more bytes into the buffer (dropping what was consumed)."""
-        if self._deadline is not None:
-            left = self._deadline - time.monotonic()
-            if left <= 0:
-                raise self._session_too_long()
-            self.sock.settimeout(min(self.net.read_timeout, left))
-        try:
-            data = self.sock.recv(RECV_SIZE)
-        except TimeoutError as exc:
-            if self._deadline is not None and time.monotonic() >= self._deadline:
-                raise self._session_too_long() from None
-            raise ConnectionTimeout("the server stopped answering", detail=str(exc)) from None
-        except ssl.SSLError as exc:
-            raise ConnectionFailed("the TLS connection failed", detail=str(exc)) from None
-        except OSError as exc:
-            raise ConnectionFailed("the connection was lost", detail=str(exc)) from None
-        if not data:
-            raise ConnectionFailed("the server closed the connection")
-        if self._pos:
-            self._buf = self._buf[self._pos :] + data
-            self._pos = 0
-        else:
-            self._buf += data
-
-    def _session_too_long(self) -> ConnectionTimeout:
-        return ConnectionTimeout("the session took too long",
-                                 detail=f"over {self.net.session_timeout} s")
-
-    def _readline(self, limit: int = MAX_LINE) -> bytes:
-        """One line without its line end (CRLF, or a bare LF from sloppy servers)."""
-        while True:
-            i = self._buf.find(b"\n", self._pos)
-            if i >= 0:
-                line = self._buf[self._pos : i]
-                self._pos = i + 1
-                if len(line) > limit:
-                    raise ProtocolError("line too long", detail=line[:100])
-                return line[:-1] if line.endswith(b"\r") else line
-            if len(self._buf) - self._pos > limit:
-                raise ProtocolError("line too long", detail=self._buf[self._pos : self._pos + 100])
-            self._fill()
+        # login() checked the user's input already; this guards every other path.
+        for line in lines:
+            check_fields(command=line)
+        self._wire.send(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
 
     def _simple_command(self, line: str) -> bytes:
         """Send one command; return the text after +OK, raise POP3Error on -ERR."""
         self._send_line(line)
-        resp = self._readline()
+        resp = self._wire.readline()
         if resp.startswith(b"+OK"):
             return resp[3:].strip()
         if resp.startswith(b"-ERR"):
@@ -466,58 +360,9 @@ class POP3Client:
         while True:
             if len(out) > MAX_LISTING_LINES:
                 raise ProtocolError(f"{line} answer too long")
-            item = self._readline()
+            item = self._wire.readline()
             if item.startswith(b"."):
                 if item == b".":
                     return out
                 item = item[1:]
             out.append(item)
-
-    def _read_body_into(self, out: IO[bytes], limit: int | None = None) -> int:
-        """Stream one multi-line body into ``out`` until ``.CRLF``; returns octets written.
-
-        Works on whole buffers: only positions right after a LF that hold a ``.`` need
-        attention (terminator or dot-stuffing), everything between is copied as is.
-        """
-        written = 0
-        at_line_start = True
-        while True:
-            buf, pos = self._buf, self._pos
-            if at_line_start:
-                if len(buf) - pos < 3:
-                    # Need up to three bytes to tell ".\r\n" from a stuffed dot.
-                    if pos < len(buf) and buf[pos] != 0x2E:
-                        pass
-                    else:
-                        if buf[pos : pos + 2] == b".\n":
-                            self._pos = pos + 2
-                            return written
-                        self._fill()
-                        continue
-                if buf[pos] == 0x2E:  # "."
-                    if buf[pos : pos + 3] == b".\r\n":
-                        self._pos = pos + 3
-                        return written
-                    if buf[pos : pos + 2] == b".\n":
-                        self._pos = pos + 2
-                        return written
-                    pos += 1  # dot-unstuffing
-                at_line_start = False
-            i = buf.find(b"\n.", pos)
-            if i >= 0:
-                chunk = buf[pos : i + 1]
-                self._pos = i + 1
-                at_line_start = True
-            else:
-                chunk = buf[pos:]
-                self._pos = len(buf)
-                at_line_start = buf.endswith(b"\n") if chunk else at_line_start
-            if chunk:
-                out.write(chunk)
-                written += len(chunk)
-                if limit is not None and written > limit:
-                    raise ProtocolError("a message is much larger than its listed size",
-                                        detail=f"over {limit} octets")
-            if i < 0:
-                self._buf, self._pos = b"", 0
-                self._fill()

@@ -11,24 +11,31 @@ Header values are checked *after decoding*: an RFC 2047 encoded word such as
 ``=?utf-8?q?hi=0D=0ABcc:_x@example.com?=`` is harmless-looking ASCII, but a mail
 client (or the ``email`` package's header registry) decodes it to CR/LF.
 
-- :func:`has_control_chars`: the test itself;
+- :data:`CONTROL_CHARS` / :func:`has_control_chars`: the character class and the test;
 - :func:`check_fields`: user input bound for a protocol line (host, username, password,
   a command): :class:`~.errors.InvalidInput`;
 - :func:`check_header_fields`: values bound for a header we write (addresses, subject,
-  In-Reply-To...), decoded first: :class:`~.errors.HeaderInjection`.
+  In-Reply-To...), decoded first: :class:`~.errors.HeaderInjection`;
+- :func:`check_address_parts`: the display names and addr-specs of ``Address`` objects
+  bound for a header, the same way.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from email.header import decode_header
+from email.headerregistry import Address
 
 from .errors import HeaderInjection, InvalidInput
 
 #: Every character refused in a protocol line or a header value.
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
-_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+# As lenient as the decoders that will read the header: the ``email`` package decodes
+# ``=?utf-8?q?x =0D=0A?=`` (a space inside the word) to "x \r\n", so a stricter pattern
+# here would let that word through undecoded and unchecked.
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?.*?\?=", re.DOTALL)
 
 
 def has_control_chars(value: str) -> bool:
@@ -36,24 +43,27 @@ def has_control_chars(value: str) -> bool:
     return CONTROL_CHARS.search(value) is not None
 
 
-def decode_encoded_words(value: str) -> str:
-    """``value`` with its RFC 2047 encoded words decoded (leniently: never raises)."""
-    if _ENCODED_WORD.search(value) is None:
-        return value
+def _decode_word(word: str) -> str:
     try:
-        parts = decode_header(value)
-    except Exception:  # a malformed word: what it would decode to is unknowable
+        ((data, charset),) = decode_header(word)
+    except Exception:  # a malformed word decodes to nothing anyone could read
+        return word
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode(charset or "ascii", "replace")
+    except LookupError:  # an unknown charset: every byte still shows
+        return data.decode("latin-1")
+
+
+def decode_encoded_words(value: str) -> str:
+    """``value`` with its RFC 2047 encoded words decoded (leniently: never raises).
+
+    Word by word, so that one malformed word cannot hide what the others decode to.
+    """
+    if "=?" not in value:
         return value
-    out: list[str] = []
-    for part, charset in parts:
-        if isinstance(part, str):
-            out.append(part)
-            continue
-        try:
-            out.append(part.decode(charset or "ascii", "replace"))
-        except LookupError:  # an unknown charset: every byte still shows
-            out.append(part.decode("latin-1"))
-    return "".join(out)
+    return _ENCODED_WORD.sub(lambda m: _decode_word(m.group(0)), value)
 
 
 def header_value_is_safe(value: str) -> bool:
@@ -74,3 +84,14 @@ def check_header_fields(**fields: str | None) -> None:
     for name, value in fields.items():
         if value and not header_value_is_safe(value):
             raise HeaderInjection(detail=f"{name} contains control characters")
+
+
+def check_address_parts(field: str, addresses: Iterable[Address]) -> None:
+    """:func:`check_header_fields` for every display name and addr-spec in ``addresses``.
+
+    Callers build ``Address`` objects from stored data too (an account's name), so the
+    parts are checked where they are written, not only where user text is parsed.
+    """
+    for address in addresses:
+        check_header_fields(**{f"{field} name": address.display_name,
+                               field: address.addr_spec})

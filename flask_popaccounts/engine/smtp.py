@@ -1,4 +1,4 @@
-"""SMTP: test an outgoing server, send a message through it, and build messages safely.
+"""SMTP: test an outgoing server and send a message through it.
 
 The connection goes through :mod:`.net` (resolve once, refuse non-public addresses
 unless allowed, allowed ports only, TLS verified against the host name the user gave),
@@ -11,7 +11,12 @@ purpose (see ``testing-with-real-servers.md``):
   check its reply, and drive AUTH by hand, accepting only 235.
 - Long initial responses must use the two-step form (RFC 4954): XOAUTH2 always does,
   PLAIN does when the line would be long.
-- CR/LF in a username, password or address would reach the wire: refused first.
+- CR/LF in a username, password, address or our own host name would reach the wire:
+  refused first, by :mod:`.safety`, like every command line we write.
+
+Building the message is :mod:`.message`'s job and parsing addresses :mod:`.addresses`';
+their public functions are importable from here too, where callers have always found
+them.
 
 Security modes: :attr:`Security.SSL` is implicit TLS (465); :attr:`Security.STARTTLS`
 requires STARTTLS (587, or 25 when the host application allows that port) and fails with
@@ -22,22 +27,16 @@ only when the policy allows plaintext (a host's local relay).
 from __future__ import annotations
 
 import base64
-import re
 import smtplib
 import socket
-import ssl
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
-from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from . import net as netmod
+from .addresses import check_addr_spec, parse_address, parse_addresses
 from .errors import (
     ConnectionFailed,
     ConnectionTimeout,
-    HeaderInjection,
     InvalidAddress,
     PopAccountsError,
     ProtocolError,
@@ -48,118 +47,37 @@ from .errors import (
     SMTPStartTLSUnavailable,
     TokenRejected,
 )
+from .message import build_message, message_bytes
+from .safety import check_fields, check_header_fields
+from .sasl import plain_response, xoauth2_response
 from .types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 
 #: An initial response longer than this is sent in the two-step form (RFC 4954 §4).
 _INITIAL_RESPONSE_MAX = 400
 
-# RFC 5322 dot-atom local part (no quoted strings, no comments) and a DNS domain with
-# at least two labels. Stricter than the RFC on purpose: what reaches MAIL FROM/RCPT TO
-# and the headers must be unambiguous.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LOCAL = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*$")
-_DOMAIN = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-                     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+__all__ = [
+    "SMTPClient",
+    "build_message",
+    "check_addr_spec",
+    "check_header_text",
+    "check_smtp",
+    "error_for_reply",
+    "message_bytes",
+    "parse_address",
+    "parse_addresses",
+    "send",
+]
 
-
-# -- addresses and messages ----------------------------------------------------------------
-
-
-def check_header_text(**fields: str) -> None:
-    """Raise :class:`HeaderInjection` when any named field holds CR, LF or a control char."""
-    for name, value in fields.items():
-        if value and netmod.has_control_chars(value):
-            raise HeaderInjection(detail=f"{name} contains control characters")
-
-
-def check_addr_spec(addr: str) -> str:
-    """``local@domain``, ASCII, strict; returns it with the domain lower-cased."""
-    check_header_text(address=addr)
-    local, sep, domain = addr.rpartition("@")
-    if (not sep or len(addr) > 254 or len(local) > 64 or not _LOCAL.match(local)
-            or not _DOMAIN.match(domain)):
-        raise InvalidAddress(detail=addr[:80])
-    return f"{local}@{domain.lower()}"
-
-
-def parse_addresses(value: str, *, field: str = "address", single: bool = False
-                    ) -> list[Address]:
-    """Parse a header-style address list strictly (``"Ann" <ann@example.com>, bob@x.org``).
-
-    Anything the ``email`` parser reports a defect for, groups, and addr-specs that are
-    not plain ``local@domain`` are refused with :class:`InvalidAddress`; CR/LF and
-    control characters with :class:`HeaderInjection`.
-    """
-    check_header_text(**{field: value})
-    value = value.strip()
-    if not value:
-        return []
-    header = policy.default.header_factory("to", value)
-    if header.defects or any(g.display_name is not None for g in header.groups):
-        raise InvalidAddress(detail=f"{field}: {value[:80]}")
-    out: list[Address] = []
-    for a in header.addresses:
-        addr = check_addr_spec(a.addr_spec)
-        out.append(Address(display_name=a.display_name, addr_spec=addr))
-    if not out or (single and len(out) != 1):
-        raise InvalidAddress(detail=f"{field}: {value[:80]}")
-    return out
-
-
-def parse_address(value: str, *, field: str = "address") -> Address:
-    """Exactly one address, strictly parsed (see :func:`parse_addresses`)."""
-    return parse_addresses(value, field=field, single=True)[0]
-
-
-def build_message(
-    *,
-    from_: Address,
-    to: Sequence[Address],
-    cc: Sequence[Address] = (),
-    subject: str,
-    body: str,
-    reply_to: Address | None = None,
-    in_reply_to: str | None = None,
-    references: str | None = None,
-    date: datetime | None = None,
-    message_id: str | None = None,
-) -> EmailMessage:
-    """A MIME message built with ``email`` and ``policy.default`` (RFC 2047 on output).
-
-    Date and Message-ID are always set; Bcc never appears (pass it to the envelope only).
-    """
-    check_header_text(subject=subject, in_reply_to=in_reply_to or "",
-                      references=references or "")
-    msg = EmailMessage(policy=policy.default)
-    msg["From"] = from_
-    if to:
-        msg["To"] = list(to)
-    if cc:
-        msg["Cc"] = list(cc)
-    if reply_to is not None:
-        msg["Reply-To"] = reply_to
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(date or datetime.now(timezone.utc))
-    domain = from_.domain or "localhost"
-    msg["Message-ID"] = message_id or make_msgid(domain=domain)
-    if in_reply_to:
-        msg["In-Reply-To"] = in_reply_to
-    if references:
-        msg["References"] = references
-    msg.set_content(body.replace("\r\n", "\n"))
-    return msg
-
-
-def message_bytes(msg: EmailMessage) -> bytes:
-    """The wire form: CRLF line ends, non-ASCII headers encoded per RFC 2047."""
-    return msg.as_bytes(policy=policy.SMTP)
+#: Deprecated name of :func:`.safety.check_header_fields` (kept until callers switch).
+check_header_text = check_header_fields
 
 
 # -- the protocol ----------------------------------------------------------------------------
 
 
-def _b64(data: str) -> str:
-    return base64.b64encode(data.encode("utf-8")).decode("ascii")
+def _b64(data: str | bytes) -> str:
+    return base64.b64encode(data.encode("utf-8") if isinstance(data, str) else data
+                            ).decode("ascii")
 
 
 def _text(resp: bytes | str) -> str:
@@ -194,7 +112,7 @@ class SMTPClient(smtplib.SMTP):
     def open(cls, server: ServerSpec, net: NetPolicy, *, local_hostname: str = "localhost"
              ) -> SMTPClient:
         """Connect, read the greeting, EHLO; STARTTLS (required) and EHLO again if asked."""
-        netmod.check_text(host=server.host, username=server.username)
+        check_fields(host=server.host, username=server.username, local_hostname=local_hostname)
         host = netmod.check_host(server.host)
         sock = netmod.open_connection(host, server.port, server.security, net)
         client = cls(sock, host, local_hostname=local_hostname, timeout=net.read_timeout)
@@ -234,21 +152,18 @@ class SMTPClient(smtplib.SMTP):
         self.does_esmtp = False
         self._ehlo_checked()
 
-    @property
-    def is_tls(self) -> bool:
-        return isinstance(self.sock, ssl.SSLSocket)
-
     def auth_mechanisms(self) -> frozenset[str]:
         return frozenset(self.esmtp_features.get("auth", "").upper().split())
 
     def _step(self, line: str, stage: str = "auth") -> tuple[int, bytes]:
+        check_fields(command=line)  # every line we write ourselves (smtplib's: see open)
         with _translate(stage):
             self.send(line + "\r\n")
             return self.getreply()
 
     def authenticate(self, username: str, creds: Credentials) -> str:
         """AUTH with the credentials; returns the mechanism used. Only 235 is success."""
-        netmod.check_text(username=username, secret=creds.secret)
+        check_fields(username=username, secret=creds.secret)
         mechs = self.auth_mechanisms()
         if creds.method is AuthMethod.XOAUTH2:
             if "XOAUTH2" not in mechs:
@@ -256,7 +171,7 @@ class SMTPClient(smtplib.SMTP):
                                         detail=" ".join(sorted(mechs)))
             return self._auth_xoauth2(username, creds.secret)
         if "PLAIN" in mechs:
-            token = _b64(f"\0{username}\0{creds.secret}")
+            token = _b64(plain_response(username, creds.secret))
             if len(token) <= _INITIAL_RESPONSE_MAX:
                 code, resp = self._step(f"AUTH PLAIN {token}")
             else:
@@ -280,7 +195,7 @@ class SMTPClient(smtplib.SMTP):
         # Always two steps: a token easily exceeds what an initial response may carry.
         code, resp = self._step("AUTH XOAUTH2")
         if code == 334:
-            code, resp = self._step(_b64(f"user={username}\x01auth=Bearer {token}\x01\x01"))
+            code, resp = self._step(_b64(xoauth2_response(username, token)))
             if code == 334:
                 # The server sent an error challenge (base64 JSON); an empty line ends it.
                 code, resp = self._step("")
@@ -369,24 +284,32 @@ class _translate:
             raise ProtocolError(detail=f"{self.stage}: {exc}") from None
 
 
+@contextmanager
+def _session(server: ServerSpec, creds: Credentials | None, net: NetPolicy,
+             local_hostname: str) -> Iterator[SMTPClient]:
+    """An open session, authenticated when ``creds``; QUIT after the block, or, when
+    anything in it fails, only closed (nothing half-done is confirmed)."""
+    client = SMTPClient.open(server, net, local_hostname=local_hostname)
+    try:
+        if creds is not None:
+            client.authenticate(server.username, creds)
+        yield client
+    except BaseException:
+        client.close()
+        raise
+    client.quit_quietly()
+
+
 def check_smtp(server: ServerSpec, creds: Credentials | None, *, net: NetPolicy,
                sender: str | None = None, local_hostname: str = "localhost") -> frozenset[str]:
     """Connect, TLS (verified), EHLO, AUTH when ``creds``, MAIL FROM ``sender`` + RSET, QUIT.
 
     Returns the EHLO keywords. Raises the named errors of :mod:`.errors`.
     """
-    client = SMTPClient.open(server, net, local_hostname=local_hostname)
-    try:
-        if creds is not None:
-            client.authenticate(server.username, creds)
+    with _session(server, creds, net, local_hostname) as client:
         if sender:
             client.check_sender(sender)
-        features = frozenset(k.upper() for k in client.esmtp_features)
-    except BaseException:
-        client.close()
-        raise
-    client.quit_quietly()
-    return features
+        return frozenset(k.upper() for k in client.esmtp_features)
 
 
 def send(server: ServerSpec, creds: Credentials | None, *, net: NetPolicy, mail_from: str,
@@ -396,13 +319,5 @@ def send(server: ServerSpec, creds: Credentials | None, *, net: NetPolicy, mail_
 
     Returns the recipients the server refused when it accepted others.
     """
-    client = SMTPClient.open(server, net, local_hostname=local_hostname)
-    try:
-        if creds is not None:
-            client.authenticate(server.username, creds)
-        refused = client.send_bytes(mail_from, rcpt_to, data)
-    except BaseException:
-        client.close()
-        raise
-    client.quit_quietly()
-    return refused
+    with _session(server, creds, net, local_hostname) as client:
+        return client.send_bytes(mail_from, rcpt_to, data)

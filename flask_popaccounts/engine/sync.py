@@ -17,13 +17,15 @@ DELEs without a completed QUIT are undone by the server, and the ledger still sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from .clock import Clock, utcnow
 from .errors import UIDLReset
-from .net import check_text
 from .parse import parse_meta, read_header_section
 from .pop3 import POP3Client
+from .safety import check_fields
 from .types import (
     Credentials,
     DeletePolicy,
@@ -43,12 +45,9 @@ from .types import (
 UIDL_RESET_MIN_KNOWN = 5
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def _connect(server: ServerSpec, creds: Credentials, net: NetPolicy) -> POP3Client:
-    check_text(host=server.host, username=server.username, secret=creds.secret)
+    # The secret too, before connecting: a refused one should not cost a connection.
+    check_fields(host=server.host, username=server.username, secret=creds.secret)
     client = POP3Client.open(server, net)
     try:
         client.login(server.username, creds)
@@ -99,99 +98,160 @@ def fetch(
     *,
     net: NetPolicy,
     progress: ProgressCallback | None = None,
-    now: Callable[[], datetime] | None = None,
+    now: Clock | None = None,
 ) -> FetchReport:
     """One fetch session: store every new message exactly once, delete per policy.
 
-    Raises the named errors of :mod:`.errors`; on any exception, messages staged
-    since the last ``sink.commit()`` are rolled back (and fetched again next time).
+    ``now`` is the clock (default :func:`~.clock.utcnow`): message fetch times and the
+    delete-after-days cutoff come from it. Raises the named errors of :mod:`.errors`; on
+    any exception, messages staged since the last ``sink.commit()`` are rolled back (and
+    fetched again next time).
     """
-    clock = now or _utcnow
+    clock = now or utcnow
     report = FetchReport()
     client = _connect(server, creds, net)
-    staged: list[str] = []
+    batch = _GroupCommit(sink, policy)
     try:
         report.capabilities = client.capabilities
-        uidl_by_num = client.uidl()
-        entries = ledger.entries()
-        report.server_count = len(uidl_by_num)
-
-        num_by_uidl: dict[str, int] = {}
-        for num in sorted(uidl_by_num):
-            # A UIDL listed twice is a server bug; take the first, never both.
-            num_by_uidl.setdefault(uidl_by_num[num], num)
-        server_uidls = set(num_by_uidl)
-
-        known_on_server = {u for u, e in entries.items() if e.on_server}
-        # Only messages we expect to still be there count as evidence of a reset: a
-        # session killed between QUIT's +OK and mark_gone leaves entries marked "on
-        # server" that our own policy has in fact deleted.
-        expected = known_on_server - _deletable(policy, entries, [], known_on_server, clock())
-        if not policy.accept_uidl_reset and detect_uidl_reset(expected, server_uidls):
-            raise UIDLReset(
-                detail=f"{len(expected)} expected, {len(server_uidls)} listed, none shared"
-            )
-
-        new_nums = [n for u, n in num_by_uidl.items() if u not in entries]
-        new_nums.sort()
-        # Sizes matter only for new mail: an idle poll saves LIST's round trip.
-        sizes = client.list_sizes() if new_nums else {}
-        report.new = len(new_nums)
-        wanted: list[int] = []
-        for n in new_nums:
-            if sizes.get(n, 0) > policy.max_message_size:
-                report.skipped_too_large.append(uidl_by_num[n])
-            else:
-                wanted.append(n)
-        limit = max(0, policy.max_messages_per_session)
-        if len(wanted) > limit:
-            wanted = wanted[:limit]
-            report.more_pending = True
-
-        committed: list[str] = []
-        total_bytes = sum(sizes.get(n, 0) for n in wanted)
-        staged_bytes = 0
-        done = 0
-        for num, octets, spool in client.retrieve(wanted, sizes):
-            uidl = uidl_by_num[num]
-            meta = parse_meta(read_header_section(spool), octets, clock())
-            staged.append(uidl)
-            sink.add(RetrievedMessage(uidl=uidl, size=octets, spool=spool, meta=meta))
-            staged_bytes += octets
-            report.stored += 1
-            report.bytes_stored += octets
-            if len(staged) >= max(1, policy.commit_every) or staged_bytes >= policy.commit_bytes:
-                sink.commit()
-                committed.extend(staged)
-                staged.clear()
-                staged_bytes = 0
-            done += 1
-            if progress is not None:
-                progress(Progress(len(wanted), done, total_bytes, report.bytes_stored))
-        if staged:
-            sink.commit()
-            committed.extend(staged)
-            staged.clear()
-
-        to_delete = _deletable(policy, entries, committed, server_uidls, clock())
-        nums = sorted(num_by_uidl[u] for u in to_delete)
-        accepted = client.dele(nums) if nums else []
-        client.quit()
-        # QUIT answered +OK: the server has now really removed what it accepted.
-        report.deleted = len(accepted)
-        gone = {uidl_by_num[n] for n in accepted}
-        gone |= known_on_server - server_uidls
-        if gone:
-            ledger.mark_gone(gone)
+        mailbox = _survey(client, ledger, policy, report, clock())
+        wanted, sizes = _select(client, mailbox, policy, report)
+        _retrieve(client, wanted, sizes, mailbox, batch, report, progress, clock)
+        _delete_and_quit(client, policy, mailbox, batch.committed, ledger, report, clock())
         return report
     except BaseException:
         # Staged but uncommitted: undo, so nothing half-stored survives. (Committed
         # messages stay; the ledger knows them.) This also covers report counters.
-        if staged:
-            sink.rollback()
+        batch.rollback()
         raise
     finally:
         client.close()
+
+
+@dataclass
+class _Mailbox:
+    """What the server lists, side by side with what the ledger knows."""
+
+    uidl_by_num: dict[int, str]
+    num_by_uidl: dict[str, int]  #: one number per UIDL, even when the server lists it twice
+    entries: Mapping[str, LedgerEntry]
+    known_on_server: set[str]  #: UIDLs the ledger believes are still on the server
+
+    @property
+    def server_uidls(self) -> set[str]:
+        return set(self.num_by_uidl)
+
+
+def _survey(client: POP3Client, ledger: Ledger, policy: RetrievalPolicy, report: FetchReport,
+            now: datetime) -> _Mailbox:
+    """UIDL against the ledger; refuses a mailbox whose every UIDL changed (UIDLReset)."""
+    uidl_by_num = client.uidl()
+    entries = ledger.entries()
+    report.server_count = len(uidl_by_num)
+    num_by_uidl: dict[str, int] = {}
+    for num in sorted(uidl_by_num):
+        # A UIDL listed twice is a server bug; take the first, never both.
+        num_by_uidl.setdefault(uidl_by_num[num], num)
+    known_on_server = {u for u, e in entries.items() if e.on_server}
+    mailbox = _Mailbox(uidl_by_num, num_by_uidl, entries, known_on_server)
+    server_uidls = mailbox.server_uidls
+    # Only messages we expect to still be there count as evidence of a reset: a
+    # session killed between QUIT's +OK and mark_gone leaves entries marked "on
+    # server" that our own policy has in fact deleted.
+    expected = known_on_server - _deletable(policy, entries, [], known_on_server, now)
+    if not policy.accept_uidl_reset and detect_uidl_reset(expected, server_uidls):
+        raise UIDLReset(
+            detail=f"{len(expected)} expected, {len(server_uidls)} listed, none shared"
+        )
+    return mailbox
+
+
+def _select(client: POP3Client, mailbox: _Mailbox, policy: RetrievalPolicy,
+            report: FetchReport) -> tuple[list[int], dict[int, int]]:
+    """The message numbers to RETR this session (in order) and the LIST sizes."""
+    new_nums = sorted(n for u, n in mailbox.num_by_uidl.items() if u not in mailbox.entries)
+    # Sizes matter only for new mail: an idle poll saves LIST's round trip.
+    sizes = client.list_sizes() if new_nums else {}
+    report.new = len(new_nums)
+    wanted: list[int] = []
+    for n in new_nums:
+        if sizes.get(n, 0) > policy.max_message_size:
+            report.skipped_too_large.append(mailbox.uidl_by_num[n])
+        else:
+            wanted.append(n)
+    limit = max(0, policy.max_messages_per_session)
+    if len(wanted) > limit:
+        wanted = wanted[:limit]
+        report.more_pending = True
+    return wanted, sizes
+
+
+class _GroupCommit:
+    """Messages handed to the sink, made durable in groups (``commit_every``/``commit_bytes``)."""
+
+    def __init__(self, sink: Sink, policy: RetrievalPolicy) -> None:
+        self.sink = sink
+        self.policy = policy
+        self.staged: list[str] = []
+        self.committed: list[str] = []  #: durable UIDLs of this session: they may be DELE'd
+        self._staged_bytes = 0
+
+    def add(self, message: RetrievedMessage) -> None:
+        # Staged first: if the sink refuses half-way (quota), the rollback still runs.
+        self.staged.append(message.uidl)
+        self.sink.add(message)
+        self._staged_bytes += message.size
+
+    def commit_if_due(self) -> None:
+        if (len(self.staged) >= max(1, self.policy.commit_every)
+                or self._staged_bytes >= self.policy.commit_bytes):
+            self.commit()
+
+    def commit(self) -> None:
+        if self.staged:
+            self.sink.commit()
+            self.committed.extend(self.staged)
+            self.staged.clear()
+            self._staged_bytes = 0
+
+    def rollback(self) -> None:
+        if self.staged:
+            self.sink.rollback()
+
+
+def _retrieve(client: POP3Client, wanted: list[int], sizes: dict[int, int], mailbox: _Mailbox,
+              batch: _GroupCommit, report: FetchReport, progress: ProgressCallback | None,
+              clock: Clock) -> None:
+    """RETR ``wanted`` (pipelined), each complete message to the sink; commit them all."""
+    total_bytes = sum(sizes.get(n, 0) for n in wanted)
+    done = 0
+    for num, octets, spool in client.retrieve(wanted, sizes):
+        uidl = mailbox.uidl_by_num[num]
+        meta = parse_meta(read_header_section(spool), octets, clock())
+        batch.add(RetrievedMessage(uidl=uidl, size=octets, spool=spool, meta=meta))
+        report.stored += 1
+        report.bytes_stored += octets
+        batch.commit_if_due()
+        done += 1
+        if progress is not None:
+            progress(Progress(len(wanted), done, total_bytes, report.bytes_stored))
+    batch.commit()
+
+
+def _delete_and_quit(client: POP3Client, policy: RetrievalPolicy, mailbox: _Mailbox,
+                     committed: list[str], ledger: Ledger, report: FetchReport,
+                     now: datetime) -> None:
+    """DELE what the policy lets go (durable copies only), QUIT, then tell the ledger."""
+    server_uidls = mailbox.server_uidls
+    to_delete = _deletable(policy, mailbox.entries, committed, server_uidls, now)
+    nums = sorted(mailbox.num_by_uidl[u] for u in to_delete)
+    accepted = client.dele(nums) if nums else []
+    client.quit()
+    # QUIT answered +OK: the server has now really removed what it accepted.
+    report.deleted = len(accepted)
+    gone = {mailbox.uidl_by_num[n] for n in accepted}
+    gone |= mailbox.known_on_server - server_uidls
+    if gone:
+        ledger.mark_gone(gone)
 
 
 def _deletable(
@@ -205,17 +265,12 @@ def _deletable(
 
     ``AFTER_DAYS`` with ``delete_after_days <= 0`` behaves as ``DELETE``.
     """
-    ledger_entries = entries
     if policy.delete is DeletePolicy.KEEP:
         return set()
     if policy.delete is DeletePolicy.DELETE or policy.delete_after_days <= 0:
-        return (set(committed) | set(ledger_entries)) & server_uidls
+        return (set(committed) | set(entries)) & server_uidls
     cutoff = now - timedelta(days=policy.delete_after_days)
-    return {
-        u
-        for u, e in ledger_entries.items()
-        if u in server_uidls and _aware(e.stored_at) <= cutoff
-    }
+    return {u for u, e in entries.items() if u in server_uidls and _aware(e.stored_at) <= cutoff}
 
 
 def _aware(dt: datetime) -> datetime:

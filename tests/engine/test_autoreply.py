@@ -7,7 +7,7 @@ from email.headerregistry import Address
 import pytest
 
 from flask_popaccounts.engine import autoreply
-from flask_popaccounts.engine.filters import all_headers
+from flask_popaccounts.engine.parse import all_headers
 
 OWN = {"me@example.com"}
 

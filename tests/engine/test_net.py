@@ -11,11 +11,10 @@ from flask_popaccounts.engine import errors as E
 from flask_popaccounts.engine.net import (
     check_host,
     check_target,
-    check_text,
-    has_control_chars,
     is_public_address,
     resolve,
 )
+from flask_popaccounts.engine.safety import check_fields, has_control_chars
 
 NOT_PUBLIC = [
     "127.0.0.1", "127.1.2.3", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1",
@@ -48,11 +47,11 @@ def test_public(addr: str) -> None:
 def test_control_characters(value: str) -> None:
     assert has_control_chars(value)
     with pytest.raises(E.InvalidInput):
-        check_text(username=value)
+        check_fields(username=value)
 
 
 def test_ordinary_text_passes() -> None:
-    check_text(username="user@example.org", secret="pä$$ wörd ١٢٣", host="mail.example.org")
+    check_fields(username="user@example.org", secret="pä$$ wörd ١٢٣", host="mail.example.org")
     assert check_host("[::1]") == "::1"
     for bad in ["", "a b", "host/x", "user@host", "x" * 300]:
         with pytest.raises(E.InvalidInput):

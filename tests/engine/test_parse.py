@@ -9,7 +9,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from flask_popaccounts.engine.parse import parse_meta, read_header_section
+from flask_popaccounts.engine.parse import (
+    all_headers,
+    header_section,
+    parse_meta,
+    read_header_section,
+)
 
 
 def _b64(text: str, charset: str) -> str:
@@ -112,3 +117,42 @@ def test_header_splitting_edge_cases() -> None:
     assert m.subject == "folded across lines"
     assert m.to_addrs == "أحمد <ahmed@example.org>"
     assert m.defects == ["malformed header line"]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore", b"A: 1\r\nB: 2\r\n\r\n"),
+    (b"A: 1\n\nbody\n\nmore", b"A: 1\n\n"),
+    (b"A: 1\nB: 2\r\n\r\nbody", b"A: 1\nB: 2\r\n\r\n"),  # mixed line ends
+    (b"A: 1\r\n\nbody", b"A: 1\r\n\n"),
+    (b"A: 1\r\nB: 2", b"A: 1\r\nB: 2"),  # no body at all: everything is header
+    (b"", b""),
+])
+def test_the_header_section_of_a_message_in_memory(raw: bytes, expected: bytes) -> None:
+    assert header_section(raw) == expected
+    assert read_header_section(io.BytesIO(raw)) == expected  # the same cut as from a spool
+
+
+def test_the_header_section_in_memory_is_bounded_like_the_spools() -> None:
+    raw = b"X: " + b"y" * 1_000_000 + b"\r\n\r\nbody"
+    assert header_section(raw, limit=1000) == read_header_section(io.BytesIO(raw), limit=1000)
+    assert len(header_section(raw, limit=1000)) == 1000
+
+
+def test_a_blank_line_across_two_spool_reads_is_found() -> None:
+    head = b"X: " + b"y" * (64 * 1024 - 5) + b"\r\n"  # the first read ends inside the CRLFCRLF
+    assert read_header_section(io.BytesIO(head + b"\r\nbody")) == head + b"\r\n"
+
+
+def test_all_headers_gives_every_field_unfolded_and_decoded() -> None:
+    headers = all_headers(
+        b"From somebody Mon Jan  1 00:00:00 2025\r\nSubject : folded\r\n\tacross   lines\r\n"
+        b"X-Spam-Flag: YES\r\nList-Id: <news.example.org>\r\nnot a header line\r\n"
+        b"Received: one\r\nReceived: two\r\n"
+        b"To: =?UTF-8?B?2KPYrdmF2K8=?= <ahmed@example.org>\r\n\r\nX-In-Body: no\r\n")
+    assert headers == {
+        "subject": ["folded across lines"],
+        "x-spam-flag": ["YES"],
+        "list-id": ["<news.example.org>"],
+        "received": ["one", "two"],
+        "to": ["أحمد <ahmed@example.org>"],
+    }
