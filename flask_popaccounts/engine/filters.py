@@ -31,19 +31,17 @@ from typing import Any
 
 from .addresses import check_addr_spec
 from .errors import InvalidInput
-from .mailview import BODY_LIMIT, BODY_READ_LIMIT, MailView, body_text
-from .patterns import REGEX_MAX_LENGTH, REGEX_TIMEOUT, RegexRunner, RegexTimeout, regex_problem
+from .mailview import MailView
+from .patterns import RegexRunner, RegexTimeout, regex_problem
 from .safety import has_control_chars
 
-# The message view and the regular-expression guard live in their own modules; callers
-# have always found them here.
+# The message view (mailview) and the regular-expression guard (patterns) are modules of
+# their own; this one is the rules: their model, validation and evaluation.
 __all__ = [
-    "ACTIONS", "ACTION_LABELS", "BODY_LIMIT", "BODY_READ_LIMIT", "FIELDS", "FIELD_LABELS",
-    "MAX_ACTIONS", "MAX_CONDITIONS", "OP_LABELS", "REGEX_MAX_LENGTH", "REGEX_TIMEOUT",
-    "SIZE_OPS", "TEXT_OPS", "Action", "Condition", "Decision", "MailView", "RegexRunner",
-    "RegexTimeout", "Rule", "RuleInvalid", "apply_actions", "body_text", "condition_matches",
-    "describe", "evaluate", "load_rule", "needs_regex", "regex_problem", "rule_matches",
-    "validate",
+    "ACTIONS", "ACTION_LABELS", "FIELDS", "FIELD_LABELS", "MAX_ACTIONS", "MAX_CONDITIONS",
+    "OP_LABELS", "SIZE_OPS", "TEXT_OPS", "Action", "Condition", "Decision", "Rule",
+    "RuleInvalid", "apply_actions", "condition_matches", "describe", "evaluate", "load_rule",
+    "needs_regex", "rule_matches", "validate",
 ]
 
 FIELDS = ("from", "to", "subject", "header", "body", "size")

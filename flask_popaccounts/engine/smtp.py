@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from . import net as netmod
-from .addresses import check_addr_spec, parse_address, parse_addresses
+from .addresses import check_addr_spec
 from .errors import (
     ConnectionFailed,
     ConnectionTimeout,
@@ -47,30 +47,14 @@ from .errors import (
     SMTPStartTLSUnavailable,
     TokenRejected,
 )
-from .message import build_message, message_bytes
-from .safety import check_fields, check_header_fields
+from .safety import check_fields
 from .sasl import plain_response, xoauth2_response
 from .types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 
 #: An initial response longer than this is sent in the two-step form (RFC 4954 §4).
 _INITIAL_RESPONSE_MAX = 400
 
-__all__ = [
-    "SMTPClient",
-    "build_message",
-    "check_addr_spec",
-    "check_header_text",
-    "check_smtp",
-    "error_for_reply",
-    "message_bytes",
-    "parse_address",
-    "parse_addresses",
-    "send",
-]
-
-#: Deprecated name of :func:`.safety.check_header_fields` (kept until callers switch).
-check_header_text = check_header_fields
-
+__all__ = ["SMTPClient", "check_smtp", "error_for_reply", "send"]
 
 # -- the protocol ----------------------------------------------------------------------------
 

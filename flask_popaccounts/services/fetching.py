@@ -176,7 +176,7 @@ def _run_sessions(app: Flask, account_id: int, plan: _Plan, tracker: tracking.Pr
             try:
                 report = sync.fetch(plan.server, plan.creds, plan.policy, ledger,
                                     quota.guard_sink(app, session, plan.owner_id, sink),
-                                    net=net, progress=tracker)
+                                    net=net, progress=tracker, now=state.clock)
             finally:
                 tracker.current = None
         _add_reports(total, report, first=n == 0)

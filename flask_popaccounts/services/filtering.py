@@ -31,10 +31,7 @@ from sqlalchemy.orm import Session
 from ..engine import autoreply
 from ..engine.clock import Clock, utcnow
 from ..engine.filters import (
-    BODY_READ_LIMIT,
     Decision,
-    MailView,
-    RegexRunner,
     Rule,
     RuleInvalid,
     evaluate,
@@ -42,7 +39,9 @@ from ..engine.filters import (
     needs_regex,
     validate,
 )
-from ..engine.parse import read_header_section
+from ..engine.mailview import BODY_READ_LIMIT, MailView
+from ..engine.parse import HEADER_LIMIT, header_section, read_header_section
+from ..engine.patterns import RegexRunner
 from ..engine.types import RetrievedMessage
 from ..storage.mailbox import folder_id_for, iter_raw
 from ..storage.mailstore import Placement
@@ -277,11 +276,10 @@ def _stored_view(session: Session, message: Message) -> MailView:
     buf = b""
     for chunk in iter_raw(session, message.id):
         buf += chunk
-        if len(buf) >= 256 * 1024 + BODY_READ_LIMIT:
+        if len(buf) >= HEADER_LIMIT + BODY_READ_LIMIT:
             break
-    end = buf.find(b"\r\n\r\n")
-    cut = end + 4 if end >= 0 else len(buf)
-    header, body = buf[:cut], buf[cut:cut + BODY_READ_LIMIT]
+    header = header_section(buf)
+    body = buf[len(header):len(header) + BODY_READ_LIMIT]
     return MailView(header, int(message.size or 0), lambda: body)
 
 

@@ -24,16 +24,15 @@ from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
-from io import BytesIO
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..engine import autoreply, smtp
+from ..engine import autoreply, message, smtp
 from ..engine.errors import PopAccountsError
-from ..engine.filters import MailView
-from ..engine.parse import read_header_section
+from ..engine.mailview import MailView
+from ..engine.parse import header_section
 from ..runtime import get_state
 from ..storage.mailbox import read_raw
 from ..storage.models import Account, OutboxItem
@@ -56,19 +55,19 @@ def _original(session: Session, message_id: int | None) -> bytes:
     return read_raw(session, message_id)
 
 
-def _build(session: Session, account: Account, item: OutboxItem, from_addr: Address
-           ) -> EmailMessage:
+def _build(session: Session, account: Account, item: OutboxItem, from_addr: Address,
+           now: datetime) -> EmailMessage:
     raw = _original(session, item.message_id)
-    view = MailView(read_header_section(BytesIO(raw)), len(raw))
+    view = MailView(header_section(raw), len(raw))
     subject = view.header("subject")
     if item.kind == "forward":
         if item.recipient.lower() not in filtering.verified_addresses(session, account.owner_id):
             raise sendas.AddressNotVerified(detail="forward target no longer verified")
-        msg = smtp.build_message(
+        msg = message.build_message(
             from_=from_addr, to=[Address(addr_spec=item.recipient)],
             subject=f"Fwd: {subject}" if subject else "Fwd: (no subject)",
             body=(f"Forwarded automatically by a filter of {account.email}.\n"
-                  f"The original message is attached.\n"))
+                  f"The original message is attached.\n"), date=now)
         original = BytesParser(policy=email_policy.SMTP).parsebytes(raw)
         msg.add_attachment(original)
         return msg
@@ -79,7 +78,7 @@ def _build(session: Session, account: Account, item: OutboxItem, from_addr: Addr
         from_=from_addr, to=item.recipient, original_subject=subject,
         original_message_id=view.header("message-id"),
         original_references=view.header("references"), subject=reply.subject,
-        body=reply.body)
+        body=reply.body, date=now)
 
 
 def _send_item(session: Session, app: Flask, item: OutboxItem) -> None:
@@ -87,12 +86,12 @@ def _send_item(session: Session, app: Flask, item: OutboxItem) -> None:
     if account is None:
         raise PopAccountsError(detail="account gone")
     route = outgoing.route_for(session, app, account)
-    msg = _build(session, account, item, route.from_addr)
+    msg = _build(session, account, item, route.from_addr, get_state(app).clock())
     route.stamp(msg)
     # RFC 3834 3.3: a vacation reply has the null sender, so nothing answers it
     envelope = "" if item.kind == "vacation" else route.envelope_from
     smtp.send(route.server, route.creds, net=route.net, mail_from=envelope,
-              rcpt_to=[item.recipient], data=smtp.message_bytes(msg),
+              rcpt_to=[item.recipient], data=message.message_bytes(msg),
               local_hostname=outgoing.local_hostname(app))
 
 

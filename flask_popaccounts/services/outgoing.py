@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..engine import smtp
+from ..engine import addresses, smtp
 from ..engine.errors import InvalidInput
 from ..engine.types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 from ..runtime import get_state
@@ -177,12 +177,12 @@ def route_for(session: Session, app: Flask, account: Account) -> Route:
     if not sendas.is_verified(session, account, "from", addr):
         raise sendas.AddressNotVerified(detail=f"from: account {account.id}")
     from_addr = Address(display_name=account.name if account.name != account.email else "",
-                        addr_spec=smtp.check_addr_spec(addr))
+                        addr_spec=addresses.check_addr_spec(addr))
     if account.smtp_host:
         username, creds = outgoing_creds(app, account)
         server = ServerSpec(host=account.smtp_host, port=int(account.smtp_port or 0),
                             security=Security(account.smtp_security or "ssl"), username=username)
         return Route(server, creds, relay.smtp_net_policy(app), from_addr, from_addr.addr_spec)
     server, creds, net, system_from = relay.system_relay(app)
-    system_addr = smtp.parse_address(system_from, field="sender")
+    system_addr = addresses.parse_address(system_from, field="sender")
     return Route(server, creds, net, from_addr, system_addr.addr_spec, system_addr)

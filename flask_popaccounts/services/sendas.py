@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ..engine import smtp
+from ..engine import addresses, message, smtp
 from ..engine.clock import utcnow
 from ..engine.errors import PopAccountsError
 from ..runtime import get_state
@@ -156,12 +156,12 @@ def send_code(session: Session, app: Flask, row: SendAsAddress, *,
     try:
         code = verification.issue_code(session, app, row, now=now)
         subject, body = _code_email_body(app, row, code)
-        sender_addr = smtp.parse_address(sender, field="from")
-        msg = smtp.build_message(
-            from_=sender_addr, to=[smtp.parse_address(row.address, field="to")],
+        sender_addr = addresses.parse_address(sender, field="from")
+        msg = message.build_message(
+            from_=sender_addr, to=[addresses.parse_address(row.address, field="to")],
             subject=subject, body=body, date=now or get_state(app).clock())
         smtp.send(server, creds, net=net, mail_from=sender_addr.addr_spec,
-                  rcpt_to=[row.address], data=smtp.message_bytes(msg),
+                  rcpt_to=[row.address], data=message.message_bytes(msg),
                   local_hostname=relay.local_hostname(app))
     except BaseException:
         session.rollback()

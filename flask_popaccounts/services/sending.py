@@ -13,14 +13,13 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.headerregistry import Address
-from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from ..engine import safety, smtp
+from ..engine import addresses, message, safety, smtp
 from ..engine.errors import InvalidAddress, PopAccountsError
-from ..engine.parse import parse_meta, read_header_section
+from ..engine.parse import header_section, parse_meta
 from ..runtime import get_state
 from ..storage.mailstore import file_sent
 from ..storage.models import Account
@@ -84,16 +83,16 @@ def send_message(session: Session, app: Flask, account: Account, draft: Draft, *
     use_reply_to = bool(reply_to) and reply_to.lower() != account.email.strip().lower()
     if use_reply_to and not sendas.is_verified(session, account, "reply_to", reply_to):
         raise sendas.AddressNotVerified(detail=f"reply_to: account {account.id}")
-    to = smtp.parse_addresses(draft.to, field="to")
-    cc = smtp.parse_addresses(draft.cc, field="cc")
-    bcc = smtp.parse_addresses(draft.bcc, field="bcc")
+    to = addresses.parse_addresses(draft.to, field="to")
+    cc = addresses.parse_addresses(draft.cc, field="cc")
+    bcc = addresses.parse_addresses(draft.bcc, field="bcc")
     if not (to or cc or bcc):
         raise InvalidAddress("Add at least one recipient")
     now = now or get_state(app).clock()
-    msg = smtp.build_message(
+    msg = message.build_message(
         from_=route.from_addr, to=to, cc=cc, subject=draft.subject, body=draft.body,
         # (a Reply-To equal to the account's own address needs no verification)
-        reply_to=Address(addr_spec=smtp.check_addr_spec(reply_to)) if reply_to else None,
+        reply_to=Address(addr_spec=addresses.check_addr_spec(reply_to)) if reply_to else None,
         in_reply_to=draft.in_reply_to.strip() or None,
         references=draft.references.strip() or None,
         date=now,
@@ -107,11 +106,11 @@ def send_message(session: Session, app: Flask, account: Account, draft: Draft, *
     if left is not None and len(msg.as_bytes()) > left:
         raise StorageFullForSent(detail=f"account {account.id}: {left} bytes left")
     route.stamp(msg)
-    data = smtp.message_bytes(msg)
+    data = message.message_bytes(msg)
     refused = smtp.send(route.server, route.creds, net=route.net,
                         mail_from=route.envelope_from, rcpt_to=rcpts, data=data,
                         local_hostname=outgoing.local_hostname(app))
-    meta = parse_meta(read_header_section(BytesIO(data)), len(data), now)
+    meta = parse_meta(header_section(data), len(data), now)
     copy_id = file_sent(session, account.id, data, meta, now=now)
     session.commit()
     log.info("account %s sent a message to %d recipients", account.id, len(rcpts))

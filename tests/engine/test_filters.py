@@ -7,7 +7,9 @@ import time
 import pytest
 
 from flask_popaccounts.engine import filters as f
-from flask_popaccounts.engine.filters import MailView, RegexRunner, RuleInvalid, load_rule
+from flask_popaccounts.engine.filters import RuleInvalid, load_rule
+from flask_popaccounts.engine.mailview import MailView
+from flask_popaccounts.engine.patterns import RegexRunner
 
 HEAD = (b"From: Ann Example <ann@example.org>\r\nTo: me@example.com\r\n"
         b"Cc: =?utf-8?q?Z=C3=B6e?= <zoe@example.net>\r\n"

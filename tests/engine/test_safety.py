@@ -14,7 +14,7 @@ from email.headerregistry import Address
 
 import pytest
 
-from flask_popaccounts.engine import autoreply, smtp, sync
+from flask_popaccounts.engine import addresses, autoreply, message, smtp, sync
 from flask_popaccounts.engine import errors as E
 from flask_popaccounts.engine.pop3 import POP3Client
 from flask_popaccounts.engine.safety import (
@@ -66,7 +66,7 @@ def test_build_message_refuses_an_encoded_crlf_in_a_header(field: str) -> None:
     values = {"subject": "Hi", "in_reply_to": "<a@example.com>", "references": "<a@example.com>"}
     values[field] = ENCODED_CRLF
     with pytest.raises(E.HeaderInjection) as info:
-        smtp.build_message(from_=ME, to=[YOU], body="text", **values)
+        message.build_message(from_=ME, to=[YOU], body="text", **values)
     assert field in info.value.detail
 
 
@@ -76,13 +76,13 @@ def test_build_message_refuses_an_encoded_crlf_in_a_display_name(role: str) -> N
     kwargs: dict = {"from_": ME, "to": [YOU]}
     kwargs[role] = [bad] if role in ("to", "cc") else bad
     with pytest.raises(E.HeaderInjection):
-        smtp.build_message(subject="Hi", body="text", **kwargs)
+        message.build_message(subject="Hi", body="text", **kwargs)
 
 
 def test_build_message_refuses_a_control_character_in_a_display_name() -> None:
     # An account's name goes straight into an Address: checked where it is written.
     with pytest.raises(E.HeaderInjection):
-        smtp.build_message(from_=Address("Ann\x00", addr_spec="ann@example.com"), to=[YOU],
+        message.build_message(from_=Address("Ann\x00", addr_spec="ann@example.com"), to=[YOU],
                            subject="Hi", body="text")
 
 
@@ -94,11 +94,11 @@ def test_build_message_refuses_a_control_character_in_a_display_name() -> None:
 ])
 def test_the_address_parser_refuses_an_encoded_crlf(value: str) -> None:
     with pytest.raises(E.HeaderInjection):
-        smtp.parse_addresses(value, field="to")
+        addresses.parse_addresses(value, field="to")
 
 
 def test_the_address_parser_still_reads_encoded_display_names() -> None:
-    (addr,) = smtp.parse_addresses("=?utf-8?q?Ann_Caf=C3=A9?= <ann@Example.COM>")
+    (addr,) = addresses.parse_addresses("=?utf-8?q?Ann_Caf=C3=A9?= <ann@Example.COM>")
     assert (addr.display_name, addr.addr_spec) == ("Ann Café", "ann@example.com")
 
 
@@ -110,9 +110,9 @@ def test_the_vacation_reply_refuses_an_encoded_crlf_from_the_original() -> None:
 
 
 def test_a_message_with_safe_headers_is_built() -> None:
-    msg = smtp.build_message(from_=ME, to=[YOU], subject="=?utf-8?q?caf=C3=A9?=", body="text",
+    msg = message.build_message(from_=ME, to=[YOU], subject="=?utf-8?q?caf=C3=A9?=", body="text",
                              in_reply_to="<a@example.com>")
-    data = smtp.message_bytes(msg)
+    data = message.message_bytes(msg)
     assert b"\r\nIn-Reply-To: <a@example.com>\r\n" in data
     assert b"Bcc" not in data
 
@@ -242,6 +242,6 @@ def test_a_crlf_in_the_smtp_login_or_envelope_never_reaches_the_wire(fake_smtp: 
 
 
 def test_the_date_of_a_built_message_comes_from_the_injected_clock() -> None:
-    msg = smtp.build_message(from_=ME, to=[YOU], subject="Hi", body="text",
+    msg = message.build_message(from_=ME, to=[YOU], subject="Hi", body="text",
                              clock=lambda: datetime(2026, 3, 1, 9, 30, tzinfo=UTC))
     assert msg["Date"] == "Sun, 01 Mar 2026 09:30:00 +0000"

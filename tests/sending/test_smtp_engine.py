@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flask_popaccounts.engine import smtp
+from flask_popaccounts.engine import addresses, message, smtp
 from flask_popaccounts.engine.errors import (
     CertificateInvalid,
     ConnectionFailed,
@@ -139,12 +139,12 @@ def test_port_policy_and_injection_refused_before_connecting(smtp_net: NetPolicy
 def test_send_bytes_and_recipient_refusal(smtpd: SMTPServers, smtp_net: NetPolicy,
                                           smtp_user: tuple[str, str]) -> None:
     user, secret = smtp_user
-    msg = smtp.build_message(from_=smtp.parse_address(user), to=smtp.parse_addresses(
+    msg = message.build_message(from_=addresses.parse_address(user), to=addresses.parse_addresses(
         "Zoë Ünïcode <zoe@example.org>, bob@example.net"), subject="Grüße · hello",
         body="Hällo\n.\nA line with a dot above.\n")
     refused = smtp.send(spec(smtpd.smtps_port, Security.SSL, user), pw(secret), net=smtp_net,
                         mail_from=user, rcpt_to=["zoe@example.org", "bob@example.net"],
-                        data=smtp.message_bytes(msg))
+                        data=message.message_bytes(msg))
     assert refused == {}
     got = smtpd.received(rcpt="zoe@example.org")[-1]
     assert got.login == user and got.mail_from == user
@@ -163,13 +163,13 @@ def test_send_bytes_and_recipient_refusal(smtpd: SMTPServers, smtp_net: NetPolic
 ])
 def test_strict_address_parsing(value: str) -> None:
     with pytest.raises((InvalidAddress, HeaderInjection)):
-        smtp.parse_addresses(value)
+        addresses.parse_addresses(value)
 
 
 def test_header_injection_in_subject_is_refused() -> None:
     with pytest.raises(HeaderInjection):
-        smtp.build_message(from_=smtp.parse_address("a@example.com"),
-                           to=[smtp.parse_address("b@example.com")],
+        message.build_message(from_=addresses.parse_address("a@example.com"),
+                           to=[addresses.parse_address("b@example.com")],
                            subject="hi\r\nBcc: victim@example.org", body="x")
 
 
