@@ -7,6 +7,7 @@ import time
 import pytest
 
 from flask_popaccounts.engine import filters as f
+from flask_popaccounts.engine import mailview
 from flask_popaccounts.engine.filters import RuleInvalid, load_rule
 from flask_popaccounts.engine.mailview import MailView
 from flask_popaccounts.engine.patterns import RegexRunner
@@ -98,8 +99,8 @@ def test_evaluate_folds_actions_and_stops() -> None:
 def test_html_body_text_and_bounds() -> None:
     head = (b"From: a@b.example\r\nMIME-Version: 1.0\r\n"
             b"Content-Type: text/html; charset=utf-8\r\n\r\n")
-    text = f.body_text(head, b"<p>Hello <b>world</b></p>" + b"x" * 200_000)
-    assert "Hello" in text and "<b>" not in text and len(text) <= f.BODY_LIMIT
+    text = mailview.body_text(head, b"<p>Hello <b>world</b></p>" + b"x" * 200_000)
+    assert "Hello" in text and "<b>" not in text and len(text) <= mailview.BODY_LIMIT
 
 
 def test_regex_runs_with_a_time_bound() -> None:
