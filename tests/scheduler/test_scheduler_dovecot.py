@@ -22,9 +22,10 @@ from flask_popaccounts.storage import mailstore as store
 from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.conftest import fresh_source_address
 from tests.support.dovecot import free_port
+from tests.support.waiting import wait_until
 from tests.web.conftest import PREFIX, account_form
 
-from .conftest import OWNER, account, add_account, logins, messages, wait_until
+from .conftest import OWNER, account, add_account, logins, messages
 
 
 def count(app, account_id: int) -> int:
@@ -173,7 +174,7 @@ def test_backoff_is_capped_and_jittered(sched_app):
 
 
 def test_password_changed_mid_life_stops_logins_until_updated_on_the_page(
-        sched_app, dovecot, new_user):
+        sched_app, dovecot, new_user, monkeypatch):
     # Failing logins come from their own address (Dovecot's per-IP auth penalty).
     app = sched_app(POPACCOUNTS_SOURCE_ADDRESS=fresh_source_address()[0],
                     POPACCOUNTS_SCHEDULER_TICK_SECONDS=0.2)
@@ -189,6 +190,16 @@ def test_password_changed_mid_life_stops_logins_until_updated_on_the_page(
         assert [e[4]["code"] for e in rec.of("account_disabled", aid)] == ["auth_failed"]
         assert [e[4]["transient"] for e in rec.of("account_failed", aid)] == [False]
         attempts = logins(dovecot, user)
+        # Count the dispatcher's claims from here on: each is a chance to log in.
+        claims: list[list[int]] = []
+        real_claim_due = scheduling.claim_due
+
+        def counted_claim_due(*args: Any, **kw: Any) -> list[int]:
+            got = real_claim_due(*args, **kw)
+            claims.append(got)
+            return got
+
+        monkeypatch.setattr(scheduling, "claim_due", counted_claim_due)
         # Tempt it: due long ago, and "check now" pressed. Neither may log in.
         with get_state(app).session_factory() as session:
             session.execute(update(Account).where(Account.id == aid).values(
@@ -198,7 +209,10 @@ def test_password_changed_mid_life_stops_logins_until_updated_on_the_page(
         resp = client.post(f"{PREFIX}/{aid}/check", headers={"Accept": "application/json"})
         assert resp.get_json()["started"] is False
         assert resp.get_json()["waits_for_user"] is True  # the page says why
-        time.sleep(3.5)  # > one interval and ~17 ticks
+        # Overdue and requested: any claim would take it at once. Five claims (the
+        # check-now poke and ticks of 0.2 s) went by without it, and nothing logged in.
+        wait_until(lambda: len(claims) >= 5, 15, "five claims by the dispatcher")
+        assert not any(aid in got for got in claims), claims
         assert logins(dovecot, user) == attempts, dovecot.log()[-2000:]
         assert len(rec.of("account_failed", aid)) == 1
         # The user types the new password on the edit page: re-tested, then fetching resumes.
@@ -229,7 +243,7 @@ def test_progress_is_visible_from_another_app_on_the_same_database(sched_app, do
     seen: list[dict[str, Any]] = []
 
     def slow(p: Progress) -> None:
-        time.sleep(0.02)  # a slow line: ~3 s for the whole mailbox
+        time.sleep(0.02)  # the behaviour under test: a slow line, ~3 s for the mailbox
 
     owner = scheduling.new_worker_id()
     with get_state(fetcher).session_factory() as session:
@@ -237,12 +251,13 @@ def test_progress_is_visible_from_another_app_on_the_same_database(sched_app, do
     worker = threading.Thread(target=fetching.run_claimed, args=(fetcher, aid, owner),
                               kwargs={"progress": slow})
     worker.start()
-    while worker.is_alive():
+    deadline = time.monotonic() + 60
+    while worker.is_alive():  # sample the progress from the other app while it runs
+        assert time.monotonic() < deadline, "the fetch did not finish within 60 s"
         info = fetching.fetch_progress(aid, app=viewer)
         if info and info["running"]:
             seen.append(info)
-        time.sleep(0.1)
-    worker.join()
+        worker.join(timeout=0.1)
     done = [i["done"] for i in seen if i["total"]]
     assert done and done == sorted(done) and 0 < done[0] < 150, seen
     assert all(i["total"] == 150 for i in seen if i["total"])
