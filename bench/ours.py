@@ -68,10 +68,14 @@ class RealStore:
         from sqlalchemy import create_engine, event
         from sqlalchemy.orm import Session
 
+        from flask_popaccounts.services import filtering
+        from flask_popaccounts.storage import mailbox
         from flask_popaccounts.storage import mailstore as store
         from flask_popaccounts.storage.models import Account, Base
 
         self._store = store
+        self._mailbox = mailbox
+        self._filtering = filtering
         self.engine = create_engine(f"sqlite:///{db}")
         try:  # exactly what the extension does to its SQLite engines
             from flask_popaccounts.runtime import tune_sqlite as _tune_sqlite
@@ -97,20 +101,23 @@ class RealStore:
                 )
                 s.add(acc)
                 s.flush()
-                store.ensure_default_folders(s, acc)
+                mailbox.ensure_default_folders(s, acc)
                 s.commit()
             self.account_id = acc.id
-            self.inbox_id = store.folder_id_for(s, acc.id)
+            self.inbox_id = mailbox.folder_id_for(s, acc.id)
 
     def open(self) -> tuple[Any, Any, Any]:
         session = self.Session(self.engine)
         ledger = self._store.SqlLedger(session, self.account_id)
-        sink = self._store.SqlSink(session, self.account_id, self.inbox_id)
+        # the account's filters, as the real fetch asks them (none here: one query)
+        sink = self._store.SqlSink(session, self.account_id, self.inbox_id,
+                                   classifier=self._filtering.classifier_for(session,
+                                                                             self.account_id))
         return session, ledger, sink
 
     def count(self) -> tuple[int, int]:
         with self.Session(self.engine) as s:
-            n = self._store.count_messages(s, self.account_id)
+            n = self._mailbox.count_messages(s, self.account_id)
             from sqlalchemy import func, select
 
             from flask_popaccounts.storage.models import Message

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         factory = get_state(app).session_factory
         with app.app_context(), factory() as s:
             for user in users:
-                svc.create_account(s, "bench", svc.AccountInput(
+                svc.create_account(app, s, "bench", svc.AccountInput(
                     email=f"{user}@example.net", name=user, send_from="", reply_to="",
                     is_default=False, provider="other", pop_host=dc.host,
                     pop_port=dc.pop3s_port, pop_security=Security.SSL, pop_username=user,

@@ -39,6 +39,7 @@ from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired
 
 from flask_popaccounts import PopAccounts, db_session
+from flask_popaccounts.services import health
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_USERS = ("alice", "bob")
@@ -195,14 +196,14 @@ def _local_path(target: str) -> bool:
 def _register_routes(app: Flask) -> None:
     from flask_popaccounts.services import accounts as account_svc
     from flask_popaccounts.services.reading import read_message
-    from flask_popaccounts.storage import mailstore as store
+    from flask_popaccounts.storage import mailbox as store
 
     def side_pane() -> list[dict[str, Any]]:
         session = db_session()
         return [
             {"account": a,
              "unread": store.count_messages(session, a.id, unread_only=True),
-             "status": account_svc.status_view(a)}
+             "status": health.status_view(a)}
             for a in account_svc.list_accounts(session, str(current_user.get_id()))
         ]
 

@@ -42,9 +42,9 @@ def _quote(text: str | None) -> str:
 
 def register_compose(app: Flask) -> None:
     from flask_popaccounts.services import accounts as account_svc
-    from flask_popaccounts.services import sending, settings
+    from flask_popaccounts.services import sendas, sending, settings
     from flask_popaccounts.services.reading import read_message
-    from flask_popaccounts.storage import mailstore as store
+    from flask_popaccounts.storage import mailbox as store
 
     def owner() -> str:
         return str(current_user.get_id())
@@ -61,7 +61,7 @@ def register_compose(app: Flask) -> None:
     def page(values: dict[str, Any], account_id: int | None, error: PopAccountsError | None,
              status: int = 200) -> Any:
         session = db_session()
-        choices = sending.from_choices(session, owner())
+        choices = sendas.from_choices(session, owner())
         accounts = account_svc.list_accounts(session, owner())
         mode = values.get("sig_mode") or "new"
         return render_template(
@@ -112,7 +112,7 @@ def register_compose(app: Flask) -> None:
         session = db_session()
         if request.method == "GET":
             account_id = request.args.get("account_id", type=int)
-            choices = sending.from_choices(session, owner())
+            choices = sendas.from_choices(session, owner())
             chosen = next((a for a, _ in choices if a.id == account_id),
                           choices[0][0] if choices else None)
             values = with_signature({f: "" for f in _FIELDS}, chosen, "new")

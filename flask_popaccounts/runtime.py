@@ -23,6 +23,26 @@ if TYPE_CHECKING:
     from .storage.crypto import SecretBox
 
 
+class FetchRegistry:
+    """This process's fetches on one database: their progress, the "check now" threads.
+
+    Kept per database (account ids are unique there), not per module: two apps of one
+    process on different databases never see each other's ids, two on the same one
+    share what runs.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        #: account id -> the running (or last) fetch's progress, as services.progress keeps it
+        self.progress: dict[int, dict[str, Any]] = {}
+        #: account id -> the background thread of a "check now"
+        self.threads: dict[int, threading.Thread] = {}
+
+
+_REGISTRIES: dict[str, FetchRegistry] = {}
+_REGISTRIES_LOCK = threading.Lock()
+
+
 class PopAccountsState:
     """Everything the extension keeps for one app."""
 
@@ -36,9 +56,13 @@ class PopAccountsState:
         self.secrets = secrets
         #: the app's clock (tests inject one to move time on)
         self.clock: Clock = clock or utcnow
-        #: the host's quota hook: owner id -> bytes (None: unlimited)
-        self.quota: Callable[[str], int | None] | None = getattr(ext, "quota", None)
         self.scheduler: Any = None  # set by jobs.scheduler when it runs
+
+    @property
+    def quota(self) -> Callable[[str], int | None] | None:
+        """The host's quota hook: owner id -> bytes (None: unlimited), or None."""
+        hook: Callable[[str], int | None] | None = getattr(self.ext, "quota", None)
+        return hook
 
     @property
     def engine(self) -> Engine:
@@ -49,6 +73,16 @@ class PopAccountsState:
                     tune_sqlite(engine)
                     self._engine = engine
         return self._engine
+
+    @property
+    def fetches(self) -> FetchRegistry:
+        """This process's fetches on this app's database."""
+        url = self.engine.url
+        key = url.render_as_string(hide_password=True)
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            key = f"memory:{id(self.engine)}"  # each in-memory engine is its own database
+        with _REGISTRIES_LOCK:
+            return _REGISTRIES.setdefault(key, FetchRegistry())
 
     @property
     def session_factory(self) -> sessionmaker[Session]:

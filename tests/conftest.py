@@ -63,19 +63,15 @@ def fresh_source_address() -> tuple[str, int]:
 
 @pytest.fixture(autouse=True)
 def _no_check_now_left_behind():
-    """Check-now threads and progress live in module registries keyed by account id;
-    ids repeat across the tests' apps, so let each test's threads finish and forget them
-    before the next test starts."""
+    """A test's "check now" threads finish before the next test starts (they would
+    otherwise go on logging in to the shared Dovecot). Their registries are per app,
+    so nothing is left to forget."""
     yield
-    from flask_popaccounts.services import fetching
+    import threading
 
-    with fetching._progress_lock:
-        threads = list(fetching._threads.values())
-    for thread in threads:
-        thread.join(timeout=60)
-    with fetching._progress_lock:
-        fetching._threads.clear()
-        fetching._progress.clear()
+    for thread in threading.enumerate():
+        if thread.name.startswith("popaccounts-check-"):
+            thread.join(timeout=60)
 
 
 @pytest.fixture(scope="session")

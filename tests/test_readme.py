@@ -21,3 +21,20 @@ def test_the_two_setup_commands_are_make_targets_and_ci_runs_the_test_one():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def _architecture_tree() -> str:
+    section = README.split("## Architecture", 1)[1]
+    return section.split("```text", 1)[1].split("```", 1)[0]
+
+
+def test_the_architecture_tree_lists_every_module_and_no_other():
+    tree = _architecture_tree()
+    package = ROOT / "flask_popaccounts"
+    modules = {p.name for p in package.rglob("*.py")
+               if p.name != "__init__.py" and "migrations" not in p.parts}
+    drawn = set(re.findall(r"\b(\w+\.py)\b", tree)) - {"__init__.py"}
+    assert modules - drawn == set(), "modules the README's tree does not show"
+    assert drawn - modules == set(), "modules the README's tree shows that do not exist"
+    for folder in ("engine", "storage", "services", "web", "jobs"):
+        assert f"{folder}/" in tree

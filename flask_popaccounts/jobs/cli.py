@@ -90,14 +90,15 @@ def _fetch_one(account_id: int, label: str) -> bool:
     The lease is renewed while the fetch runs (services.fetching.run_claimed), so a
     long first sync from the command line keeps its claim against the scheduler.
     """
-    from ..services.fetching import FetchSkipped, LeaseLost, run_claimed
-    from ..services.scheduling import claim, new_worker_id
+    from ..services.fetching import FetchSkipped, run_claimed
+    from ..services.scheduling import LeaseLost, claim, new_worker_id
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = get_state(app)
     owner = new_worker_id()
     with state.session_factory() as session:
-        if not claim(session, owner, account_id, int(app.config["POPACCOUNTS_LEASE_SECONDS"])):
+        if not claim(session, owner, account_id, int(app.config["POPACCOUNTS_LEASE_SECONDS"]),
+                     now=state.clock()):
             click.echo(f"{label}: being fetched elsewhere right now; skipped.")
             return True
     bar: Any = None

@@ -26,11 +26,13 @@ import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
+from ..engine.clock import utcnow
+from ..engine.errors import PopAccountsError
 from ..runtime import get_state
 from ..services import scheduling
 
@@ -93,7 +95,8 @@ class FetchScheduler:
         if limit <= 0 or self._stopping.is_set():
             return []
         with get_state(self.app).session_factory() as session:
-            claimed = scheduling.claim_due(session, self.worker_id, limit, self.lease_seconds)
+            claimed = scheduling.claim_due(session, self.worker_id, limit, self.lease_seconds,
+                                           now=get_state(self.app).clock())
         with self._lock:
             self._in_flight.update(claimed)
         return claimed
@@ -132,7 +135,7 @@ class FetchScheduler:
         try:
             with self.app.app_context():
                 fetching.run_claimed(self.app, account_id, self.worker_id)
-        except (fetching.PopAccountsError, fetching.FetchSkipped, fetching.LeaseLost):
+        except (PopAccountsError, fetching.FetchSkipped, scheduling.LeaseLost):
             pass  # recorded on the account (or nothing to record)
         except Exception:  # fetch_account records crashes too; this is a bug guard
             log.exception("fetch of account %s crashed", account_id)
@@ -150,7 +153,8 @@ class FetchScheduler:
 
 
 def _soon() -> datetime:
-    return datetime.now(timezone.utc)
+    # APScheduler's own timeline: the system's time, whatever clock the app runs on
+    return utcnow()
 
 
 def in_reloader_watcher(app: Flask) -> bool:

@@ -1,2 +1,5 @@
-# Filters and the vacation reply register their classifier with the store's sinks.
-from . import filtering as _filtering  # noqa: F401
+"""Services: the only place where the engine meets storage (see the README's architecture).
+
+Each module is one seam; none imports ``web`` or ``jobs``, and none imports another in
+a circle (tests/test_layers.py).
+"""

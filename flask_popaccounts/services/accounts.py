@@ -1,15 +1,15 @@
-"""Account management: test the incoming server, create, update, delete, describe.
+"""Account management: test the incoming server, create, update, delete, re-authorize.
 
-The only place where account rows meet the engine's login check. Every function that
-changes data commits its own transaction; none of them ever returns or logs a secret.
+The only place where account rows meet the engine's login check. Every account, password
+or OAuth, is created by one path (:func:`_insert_account`: the host's limits, the
+first account as default, Inbox/Sent/Trash, due at once). Every function that changes
+data commits its own transaction; none of them ever returns or logs a secret.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
 from ..config import net_policy
-from ..engine.errors import InvalidInput, UIDLReset, error_for_code
+from ..engine import safety
+from ..engine.errors import InvalidInput, UIDLReset
 from ..engine.types import (
     AuthMethod,
     Credentials,
@@ -27,17 +28,14 @@ from ..engine.types import (
     ServerSpec,
 )
 from ..runtime import get_state
-from ..storage.mailstore import delete_account_data, ensure_default_folders
+from ..storage.mailbox import delete_account_data, ensure_default_folders
 from ..storage.models import Account, AccountStatus, value_of
+from . import credentials, health, oauth
 
 if TYPE_CHECKING:
     from flask import Flask
 
 log = logging.getLogger("flask_popaccounts.services.accounts")
-
-#: Statuses that stop fetching until the user gives a new password / re-authenticates.
-CREDENTIAL_STATUSES = frozenset({AccountStatus.NEEDS_PASSWORD.value,
-                                 AccountStatus.NEEDS_REAUTH.value})
 
 
 @dataclass
@@ -63,31 +61,22 @@ class AccountInput:
         return f"AccountInput(email={self.email!r}, pop_host={self.pop_host!r}, password=<hidden>)"
 
 
-@dataclass(frozen=True)
-class StatusView:
-    """What the account card says about the account's health, in plain words."""
+@dataclass
+class OAuthAccountInput:
+    """What the OAuth wizard collects besides the sign-in itself (R12)."""
 
-    label: str
-    explanation: str
-    tone: str  #: "ok" | "info" | "warning" | "error" (a CSS hook)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _has_control(value: str) -> bool:
-    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+    name: str = ""
+    delete_policy: DeletePolicy = DeletePolicy.KEEP
+    delete_after_days: int = 0
+    is_default: bool = False
 
 
 def check_input(data: AccountInput) -> None:
     """Refuse CR/LF and control characters in anything that reaches a protocol line."""
-    fields = [data.email, data.name, data.send_from, data.reply_to, data.pop_host,
-              data.pop_username, data.provider]
-    if data.password is not None:
-        fields.append(data.password)
-    if any(_has_control(v or "") for v in fields):
-        raise InvalidInput()
+    safety.check_fields(email=data.email, name=data.name, send_from=data.send_from,
+                        reply_to=data.reply_to, host=data.pop_host,
+                        username=data.pop_username, provider=data.provider,
+                        password=data.password)
     host = data.pop_host.strip()
     if not host or " " in host:
         raise InvalidInput("The host name is empty or contains spaces")
@@ -111,26 +100,6 @@ def server_spec_for(account: Account) -> ServerSpec:
         security=Security(account.pop_security),
         username=account.pop_username,
     )
-
-
-def credentials_for(app: Flask, account: Account) -> Credentials:
-    """The decrypted secret as engine Credentials (never store or log the result)."""
-    if account.secret_enc is None:
-        raise InvalidInput("This account has no stored password")
-    plain = get_state(app).secrets.decrypt(account.secret_enc)
-    method = AuthMethod(account.auth_method)
-    if method is AuthMethod.XOAUTH2 and account.id is not None:
-        from .oauth import ensure_fresh_credentials  # late: oauth imports this module
-
-        return ensure_fresh_credentials(app, account.id)  # refreshed if it expires soon
-    if method is AuthMethod.XOAUTH2:
-        # OAuth accounts keep a JSON token set; the oauth service refreshes it.
-        try:
-            token = json.loads(plain).get("access_token", "")
-        except (ValueError, AttributeError):
-            token = plain
-        return Credentials(method=method, secret=str(token))
-    return Credentials(method=method, secret=plain)
 
 
 def retrieval_policy_for(app: Flask, account: Account) -> RetrievalPolicy:
@@ -164,20 +133,19 @@ def test_incoming(app: Flask, data: AccountInput, *, existing: Account | None = 
     if data.password is None or data.password == "":
         if existing is None or existing.secret_enc is None:
             raise InvalidInput("A password is required")
-        creds = credentials_for(app, existing)
+        creds = credentials.credentials_for(app, existing)
     else:
         creds = Credentials(method=AuthMethod.PASSWORD, secret=data.password)
     server = ServerSpec(host=data.pop_host.strip(), port=int(data.pop_port),
                         security=Security(data.pop_security), username=data.pop_username)
-    net = net_policy(app.config)
-    caps: frozenset[str] = _engine_sync().check_login(server, creds, net=net)
+    caps: frozenset[str] = _engine_sync().check_login(server, creds, net=net_policy(app.config))
     return caps
 
 
 # -- account rows ------------------------------------------------------------------------
 
 
-def _apply(account: Account, data: AccountInput, app: Flask | None) -> None:
+def _apply(app: Flask, account: Account, data: AccountInput) -> None:
     account.email = data.email.strip()
     account.name = data.name.strip() or data.email.strip()
     account.send_from = (data.send_from or data.email).strip()
@@ -189,8 +157,7 @@ def _apply(account: Account, data: AccountInput, app: Flask | None) -> None:
     account.pop_username = data.pop_username
     account.delete_policy = DeletePolicy(data.delete_policy).value  # type: ignore[assignment]
     account.delete_after_days = max(0, int(data.delete_after_days or 0))
-    minutes = int(data.fetch_interval_minutes)
-    account.fetch_interval_minutes = clamp_interval(app, minutes) if app else minutes
+    account.fetch_interval_minutes = clamp_interval(app, int(data.fetch_interval_minutes))
 
 
 def _unset_other_defaults(session: Session, owner_id: str, keep_id: int) -> None:
@@ -202,41 +169,69 @@ def _unset_other_defaults(session: Session, owner_id: str, keep_id: int) -> None
     )
 
 
-def _app() -> Flask:
-    from flask import current_app
-
-    return current_app._get_current_object()  # type: ignore[attr-defined]
-
-
-def create_account(session: Session, owner_id: str, data: AccountInput) -> Account:
-    """Save a new account (after :func:`test_incoming` passed); commits.
-
-    The password is encrypted; Inbox, Sent and Trash are created; the user's first
-    account becomes the default, and a new default unsets the others.
-    """
-    check_input(data)
-    if not data.password:
-        raise InvalidInput("A password is required")
-    app = _app()
-    account = Account(owner_id=str(owner_id), auth_method=AuthMethod.PASSWORD.value,
-                      status=AccountStatus.NEW.value, enabled=True,
-                      max_message_size=int(app.config["POPACCOUNTS_MAX_MESSAGE_SIZE"]))
-    _apply(account, data, app)
-    account.secret_enc = get_state(app).secrets.encrypt(data.password)
-    has_any = session.scalar(select(Account.id).where(Account.owner_id == str(owner_id)).limit(1))
-    account.is_default = bool(data.is_default) or has_any is None
-    account.next_due_at = _now()
+def _insert_account(app: Flask, session: Session, account: Account, *,
+                    want_default: bool) -> Account:
+    """Save a new account (the one creation path): due at once, with Inbox, Sent and
+    Trash; the owner's first account is the default, a new default unsets the others;
+    commits."""
+    account.status = AccountStatus.NEW.value  # type: ignore[assignment]
+    account.enabled = True
+    account.max_message_size = int(app.config["POPACCOUNTS_MAX_MESSAGE_SIZE"])
+    account.next_due_at = get_state(app).clock()
+    has_any = session.scalar(select(Account.id).where(Account.owner_id == account.owner_id)
+                             .limit(1))
+    account.is_default = bool(want_default) or has_any is None
     session.add(account)
     session.flush()
     ensure_default_folders(session, account)
     if account.is_default:
         _unset_other_defaults(session, account.owner_id, account.id)
     session.commit()
-    log.info("account %s created for owner %s", account.id, owner_id)
+    log.info("account %s created for owner %s", account.id, account.owner_id)
     return account
 
 
-def update_account(session: Session, account: Account, data: AccountInput) -> Account:
+def create_account(app: Flask, session: Session, owner_id: str, data: AccountInput) -> Account:
+    """Save a new password account (after :func:`test_incoming` passed); commits."""
+    check_input(data)
+    if not data.password:
+        raise InvalidInput("A password is required")
+    account = Account(owner_id=str(owner_id), auth_method=AuthMethod.PASSWORD.value)
+    _apply(app, account, data)
+    account.secret_enc = credentials.encrypt_password(app, data.password)
+    return _insert_account(app, session, account, want_default=data.is_default)
+
+
+def create_oauth_account(app: Flask, session: Session, owner_id: str, provider_key: str,
+                         grant: oauth.Grant, data: OAuthAccountInput) -> Account:
+    """Save a new OAuth account after :func:`.oauth.test_login` passed; commits."""
+    provider = oauth.get_provider(app, provider_key)
+    email = grant.email
+    policy = DeletePolicy(data.delete_policy)
+    account = Account(
+        owner_id=str(owner_id), email=email, name=(data.name or "").strip() or email,
+        send_from=email, reply_to="", provider=provider.key,
+        pop_host=provider.pop_host, pop_port=int(provider.pop_port),
+        pop_security=Security(provider.pop_security).value, pop_username=email,
+        auth_method=AuthMethod.XOAUTH2.value, delete_policy=policy.value,
+        delete_after_days=(max(1, int(data.delete_after_days or 0))
+                           if policy is DeletePolicy.AFTER_DAYS else 0),
+        fetch_interval_minutes=clamp_interval(
+            app, int(app.config["POPACCOUNTS_DEFAULT_INTERVAL_MINUTES"])),
+    )
+    account.secret_enc = credentials.encrypt_token(app, grant.token)
+    return _insert_account(app, session, account, want_default=data.is_default)
+
+
+def _server_changed(account: Account, data: AccountInput) -> bool:
+    return (account.pop_host != data.pop_host.strip()
+            or int(account.pop_port) != int(data.pop_port)
+            or value_of(account.pop_security) != Security(data.pop_security).value
+            or account.pop_username != data.pop_username)
+
+
+def update_account(app: Flask, session: Session, account: Account, data: AccountInput
+                   ) -> Account:
     """Save edited settings; commits.
 
     A new password is encrypted and, if the account was stopped for its credentials
@@ -249,20 +244,15 @@ def update_account(session: Session, account: Account, data: AccountInput) -> Ac
         # The stored secret is an OAuth token set; a password would silently replace it.
         raise InvalidInput("This account signs in with its provider; use Authenticate instead "
                            "of a password")
-    app = _app()
-    server_changed = (
-        account.pop_host != data.pop_host.strip() or int(account.pop_port) != int(data.pop_port)
-        or value_of(account.pop_security) != Security(data.pop_security).value
-        or account.pop_username != data.pop_username
-    )
-    _apply(account, data, app)
+    server_changed = _server_changed(account, data)
+    _apply(app, account, data)
     if data.password:
-        account.secret_enc = get_state(app).secrets.encrypt(data.password)
-    stopped = value_of(account.status) in CREDENTIAL_STATUSES or (
+        account.secret_enc = credentials.encrypt_password(app, data.password)
+    stopped = value_of(account.status) in health.CREDENTIAL_STATUSES or (
         value_of(account.status) == AccountStatus.NEEDS_ATTENTION.value
     )
     if stopped and (data.password or server_changed):
-        _reset_health(account)
+        health.reset_health(app, account, now=get_state(app).clock())
     if data.is_default and not account.is_default:
         account.is_default = True
         session.flush()
@@ -271,28 +261,43 @@ def update_account(session: Session, account: Account, data: AccountInput) -> Ac
     return account
 
 
-def _resting_status(account: Account) -> AccountStatus:
-    return AccountStatus.OK if account.last_success_at else AccountStatus.NEW
+def authorize_account(app: Flask, session: Session, account: Account, provider_key: str,
+                      grant: oauth.Grant) -> Account:
+    """Store a new grant on an existing account and resume fetching (R13); commits.
+
+    Used to re-authenticate an OAuth account and to switch a password account to
+    OAuth (its stored password is replaced by the token set). The signed-in address
+    must be the account's own (checked by the caller, see :func:`.oauth.same_address`).
+    """
+    provider = oauth.get_provider(app, provider_key)
+    was_password = value_of(account.auth_method) != AuthMethod.XOAUTH2.value
+    account.auth_method = AuthMethod.XOAUTH2.value  # type: ignore[assignment]
+    account.provider = provider.key
+    account.pop_username = grant.email
+    if was_password and provider.pop_host:
+        account.pop_host = provider.pop_host
+        account.pop_port = int(provider.pop_port)
+        account.pop_security = Security(provider.pop_security).value  # type: ignore[assignment]
+    account.secret_enc = credentials.encrypt_token(app, grant.token)
+    account.enabled = True
+    now = get_state(app).clock()
+    if value_of(account.status) not in (AccountStatus.OK.value, AccountStatus.NEW.value) or (
+            account.consecutive_failures):
+        health.reset_health(app, account, now=now)
+    account.next_due_at = now
+    session.commit()
+    log.info("account %s authorized with %s", account.id, provider.key)
+    return account
 
 
-def _reset_health(account: Account) -> None:
-    from ..signals import account_recovered
-
-    account.status = _resting_status(account)
-    account.last_error_code = None
-    account.consecutive_failures = 0
-    account.next_due_at = _now()
-    try:
-        account_recovered.send(_app(), account_id=account.id)
-    except RuntimeError:  # no app context: nobody to tell
-        pass
-
-
-def delete_account(session: Session, account: Account) -> None:
+def delete_account(app: Flask, session: Session, account: Account) -> None:
     """Delete the account with all its stored mail, ledger and settings; commits.
 
-    If it was the default, the owner's oldest remaining account becomes the default.
+    An OAuth grant is revoked at the provider first (best effort: the grant must not
+    outlive the account). If it was the default, the owner's oldest remaining account
+    becomes the default.
     """
+    credentials.revoke_grant(app, account)
     owner_id, was_default, account_id = account.owner_id, account.is_default, account.id
     session.expunge(account)
     delete_account_data(session, account_id)
@@ -314,7 +319,7 @@ def set_default(session: Session, account: Account) -> None:
     session.commit()
 
 
-def set_enabled(session: Session, account: Account, enabled: bool) -> None:
+def set_enabled(app: Flask, session: Session, account: Account, enabled: bool) -> None:
     """Switch automatic fetching on or off for this account; commits.
 
     Enabling does not clear a credentials problem: that takes a new password (R7).
@@ -325,21 +330,21 @@ def set_enabled(session: Session, account: Account, enabled: bool) -> None:
             status == AccountStatus.NEEDS_ATTENTION.value
             and account.last_error_code != UIDLReset.code)):
         # e.g. a certificate the provider has since fixed: try again
-        account.status = _resting_status(account)
+        account.status = health.resting_status(account)
         account.consecutive_failures = 0
     if enabled:
-        account.next_due_at = _now()
+        account.next_due_at = get_state(app).clock()
     session.commit()
 
 
-def confirm_uidl_reset(session: Session, account: Account) -> None:
+def confirm_uidl_reset(app: Flask, session: Session, account: Account) -> None:
     """The user confirmed that everything on the server may be imported again; commits.
 
     Only the next fetch accepts the reset (see ``RetrievalPolicy.accept_uidl_reset``).
     """
     account.accept_uidl_reset = True
     if value_of(account.status) == AccountStatus.NEEDS_ATTENTION.value:
-        _reset_health(account)
+        health.reset_health(app, account, now=get_state(app).clock())
     session.commit()
 
 
@@ -359,40 +364,3 @@ def list_accounts(session: Session, owner_id: str) -> list[Account]:
         select(Account).where(Account.owner_id == str(owner_id))
         .order_by(Account.is_default.desc(), Account.name, Account.id)
     ))
-
-
-def status_view(account: Account) -> StatusView:
-    """The account's health in plain words (never the server's own text)."""
-    status = value_of(account.status)
-    if not account.enabled:
-        return StatusView("Disabled", "Automatic fetching is switched off for this account. "
-                          "Enable it to fetch mail again.", "info")
-    code = account.last_error_code or ""
-    err = error_for_code(code) if code else None
-    if status == AccountStatus.NEEDS_PASSWORD.value:
-        help_ = err.help if err else ""
-        return StatusView("Needs your attention: update the password",
-                          f"Fetching stopped: the server refused the password. {help_}".strip(),
-                          "error")
-    if status == AccountStatus.NEEDS_REAUTH.value:
-        return StatusView("Needs your attention: re-authenticate",
-                          "Fetching stopped: the provider no longer accepts this account's "
-                          "authorization. Click Authenticate and sign in again.", "error")
-    if status == AccountStatus.NEEDS_ATTENTION.value and err is not None:
-        return StatusView(f"Needs your attention: {err.title}", err.help, "error")
-    if status == AccountStatus.PAUSED_QUOTA.value:  # R19 (services.quota)
-        return StatusView("Paused: your mail storage is full",
-                          "Fetching is paused. The mail already fetched is kept and the rest "
-                          "waits on the server; nothing was deleted there that is not stored "
-                          "here. Free space on the Storage page (empty Trash, delete old "
-                          "mail) and fetching resumes by itself.", "warning")
-    if status == AccountStatus.RETRYING.value and err is not None:
-        when = ""
-        if account.next_due_at is not None:
-            when = f" Next try at {account.next_due_at:%H:%M} UTC."
-        return StatusView(f"Retrying: {err.title}", f"{err.help}{when}", "warning")
-    if status == AccountStatus.OK.value:
-        when = f"{account.last_success_at:%Y-%m-%d %H:%M} UTC" if account.last_success_at else ""
-        return StatusView("Working", f"Last checked {when}." if when else "Working.", "ok")
-    return StatusView("Waiting for the first fetch",
-                      "The account is saved; its mail will be fetched shortly.", "info")

@@ -1,4 +1,4 @@
-"""OAuth2 for Outlook.com and Office 365 (R12, R13): authorization, token storage, refresh.
+"""OAuth2 for Outlook.com and Office 365 (R12, R13): providers, sign-in, refresh, revoke.
 
 The OAuth client is Authlib's (``authlib.integrations.requests_client.OAuth2Session``):
 authorization code with PKCE (S256) and ``state`` (plus an OpenID ``nonce``), token
@@ -12,23 +12,9 @@ Providers come from presets (:data:`PRESETS`) merged with the host's configurati
     POPACCOUNTS_OAUTH_PROVIDERS = {"outlook": {"authorize_url": ..., ...}, "google": {...}}
         per-provider overrides (or a whole new provider); any :class:`Provider` field
 
-A token set is kept in ``Account.secret_enc`` like a password: Fernet-encrypted JSON
-``{"access_token", "refresh_token", "expires_at", "token_type", "scope"}``. No schema
-change: the expiry lives inside the encrypted set.
-
-Refresh (:func:`ensure_fresh_credentials`) runs wherever credentials are needed (the
-background fetch has no request context: it only needs the app). It is serialized per
-account across threads *and processes*: the refresher first writes the account row
-(``UPDATE ... SET secret_enc = secret_enc``), which holds a row lock on PostgreSQL (the
-database write lock on SQLite) until its commit; whoever waited then re-reads the
-token set, finds it fresh and does not refresh again. This matters because the
-provider rotates refresh tokens: a second refresh with the old one would be refused
-(``invalid_grant``) and wrongly stop the account. The rotated refresh token is stored
-every time, in the same transaction.
-
-When the provider refuses the refresh token (``invalid_grant``: revoked, expired,
-password changed, consent withdrawn) the account is marked NEEDS_REAUTH and no
-further automatic login or refresh is attempted until the user authenticates again.
+Token sets are stored, read and refreshed by :mod:`.credentials` (which calls
+:func:`refresh_token_set` here); accounts are created and re-authorized by
+:mod:`.accounts`. This module knows providers and the OAuth exchanges only.
 """
 
 from __future__ import annotations
@@ -37,31 +23,24 @@ import base64
 import json
 import logging
 import secrets
-import time
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from requests import RequestException
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
 from ..config import net_policy
 from ..engine.errors import (
     ConnectionFailed,
-    InvalidInput,
     PopAccountsError,
     ServerRefused,
     ServerUnavailable,
     TokenRejected,
 )
-from ..engine.types import AuthMethod, Credentials, DeletePolicy, Security, ServerSpec
+from ..engine.types import AuthMethod, Credentials, Security, ServerSpec
 from ..runtime import get_state
-from ..storage.mailstore import ensure_default_folders
-from ..storage.models import Account, AccountStatus, value_of
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -280,14 +259,16 @@ def complete_authorization(app: Flask, provider_key: str, redirect_uri: str, *,
     email = str(claims.get("email") or claims.get("preferred_username") or "").strip()
     if "@" not in email:
         raise OAuthFailed("the provider did not tell us the account's address")
-    return Grant(token=_normal_token(token), email=email)
+    return Grant(token=_normal_token(app, token), email=email)
 
 
-def _normal_token(token: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+def _normal_token(app: Flask, token: dict[str, Any], old: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
     """The token set we store (no ID token); keeps the old refresh token if none came."""
+    # The expiry follows the app's clock (Authlib stamps its own from the system time).
     expires_at = token.get("expires_at")
-    if expires_at is None and token.get("expires_in") is not None:
-        expires_at = int(time.time()) + int(token["expires_in"])
+    if token.get("expires_in") is not None:
+        expires_at = int(get_state(app).clock().timestamp()) + int(token["expires_in"])
     refresh = token.get("refresh_token") or (old or {}).get("refresh_token")
     return {"access_token": str(token["access_token"]),
             "refresh_token": str(refresh) if refresh else None,
@@ -296,40 +277,7 @@ def _normal_token(token: dict[str, Any], old: dict[str, Any] | None = None) -> d
             "scope": str(token.get("scope") or "")}
 
 
-# -- stored token sets ----------------------------------------------------------------------
-
-
-def _encrypt(app: Flask, token: dict[str, Any]) -> bytes:
-    return get_state(app).secrets.encrypt(json.dumps(token, separators=(",", ":")))
-
-
-def _decrypt(app: Flask, secret_enc: bytes | None) -> dict[str, Any]:
-    if secret_enc is None:
-        raise InvalidInput("This account has no stored authorization")
-    plain = get_state(app).secrets.decrypt(secret_enc)
-    try:
-        data = json.loads(plain)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict) or not data.get("access_token"):
-        return {"access_token": plain, "refresh_token": None, "expires_at": None}
-    return data
-
-
-def token_expires_at(app: Flask, account: Account) -> datetime | None:
-    """When the stored access token expires (for pages and tests), or None."""
-    if value_of(account.auth_method) != AuthMethod.XOAUTH2.value:
-        return None
-    exp = _decrypt(app, account.secret_enc).get("expires_at")
-    return datetime.fromtimestamp(int(exp), timezone.utc) if exp else None
-
-
-def _is_fresh(app: Flask, token: dict[str, Any]) -> bool:
-    exp = token.get("expires_at")
-    if exp is None:
-        return True  # no expiry known: use it; a rejection marks the account
-    margin = float(app.config.get("POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS") or 0)
-    return float(exp) - margin > time.time()
+# -- refresh and revocation -------------------------------------------------------------------
 
 
 def refresh_token_set(app: Flask, provider: Provider, token: dict[str, Any]) -> dict[str, Any]:
@@ -346,84 +294,10 @@ def refresh_token_set(app: Flask, provider: Provider, token: dict[str, Any]) -> 
                                    timeout=_timeout(app))
     except (OAuthError, RequestException) as exc:
         raise _token_error(exc) from None
-    return _normal_token(dict(new), token)
+    return _normal_token(app, dict(new), token)
 
 
-def _lock_account_row(session: Session, account_id: int) -> bool:
-    """Take the account's row for this transaction (see the module docstring)."""
-    result = session.execute(
-        update(Account).where(Account.id == account_id)
-        .values(secret_enc=Account.secret_enc)
-        .execution_options(synchronize_session=False))
-    return bool(getattr(result, "rowcount", 0))
-
-
-def ensure_fresh_credentials(app: Flask, account_id: int) -> Credentials:
-    """The account's credentials, with an OAuth access token refreshed if it expires
-    within ``POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS``.
-
-    Needs only the app (no request context): the background fetch calls it through
-    :func:`.accounts.credentials_for`. Password accounts get their password. On a
-    refused refresh the account is marked NEEDS_REAUTH and :class:`TokenRejected` is
-    raised; on an unreachable provider it backs off like a connection failure.
-    """
-    state = get_state(app)
-    with state.session_factory() as session:
-        row = session.execute(select(Account.secret_enc, Account.auth_method)
-                              .where(Account.id == account_id)).one_or_none()
-    if row is None:
-        raise InvalidInput("This account no longer exists")
-    if value_of(row.auth_method) != AuthMethod.XOAUTH2.value:
-        if row.secret_enc is None:
-            raise InvalidInput("This account has no stored password")
-        return Credentials(method=AuthMethod(value_of(row.auth_method)),
-                           secret=state.secrets.decrypt(row.secret_enc))
-    token = _decrypt(app, row.secret_enc)
-    if _is_fresh(app, token):
-        return Credentials(method=AuthMethod.XOAUTH2, secret=str(token["access_token"]))
-
-    with state.session_factory() as session:
-        if not _lock_account_row(session, account_id):
-            raise InvalidInput("This account no longer exists")
-        account = session.get(Account, account_id, populate_existing=True)
-        assert account is not None
-        token = _decrypt(app, account.secret_enc)
-        if _is_fresh(app, token):  # refreshed by someone else while we waited
-            session.commit()
-            return Credentials(method=AuthMethod.XOAUTH2, secret=str(token["access_token"]))
-        if value_of(account.status) == AccountStatus.NEEDS_REAUTH.value:
-            # refused while we waited: the provider is not asked again (R13)
-            session.commit()
-            raise TokenRejected(detail="re-authentication needed")
-        try:
-            provider = get_provider(app, account.provider)
-            new = refresh_token_set(app, provider, token)
-        except PopAccountsError as exc:
-            _record_refresh_failure(app, session, account, exc)
-            raise
-        account.secret_enc = _encrypt(app, new)
-        session.commit()
-    log.info("refreshed the access token of account %s", account_id)
-    return Credentials(method=AuthMethod.XOAUTH2, secret=str(new["access_token"]))
-
-
-def _record_refresh_failure(app: Flask, session: Session, account: Account,
-                            exc: PopAccountsError) -> None:
-    """Record it like a failed fetch: NEEDS_REAUTH, back-off, or needs attention; commits."""
-    from ..signals import account_disabled, account_failed
-    from . import fetching
-
-    log.warning("token refresh for account %s failed: %s%s", account.id, exc.code,
-                f" ({exc.detail})" if exc.detail else "")
-    account_id = account.id
-    stopped = fetching.record_failure(app, session, account, exc,
-                                      now=datetime.now(timezone.utc))
-    account_failed.send(app, account_id=account_id, code=exc.code, transient=exc.transient)
-    if stopped:
-        account_disabled.send(app, account_id=account_id, code=exc.code)
-
-
-# -- accounts ---------------------------------------------------------------------------------
+# -- the sign-in test ------------------------------------------------------------------------
 
 
 def server_for(provider: Provider, email: str) -> ServerSpec:
@@ -443,97 +317,19 @@ def test_login(app: Flask, provider_key: str, grant: Grant) -> frozenset[str]:
     return caps
 
 
-@dataclass
-class OAuthAccountInput:
-    """What the OAuth wizard collects besides the sign-in itself (R12)."""
-
-    name: str = ""
-    delete_policy: DeletePolicy = DeletePolicy.KEEP
-    delete_after_days: int = 0
-    is_default: bool = False
-
-
-def create_account(app: Flask, session: Session, owner_id: str, provider_key: str,
-                   grant: Grant, data: OAuthAccountInput) -> Account:
-    """Save a new OAuth account after :func:`test_login` passed; commits."""
-    from .accounts import _unset_other_defaults, clamp_interval
-
-    provider = get_provider(app, provider_key)
-    email = grant.email
-    account = Account(
-        owner_id=str(owner_id), email=email, name=(data.name or "").strip() or email,
-        send_from=email, reply_to="", provider=provider.key,
-        pop_host=provider.pop_host, pop_port=int(provider.pop_port),
-        pop_security=Security(provider.pop_security).value, pop_username=email,
-        auth_method=AuthMethod.XOAUTH2.value, status=AccountStatus.NEW.value, enabled=True,
-        delete_policy=DeletePolicy(data.delete_policy).value,
-        delete_after_days=(max(1, int(data.delete_after_days or 0))
-                           if DeletePolicy(data.delete_policy) is DeletePolicy.AFTER_DAYS
-                           else 0),
-        fetch_interval_minutes=clamp_interval(
-            app, int(app.config["POPACCOUNTS_DEFAULT_INTERVAL_MINUTES"])),
-        max_message_size=int(app.config["POPACCOUNTS_MAX_MESSAGE_SIZE"]),
-        next_due_at=datetime.now(timezone.utc),
-    )
-    account.secret_enc = _encrypt(app, grant.token)
-    has_any = session.scalar(select(Account.id).where(Account.owner_id == str(owner_id)).limit(1))
-    account.is_default = bool(data.is_default) or has_any is None
-    session.add(account)
-    session.flush()
-    ensure_default_folders(session, account)
-    if account.is_default:
-        _unset_other_defaults(session, account.owner_id, account.id)
-    session.commit()
-    log.info("OAuth account %s (%s) created for owner %s", account.id, provider.key, owner_id)
-    return account
-
-
 def same_address(a: str, b: str) -> bool:
     return a.strip().lower() == b.strip().lower()
 
 
-def authorize_account(app: Flask, session: Session, account: Account, provider_key: str,
-                      grant: Grant) -> Account:
-    """Store a new grant on an existing account and resume fetching (R13); commits.
-
-    Used to re-authenticate an OAuth account and to switch a password account to
-    OAuth (its stored password is replaced by the token set). The signed-in address
-    must be the account's own (checked by the caller, see :func:`same_address`).
-    """
-    from .accounts import _reset_health
-
-    provider = get_provider(app, provider_key)
-    was_password = value_of(account.auth_method) != AuthMethod.XOAUTH2.value
-    account.auth_method = AuthMethod.XOAUTH2.value  # type: ignore[assignment]
-    account.provider = provider.key
-    account.pop_username = grant.email
-    if was_password and provider.pop_host:
-        account.pop_host = provider.pop_host
-        account.pop_port = int(provider.pop_port)
-        account.pop_security = Security(provider.pop_security).value  # type: ignore[assignment]
-    account.secret_enc = _encrypt(app, grant.token)
-    account.enabled = True
-    if value_of(account.status) not in (AccountStatus.OK.value, AccountStatus.NEW.value) or (
-            account.consecutive_failures):
-        _reset_health(account)
-    account.next_due_at = datetime.now(timezone.utc)
-    session.commit()
-    log.info("account %s authorized with %s", account.id, provider.key)
-    return account
-
-
-def revoke(app: Flask, account: Account) -> bool:
-    """Tell the provider to revoke the stored refresh token (when it has a revocation
-    endpoint); best effort, returns whether it answered OK."""
-    if value_of(account.auth_method) != AuthMethod.XOAUTH2.value:
-        return False
+def revoke(app: Flask, provider_key: str, token: dict[str, Any]) -> bool:
+    """Tell the provider to revoke this token set's refresh token (when it has a
+    revocation endpoint); best effort, returns whether it answered OK."""
     try:
-        provider = get_provider(app, account.provider)
+        provider = get_provider(app, provider_key)
     except OAuthNotConfigured:
         return False
     if not provider.revoke_url:
         return False
-    token = _decrypt(app, account.secret_enc)
     value = token.get("refresh_token") or token.get("access_token")
     try:
         resp = _client(app, provider).revoke_token(

@@ -6,7 +6,7 @@ unlimited) or, without one, ``POPACCOUNTS_QUOTA_BYTES`` (``None``: unlimited). U
 the sum of the owner's accounts' ``bytes_stored`` counters, which the store keeps in
 the same transaction as the messages they count.
 
-At fetch time (:mod:`.fetching`):
+At fetch time (:mod:`.fetching`; the pause itself is :func:`.health.hold_for_quota`):
 
 - before logging in, :func:`paused_for_quota` says whether the owner is still full
   (or the account paused and not yet due for its re-check); if so the account stays
@@ -27,16 +27,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from ..engine.clock import utcnow
 from ..engine.errors import QuotaExceeded
 from ..engine.types import RetrievedMessage, Sink
 from ..runtime import get_state
-from ..storage.mailstore import recount
+from ..storage.mailbox import recount
 from ..storage.models import (
     Account,
     AccountStatus,
@@ -46,6 +47,7 @@ from ..storage.models import (
     MessageChunk,
     value_of,
 )
+from . import accounts, health
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -54,13 +56,9 @@ if TYPE_CHECKING:
 QuotaHook = Callable[[str], "int | None"]
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def quota_for(app: Flask, owner_id: str) -> int | None:
     """The owner's quota in bytes from the host hook or ``POPACCOUNTS_QUOTA_BYTES``."""
-    hook: QuotaHook | None = getattr(get_state(app).ext, "quota", None)
+    hook: QuotaHook | None = get_state(app).quota
     value = hook(str(owner_id)) if hook is not None else app.config.get(
         "POPACCOUNTS_QUOTA_BYTES")
     return None if value is None else max(0, int(value))
@@ -136,26 +134,14 @@ def paused_for_quota(app: Flask, session: Session, account: Account) -> bool:
       some space left, one fetch is tried: it stores what fits and pauses again.
     """
     left = space_left(app, session, account.owner_id)
-    now = _now()
+    now = get_state(app).clock()
     if left is not None and left <= 0:
-        hold(app, session, account, now=now)
+        health.hold_for_quota(app, session, account, now=now)
         return True
     if value_of(account.status) != AccountStatus.PAUSED_QUOTA.value or left is None:
         return False
     due = account.next_due_at
     return due is not None and now < due
-
-
-def hold(app: Flask, session: Session, account: Account, *, now: datetime) -> None:
-    """Mark the account paused for the quota, re-checked after its interval; commits."""
-    from .fetching import interval_seconds
-
-    account.status = AccountStatus.PAUSED_QUOTA.value  # type: ignore[assignment]
-    account.last_error_code = QuotaExceeded.code
-    account.last_error_at = now
-    account.last_attempt_at = now
-    account.next_due_at = now + timedelta(seconds=interval_seconds(app, account))
-    session.commit()
 
 
 def resume_if_room(app: Flask, session: Session, owner_id: str) -> list[int]:
@@ -172,7 +158,7 @@ def resume_if_room(app: Flask, session: Session, owner_id: str) -> list[int]:
         Account.status == AccountStatus.PAUSED_QUOTA.value)))
     if ids:
         session.execute(update(Account).where(Account.id.in_(ids))
-                        .values(status=AccountStatus.OK.value, next_due_at=_now(),
+                        .values(status=AccountStatus.OK.value, next_due_at=get_state(app).clock(),
                                 last_error_code=None)
                         .execution_options(synchronize_session=False))
         session.commit()
@@ -216,8 +202,6 @@ class Usage:
 
 def usage(app: Flask, session: Session, owner_id: str) -> Usage:
     """Usage per account (with its Trash) and in total, against the quota."""
-    from .accounts import list_accounts
-
     trash = dict(
         (int(aid), (int(n), int(b))) for aid, n, b in session.execute(
             select(Message.account_id, func.count(), func.coalesce(func.sum(Message.size), 0))
@@ -226,7 +210,7 @@ def usage(app: Flask, session: Session, owner_id: str) -> Usage:
             .where(Account.owner_id == str(owner_id), Folder.role == FolderRole.TRASH.value)
             .group_by(Message.account_id)))
     out = Usage(quota=quota_for(app, owner_id))
-    for account in list_accounts(session, owner_id):
+    for account in accounts.list_accounts(session, owner_id):
         tn, tb = trash.get(account.id, (0, 0))
         out.accounts.append(AccountUsage(
             account=account, bytes=int(account.bytes_stored or 0),
@@ -265,15 +249,15 @@ def empty_trash(app: Flask, session: Session, account: Account) -> tuple[int, in
 def older_than(session: Session, account: Account, days: int,
                *, now: datetime | None = None) -> tuple[int, int]:
     """How many messages (and bytes) of the account were sent more than ``days`` ago."""
-    cutoff = (now or _now()) - timedelta(days=int(days))
+    cutoff = (now or utcnow()) - timedelta(days=int(days))
     count, size = session.execute(
         select(func.count(), func.coalesce(func.sum(Message.size), 0))
         .where(Message.account_id == account.id, Message.sent_at < cutoff)).one()
     return int(count), int(size)
 
 
-def delete_older_than(app: Flask, session: Session, account: Account, days: int,
-                      *, now: datetime | None = None) -> tuple[int, int]:
+def delete_older_than(app: Flask, session: Session, account: Account, days: int
+                      ) -> tuple[int, int]:
     """Delete the account's stored messages sent more than ``days`` ago, in every folder.
 
     The page asks for confirmation first (with :func:`older_than`'s numbers). Only the
@@ -282,7 +266,7 @@ def delete_older_than(app: Flask, session: Session, account: Account, days: int,
     """
     if int(days) < 1:
         raise ValueError("days must be at least 1")
-    cutoff = (now or _now()) - timedelta(days=int(days))
+    cutoff = get_state(app).clock() - timedelta(days=int(days))
     result = _delete_messages(session, account, Message.sent_at < cutoff)
     session.commit()
     resume_if_room(app, session, account.owner_id)

@@ -56,7 +56,7 @@ class ReadableMessage:
 
 def read_message(session: Session, message_id: int) -> ReadableMessage:
     """Load a stored message's raw bytes and make them readable."""
-    from ..storage.mailstore import read_raw
+    from ..storage.mailbox import read_raw
 
     return render_raw(read_raw(session, message_id))
 

@@ -39,12 +39,13 @@ import socket
 import threading
 import uuid
 from collections.abc import Collection
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from types import TracebackType
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..engine.clock import Clock, utcnow
 from ..storage.models import Account, AccountStatus, value_of
 
 log = logging.getLogger("flask_popaccounts.services.scheduling")
@@ -78,9 +79,6 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 
 def _due_clause(now: datetime) -> ColumnElement[bool]:
@@ -105,7 +103,7 @@ def claim_due(session: Session, worker: str, limit: int, lease_seconds: int,
     """Claim up to ``limit`` due accounts for ``worker``; returns their ids (committed)."""
     if limit <= 0:
         return []
-    now = now or _now()
+    now = now or utcnow()
     expires = now + timedelta(seconds=lease_seconds)
     due = (
         select(Account.id)
@@ -171,12 +169,6 @@ def claim_due(session: Session, worker: str, limit: int, lease_seconds: int,
     return claimed
 
 
-def renew(session: Session, worker: str, account_ids: Collection[int], lease_seconds: int,
-          *, now: datetime | None = None) -> int:
-    """Extend this worker's leases on accounts still being fetched; returns how many."""
-    return len(renew_ids(session, worker, account_ids, lease_seconds, now=now))
-
-
 def renew_ids(session: Session, worker: str, account_ids: Collection[int],
               lease_seconds: int, *, now: datetime | None = None) -> set[int]:
     """Extend this worker's leases on these accounts in one UPDATE; commits.
@@ -186,7 +178,7 @@ def renew_ids(session: Session, worker: str, account_ids: Collection[int],
     """
     if not account_ids:
         return set()
-    now = now or _now()
+    now = now or utcnow()
     stmt = (
         update(Account)
         .where(Account.id.in_(list(account_ids)), Account.lease_owner == worker)
@@ -213,7 +205,7 @@ def claim(session: Session, worker: str, account_id: int, lease_seconds: int,
     waiting for a concurrent writer), so of two claimants one wins. Re-claiming
     one's own lease extends it.
     """
-    now = now or _now()
+    now = now or utcnow()
     result = session.execute(
         update(Account)
         .where(
@@ -230,7 +222,7 @@ def claim(session: Session, worker: str, account_id: int, lease_seconds: int,
 
 def lease_is_live(session: Session, account_id: int, *, now: datetime | None = None) -> bool:
     """True when someone holds an unexpired lease on the account (a fetch is running)."""
-    now = now or _now()
+    now = now or utcnow()
     held = session.scalar(
         select(Account.id).where(Account.id == account_id, Account.lease_owner.is_not(None),
                                  Account.lease_expires_at >= now)
@@ -238,10 +230,10 @@ def lease_is_live(session: Session, account_id: int, *, now: datetime | None = N
     return held is not None
 
 
-def make_due_now(session: Session, account_id: int) -> None:
+def make_due_now(session: Session, account_id: int, *, now: datetime | None = None) -> None:
     """"Check now": the account becomes due at once and goes first (the claim still
     guards it); commits."""
-    now = _now()
+    now = now or utcnow()
     session.execute(
         update(Account)
         .where(Account.id == account_id)
@@ -251,14 +243,21 @@ def make_due_now(session: Session, account_id: int) -> None:
     session.commit()
 
 
+def stage_release(session: Session, worker: str | None, account_id: int) -> None:
+    """Add "give the lease back, if still ours" to ``session``'s transaction (no commit;
+    nothing when ``worker`` is None): a fetch's outcome and its release commit together."""
+    if worker is not None:
+        session.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.lease_owner == worker)
+            .values(lease_owner=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
 def release(session: Session, worker: str, account_id: int) -> None:
-    """Give the lease back (only if it is still ours)."""
-    session.execute(
-        update(Account)
-        .where(Account.id == account_id, Account.lease_owner == worker)
-        .values(lease_owner=None, lease_expires_at=None)
-        .execution_options(synchronize_session=False)
-    )
+    """Give the lease back (only if it is still ours); commits."""
+    stage_release(session, worker, account_id)
     session.commit()
 
 
@@ -277,7 +276,7 @@ class LeaseHeartbeat:
     call :meth:`check` between units of work: it raises :class:`LeaseLost` once a
     renewal found that the lease is no longer ours.
 
-    The heartbeats of one ``(factory, worker, lease_seconds, interval)`` share one
+    The heartbeats of one ``(factory, worker, lease_seconds, interval, clock)`` share one
     thread (:class:`_Keeper`): each beat renews all their leases with one UPDATE in a
     short session of its own, instead of one thread and one transaction per fetch. A
     renewal that fails (database briefly away) is retried at the next beat; the lease
@@ -285,8 +284,10 @@ class LeaseHeartbeat:
     """
 
     def __init__(self, factory: sessionmaker[Session], worker: str, account_id: int,
-                 lease_seconds: int, *, interval: float | None = None) -> None:
+                 lease_seconds: int, *, interval: float | None = None,
+                 clock: Clock = utcnow) -> None:
         self.factory = factory
+        self.clock = clock
         self.worker = worker
         self.account_id = account_id
         self.lease_seconds = lease_seconds
@@ -307,7 +308,8 @@ class LeaseHeartbeat:
     def beat(self) -> bool:
         """Renew once now; False when the lease is no longer ours."""
         with self.factory() as session:
-            ours = renew_ids(session, self.worker, [self.account_id], self.lease_seconds)
+            ours = renew_ids(session, self.worker, [self.account_id], self.lease_seconds,
+                             now=self.clock())
         self._renewed(self.account_id in ours)
         return not self.lost
 
@@ -346,12 +348,13 @@ class _Keeper:
         self.worker = hb.worker
         self.lease_seconds = hb.lease_seconds
         self.interval = hb.interval
+        self.clock = hb.clock
         self.beats: set[LeaseHeartbeat] = set()
         self.thread: threading.Thread | None = None
 
     @classmethod
     def add(cls, hb: LeaseHeartbeat) -> _Keeper:
-        key = (hb.factory, hb.worker, hb.lease_seconds, hb.interval)
+        key = (hb.factory, hb.worker, hb.lease_seconds, hb.interval, hb.clock)
         with cls._registry_lock:
             keeper = cls._registry.get(key)
             # (after a fork the parent's thread does not exist here: start afresh)
@@ -383,7 +386,7 @@ class _Keeper:
             try:
                 with self.factory() as session:
                     ours = renew_ids(session, self.worker, {hb.account_id for hb in beats},
-                                     self.lease_seconds)
+                                     self.lease_seconds, now=self.clock())
             except Exception:
                 log.warning("could not renew the leases of %s", self.worker, exc_info=True)
                 continue

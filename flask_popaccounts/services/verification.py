@@ -9,8 +9,8 @@ is compared in constant time and never logged. Sending a code is rate-limited: o
 per ``POPACCOUNTS_VERIFICATION_RESEND_SECONDS`` and at most
 ``POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_DAY`` per address.
 
-Every function takes ``now=`` (an injectable clock for tests); by default it is the
-current UTC time.
+Every function takes ``now=``; by default it is the app's clock (``state_of``, which
+has no app: the system's).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ..engine.clock import utcnow
 from ..engine.errors import PopAccountsError
+from ..runtime import get_state
 from ..storage.models import SendAsAddress, VerificationCode
 
 if TYPE_CHECKING:
@@ -75,16 +77,6 @@ class TooManyCodes(ResendTooSoon):
     code = "too_many_codes"
     title = "Too many codes were sent to this address today"
     help = "Use the last code we sent, or try again tomorrow."
-
-
-class SystemMailerMissing(VerificationError):
-    code = "no_system_mailer"
-    title = "This site cannot send confirmation emails"
-    help = "The site's administrator has not configured a mail server for confirmation codes."
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _cfg(app: Flask, key: str) -> int:
@@ -139,7 +131,7 @@ def issue_code(session: Session, app: Flask, row: SendAsAddress, *,
 
     Earlier codes stop working. Returns the code itself: email it, never store or log it.
     """
-    now = now or utcnow()
+    now = now or get_state(app).clock()
     last = session.scalar(
         select(func.max(VerificationCode.created_at)).where(VerificationCode.send_as_id == row.id)
     )
@@ -177,7 +169,7 @@ def check_code(session: Session, app: Flask, row: SendAsAddress, typed: str, *,
     A wrong code uses up one attempt, counted with an atomic conditional UPDATE so that
     parallel guesses cannot exceed the limit.
     """
-    now = now or utcnow()
+    now = now or get_state(app).clock()
     if row.verified_at is not None:
         return
     code = current_code(session, row.id)

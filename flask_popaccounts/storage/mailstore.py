@@ -13,59 +13,32 @@ chunk rows, so no message is ever held whole in memory. Everything ``add()`` sta
 (the message row, its chunks, its ledger row and the account's counters) becomes
 durable together in ``commit()``; the engine decides how often that is (group commit).
 
-The read side (``list_messages``, ``iter_raw``...) serves the pages. Functions that
-change data say so; those marked "commits" end their own transaction.
+The read side (``list_messages``, ``iter_raw``...) and the folders are
+:mod:`.mailbox`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from datetime import datetime
+from typing import Protocol
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ..engine.clock import Clock, utcnow
 from ..engine.types import LedgerEntry, MessageMeta, RetrievedMessage
-from .models import (
-    Account,
-    Base,
-    Filter,
-    Folder,
-    FolderRole,
-    Message,
-    MessageChunk,
-    OutboxItem,
-    SendAsAddress,
-    Signature,
-    Template,
-    UidlEntry,
-    Vacation,
-    VacationReplied,
-    VerificationCode,
-    utcnow,
-    value_of,
-)
+from .mailbox import ACCOUNTS, CHUNKS, MESSAGES, folder_id_for, table_of
+from .models import Account, FolderRole, OutboxItem, UidlEntry
 
 #: Raw message bytes are stored in chunks of at most this many bytes.
 CHUNK_SIZE = 1024 * 1024
 
-#: The folders every account starts with, in display order.
-DEFAULT_FOLDERS: tuple[tuple[str, FolderRole], ...] = (
-    ("Inbox", FolderRole.INBOX),
-    ("Sent", FolderRole.SENT),
-    ("Trash", FolderRole.TRASH),
-)
-
-# Plain Core tables: the sink's inserts bypass the ORM unit of work (speed).
-def _table(model: type[Base]) -> Table:
-    return cast(Table, model.__table__)
-
-
-_MESSAGE = _table(Message)
-_CHUNK = _table(MessageChunk)
-_UIDL = _table(UidlEntry)
-_ACCOUNT = _table(Account)
+_MESSAGE = MESSAGES
+_CHUNK = CHUNKS
+_UIDL = table_of(UidlEntry)
+_ACCOUNT = ACCOUNTS
 
 _INSERT_MESSAGE = insert(_MESSAGE)
 #: Many message rows at once, their ids returned in the order of the parameters
@@ -74,7 +47,7 @@ _INSERT_MESSAGE = insert(_MESSAGE)
 _INSERT_MESSAGES = insert(_MESSAGE).returning(_MESSAGE.c.id, sort_by_parameter_order=True)
 _INSERT_CHUNK = insert(_CHUNK)
 _INSERT_UIDL = insert(_UIDL)
-_OUTBOX = _table(OutboxItem)
+_OUTBOX = table_of(OutboxItem)
 _INSERT_OUTBOX = insert(_OUTBOX)
 
 #: Buffered raw bytes of small messages above which the sink writes them (uncommitted).
@@ -174,29 +147,14 @@ class Classifier(Protocol):
         ...
 
 
-#: Builds the classifier for a new :class:`SqlSink` (account id -> classifier or None);
-#: the services register theirs (filters, vacation) with :func:`set_classifier_factory`.
-ClassifierFactory = Callable[[Session, int], "Classifier | None"]
-_classifier_factory: ClassifierFactory | None = None
-
-
-def set_classifier_factory(factory: ClassifierFactory | None) -> None:
-    """Register how sinks get their classifier (None: every message goes to the Inbox)."""
-    global _classifier_factory
-    _classifier_factory = factory
-
-
-_DEFAULT = object()
-
-
 class SqlSink:
     """The engine's :class:`~.engine.types.Sink`: stores messages into a folder.
 
     ``on_commit`` (optional) is called after each successful commit with the ids of
     the messages that commit made durable (the services fire signals from it).
     ``classifier`` decides each message's folder, flags and outgoing side effects before
-    it is inserted (default: from the registered factory, see
-    :func:`set_classifier_factory`; None: Inbox, unread).
+    it is inserted (the services pass the account's filters; None: Inbox, unread).
+    ``clock`` stamps ``fetched_at`` and the ledger's ``stored_at``.
     """
 
     def __init__(
@@ -206,16 +164,15 @@ class SqlSink:
         inbox_folder_id: int,
         *,
         on_commit: Callable[[list[int]], None] | None = None,
-        classifier: Classifier | object | None = _DEFAULT,
+        classifier: Classifier | None = None,
+        clock: Clock = utcnow,
     ) -> None:
         self.session = session
         self.account_id = account if isinstance(account, int) else account.id
         self.folder_id = inbox_folder_id
         self.on_commit = on_commit
-        if classifier is _DEFAULT:
-            factory = _classifier_factory
-            classifier = factory(session, self.account_id) if factory is not None else None
-        self.classifier = cast("Classifier | None", classifier)
+        self.classifier = classifier
+        self.clock = clock
         self._staged_ids: list[int] = []
         self._staged_bytes = 0
         self._uidl_rows: list[dict[str, object]] = []
@@ -227,7 +184,7 @@ class SqlSink:
     def add(self, message: RetrievedMessage) -> None:
         """Stage one message: metadata row, raw chunks, ledger row (not yet durable)."""
         meta = message.meta
-        now = utcnow()
+        now = self.clock()
         placement = (self.classifier.classify(self.session, message)
                      if self.classifier is not None else None)
         row: dict[str, object] = {
@@ -363,7 +320,8 @@ class SqlSink:
             self.classifier.rolled_back()
 
 
-def file_sent(session: Session, account_id: int, raw: bytes, meta: MessageMeta) -> int:
+def file_sent(session: Session, account_id: int, raw: bytes, meta: MessageMeta, *,
+              now: datetime | None = None) -> int:
     """File a copy of a message just sent in the account's Sent folder, read; flushes.
 
     Same rows as a fetched message (metadata + chunks, counters), without a UIDL.
@@ -374,7 +332,7 @@ def file_sent(session: Session, account_id: int, raw: bytes, meta: MessageMeta) 
     result = conn.execute(_INSERT_MESSAGE, {
         "account_id": account_id, "folder_id": folder_id, "uidl": None,
         "sent_at": meta.sent_at, "sent_at_source": meta.sent_at_source,
-        "fetched_at": utcnow(), "from_addr": meta.from_addr, "to_addrs": meta.to_addrs,
+        "fetched_at": now or utcnow(), "from_addr": meta.from_addr, "to_addrs": meta.to_addrs,
         "subject": meta.subject, "message_id": meta.message_id, "size": len(raw),
         "is_read": True, "is_flagged": False,
     })
@@ -391,155 +349,3 @@ def file_sent(session: Session, account_id: int, raw: bytes, meta: MessageMeta) 
         )
     )
     return message_id
-
-
-# -- folders -----------------------------------------------------------------------------
-
-
-def ensure_default_folders(session: Session, account: Account) -> dict[FolderRole, Folder]:
-    """Create Inbox, Sent and Trash for the account when missing; flushes, does not commit."""
-    if account.id is None:
-        session.flush()
-    existing: dict[str, Folder] = {
-        value_of(f.role): f
-        for f in session.scalars(select(Folder).where(Folder.account_id == account.id))
-        if f.role != FolderRole.CUSTOM
-    }
-    out: dict[FolderRole, Folder] = {}
-    for name, role in DEFAULT_FOLDERS:
-        folder = existing.get(role.value)
-        if folder is None:
-            folder = Folder(account_id=account.id, name=name, role=role.value)
-            session.add(folder)
-        out[FolderRole(role)] = folder
-    session.flush()
-    return out
-
-
-def folder_id_for(session: Session, account_id: int, role: FolderRole = FolderRole.INBOX) -> int:
-    """The id of the account's folder with this role (Inbox by default)."""
-    fid = session.scalar(
-        select(Folder.id).where(Folder.account_id == account_id, Folder.role == role.value)
-        .order_by(Folder.id).limit(1)
-    )
-    if fid is None:
-        raise LookupError(f"account {account_id} has no {role.value} folder")
-    return int(fid)
-
-
-def list_folders(session: Session, account_id: int) -> list[Folder]:
-    """The account's folders, default ones first."""
-    order = {role.value: i for i, (_n, role) in enumerate(DEFAULT_FOLDERS)}
-    folders = list(session.scalars(select(Folder).where(Folder.account_id == account_id)))
-    return sorted(folders, key=lambda f: (order.get(value_of(f.role), 99), f.name.lower(), f.id))
-
-
-# -- reading -----------------------------------------------------------------------------
-
-
-def list_messages(
-    session: Session,
-    account_id: int,
-    folder_id: int | None = None,
-    *,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[Message]:
-    """Messages newest first by their sent date (R18), not by when they were fetched.
-
-    ``folder_id=None`` lists every folder of the account.
-    """
-    stmt = select(Message).where(Message.account_id == account_id)
-    if folder_id is not None:
-        stmt = stmt.where(Message.folder_id == folder_id)
-    stmt = stmt.order_by(Message.sent_at.desc(), Message.id.desc()).limit(limit).offset(offset)
-    return list(session.scalars(stmt))
-
-
-def count_messages(
-    session: Session, account_id: int, folder_id: int | None = None, *, unread_only: bool = False
-) -> int:
-    """How many messages the account (or one of its folders) holds."""
-    stmt = select(func.count()).select_from(_MESSAGE).where(_MESSAGE.c.account_id == account_id)
-    if folder_id is not None:
-        stmt = stmt.where(_MESSAGE.c.folder_id == folder_id)
-    if unread_only:
-        stmt = stmt.where(_MESSAGE.c.is_read.is_(False))
-    return int(session.scalar(stmt) or 0)
-
-
-def get_message(session: Session, account_id: int, message_id: int) -> Message | None:
-    """One message, only if it belongs to that account."""
-    return session.scalar(
-        select(Message).where(Message.id == message_id, Message.account_id == account_id)
-    )
-
-
-def iter_raw(session: Session, message_id: int) -> Iterator[bytes]:
-    """The raw message, chunk by chunk, exactly as the server sent it.
-
-    One query per chunk, on purpose: drivers such as psycopg buffer a whole result set
-    client-side, which would put a 50 MiB message in memory at once.
-    """
-    seq = 0
-    while True:
-        data = session.scalar(
-            select(_CHUNK.c.data).where(_CHUNK.c.message_id == message_id, _CHUNK.c.seq == seq)
-        )
-        if data is None:
-            return
-        if data:
-            yield bytes(data)
-        seq += 1
-
-
-def read_raw(session: Session, message_id: int) -> bytes:
-    """The whole raw message (for parsing a message to show it; mind the size)."""
-    return b"".join(iter_raw(session, message_id))
-
-
-def mark_read(session: Session, message_id: int, read: bool = True) -> None:
-    """Mark a message read (or unread again); commits."""
-    session.execute(update(_MESSAGE).where(_MESSAGE.c.id == message_id).values(is_read=read))
-    session.commit()
-
-
-def storage_used(session: Session, owner_id: str) -> dict[int, int]:
-    """Bytes of stored mail per account of this owner (R19), from the account counters."""
-    rows = session.execute(
-        select(_ACCOUNT.c.id, _ACCOUNT.c.bytes_stored).where(_ACCOUNT.c.owner_id == owner_id)
-    )
-    return {int(aid): int(used or 0) for aid, used in rows}
-
-
-def recount(session: Session, account_id: int) -> tuple[int, int]:
-    """Recompute an account's counters from its stored messages; flushes, returns them."""
-    count, size = session.execute(
-        select(func.count(), func.coalesce(func.sum(_MESSAGE.c.size), 0)).where(
-            _MESSAGE.c.account_id == account_id
-        )
-    ).one()
-    session.execute(
-        update(_ACCOUNT).where(_ACCOUNT.c.id == account_id)
-        .values(message_count=int(count), bytes_stored=int(size))
-    )
-    return int(count), int(size)
-
-
-def delete_account_data(session: Session, account_id: int) -> None:
-    """Delete everything stored for an account, then the account row; does not commit.
-
-    Explicit deletes in dependency order, so the result does not depend on the
-    backend enforcing ``ON DELETE CASCADE`` (SQLite only does with a PRAGMA).
-    """
-    msg_ids = select(_MESSAGE.c.id).where(_MESSAGE.c.account_id == account_id)
-    session.execute(delete(_CHUNK).where(_CHUNK.c.message_id.in_(msg_ids)))
-    session.execute(delete(_MESSAGE).where(_MESSAGE.c.account_id == account_id))
-    send_as_ids = select(SendAsAddress.id).where(SendAsAddress.account_id == account_id)
-    session.execute(delete(VerificationCode).where(VerificationCode.send_as_id.in_(send_as_ids)))
-    session.execute(delete(SendAsAddress).where(SendAsAddress.account_id == account_id))
-    for model in (OutboxItem, VacationReplied, UidlEntry, Folder, Signature, Template, Filter,
-                  Vacation):
-        table = _table(model)
-        session.execute(delete(table).where(table.c.account_id == account_id))
-    session.execute(delete(_ACCOUNT).where(_ACCOUNT.c.id == account_id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -24,9 +25,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from ..engine.clock import utcnow
 from ..engine.types import AuthMethod, DeletePolicy, Security
 
 NAMING = {
@@ -36,10 +38,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def value_of(member: object) -> str:
@@ -71,6 +69,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+def _account_fk(**kw: Any) -> MappedColumn[Any]:
+    """The ``account_id`` column of a table that belongs to an account (deleted with it)."""
+    return mapped_column(ForeignKey("popaccounts_account.id", ondelete="CASCADE"), **kw)
 
 
 class Base(DeclarativeBase):
@@ -192,9 +195,7 @@ class UidlEntry(Base):
 
     __tablename__ = "popaccounts_uidl"
 
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("popaccounts_account.id", ondelete="CASCADE"), primary_key=True
-    )
+    account_id: Mapped[int] = _account_fk(primary_key=True)
     uidl: Mapped[str] = mapped_column(String(70), primary_key=True)  # RFC 1939: 1..70 chars
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     on_server: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -204,9 +205,7 @@ class Folder(Base):
     __tablename__ = "popaccounts_folder"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("popaccounts_account.id", ondelete="CASCADE"), index=True
-    )
+    account_id: Mapped[int] = _account_fk(index=True)
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[FolderRole] = mapped_column(String(16), default=FolderRole.CUSTOM)
 
@@ -221,9 +220,7 @@ class Message(Base):
     __tablename__ = "popaccounts_message"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("popaccounts_account.id", ondelete="CASCADE")
-    )
+    account_id: Mapped[int] = _account_fk()
     folder_id: Mapped[int] = mapped_column(ForeignKey("popaccounts_folder.id", ondelete="CASCADE"))
     uidl: Mapped[str | None] = mapped_column(String(70), default=None)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -264,9 +261,7 @@ class SendAsAddress(Base):
     __tablename__ = "popaccounts_send_as"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("popaccounts_account.id", ondelete="CASCADE"), index=True
-    )
+    account_id: Mapped[int] = _account_fk(index=True)
     owner_id: Mapped[str] = mapped_column(String(255), index=True)
     address: Mapped[str] = mapped_column(String(320))
     kind: Mapped[str] = mapped_column(String(16))  #: "from" | "reply_to"
@@ -303,9 +298,7 @@ class Signature(Base):
     __tablename__ = "popaccounts_signature"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("popaccounts_account.id", ondelete="CASCADE"), unique=True
-    )
+    account_id: Mapped[int] = _account_fk(unique=True)
     text: Mapped[str] = mapped_column(Text, default="")
     html: Mapped[str] = mapped_column(Text, default="")
     placement: Mapped[str] = mapped_column(String(16), default="below")
@@ -318,9 +311,7 @@ class Template(Base):
     __tablename__ = "popaccounts_template"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("popaccounts_account.id", ondelete="CASCADE"), index=True
-    )
+    account_id: Mapped[int] = _account_fk(index=True)
     name: Mapped[str] = mapped_column(String(200))
     subject: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")
@@ -331,9 +322,7 @@ class Filter(Base):
     __tablename__ = "popaccounts_filter"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("popaccounts_account.id", ondelete="CASCADE"), index=True
-    )
+    account_id: Mapped[int] = _account_fk(index=True)
     name: Mapped[str] = mapped_column(String(200))
     position: Mapped[int] = mapped_column(Integer, default=0)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -347,9 +336,7 @@ class Vacation(Base):
     __tablename__ = "popaccounts_vacation"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("popaccounts_account.id", ondelete="CASCADE"), unique=True
-    )
+    account_id: Mapped[int] = _account_fk(unique=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -363,9 +350,7 @@ class VacationReplied(Base):
 
     __tablename__ = "popaccounts_vacation_replied"
 
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("popaccounts_account.id", ondelete="CASCADE"), primary_key=True
-    )
+    account_id: Mapped[int] = _account_fk(primary_key=True)
     sender: Mapped[str] = mapped_column(String(320), primary_key=True)  #: lower-case
     last_replied_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -382,9 +367,7 @@ class OutboxItem(Base):
     __tablename__ = "popaccounts_outbox"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("popaccounts_account.id", ondelete="CASCADE"), index=True
-    )
+    account_id: Mapped[int] = _account_fk(index=True)
     #: The stored message this is about (forward: the message forwarded).
     message_id: Mapped[int | None] = mapped_column(
         ForeignKey("popaccounts_message.id", ondelete="SET NULL"), default=None

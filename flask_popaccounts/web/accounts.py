@@ -44,7 +44,7 @@ from ..engine.errors import PopAccountsError
 from ..engine.types import AuthMethod, DeletePolicy, Security
 from ..runtime import db_session
 from .forms import FORMS, AccountForm
-from .helpers import mailbox_url
+from .helpers import mailbox_url, require_confirm, require_valid
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
@@ -76,13 +76,6 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/<int:account_id>/default", "set_default", set_default, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/check", "check_now", check_now, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/progress.json", "progress", progress)
-
-
-def _confirm_ok() -> bool:
-    form = FORMS["confirm"]()
-    if not form.validate_on_submit():
-        abort(400, "The form expired or was not sent from this site. Reload and try again.")
-    return True
 
 
 def _form_to_input(form: AccountForm, provider: str) -> Any:
@@ -153,9 +146,10 @@ def _fail_page(form: AccountForm, template: str, error: PopAccountsError | None,
 
 def index() -> ResponseReturnValue:
     from ..services import accounts as svc
-    from ..services import fetching
+    from ..services import health
+    from ..services import progress as progress_svc
     from ..services import quota as quota_svc
-    from ..storage.mailstore import storage_used
+    from ..storage.mailbox import storage_used
 
     session = db_session()
     owner = _owner()
@@ -164,8 +158,8 @@ def index() -> ResponseReturnValue:
     for account in svc.list_accounts(session, owner):
         cards.append({
             "account": account,
-            "status": svc.status_view(account),
-            "progress": _running(fetching.fetch_progress(account.id)),
+            "status": health.status_view(account),
+            "progress": _running(progress_svc.fetch_progress(account.id)),
             "mailbox_url": mailbox_url(account.id),
             "storage": used.get(account.id, account.bytes_stored),
         })
@@ -223,7 +217,7 @@ def add_account(provider: str) -> ResponseReturnValue:
 
     session = db_session()
     try:
-        account = svc.create_account(session, _owner(), data)
+        account = svc.create_account(_app(), session, _owner(), data)
         session.commit()
     except PopAccountsError as exc:
         session.rollback()
@@ -276,9 +270,9 @@ def edit(account_id: int) -> ResponseReturnValue:
 
     session = db_session()
     try:
-        svc.update_account(session, account, data)
+        svc.update_account(_app(), session, account, data)
         if new_password and not account.enabled:
-            svc.set_enabled(session, account, True)  # R7: new password -> enabled again
+            svc.set_enabled(_app(), session, account, True)  # R7: new password -> enabled again
         session.commit()
     except PopAccountsError as exc:
         session.rollback()
@@ -289,20 +283,14 @@ def edit(account_id: int) -> ResponseReturnValue:
 
 def delete(account_id: int) -> ResponseReturnValue:
     from ..services import accounts as svc
-    from ..storage.models import value_of
 
     account = _account(account_id)
     form = FORMS["confirm"]()
     if request.method == "POST":
-        if not form.validate_on_submit():
-            abort(400, "The form expired or was not sent from this site. Reload and try again.")
+        require_valid(form)
         email = account.email
-        if value_of(account.auth_method) == AuthMethod.XOAUTH2.value:
-            from ..services import oauth
-
-            oauth.revoke(_app(), account)  # best effort: the grant must not outlive the account
         session = db_session()
-        svc.delete_account(session, account)
+        svc.delete_account(_app(), session, account)  # (also revokes an OAuth grant)
         session.commit()
         flash(f"Removed {email} and the mail stored from it.", "success")
         return redirect(url_for(".index"))
@@ -313,9 +301,9 @@ def _set_enabled(account_id: int, enabled: bool) -> ResponseReturnValue:
     from ..services import accounts as svc
 
     account = _account(account_id)
-    _confirm_ok()
+    require_confirm()
     session = db_session()
-    svc.set_enabled(session, account, enabled)
+    svc.set_enabled(_app(), session, account, enabled)
     session.commit()
     flash(f"{account.email} is {'enabled' if enabled else 'disabled'}.", "success")
     return redirect(url_for(".index"))
@@ -333,7 +321,7 @@ def set_default(account_id: int) -> ResponseReturnValue:
     from ..services import accounts as svc
 
     account = _account(account_id)
-    _confirm_ok()
+    require_confirm()
     session = db_session()
     svc.set_default(session, account)
     session.commit()
@@ -342,18 +330,17 @@ def set_default(account_id: int) -> ResponseReturnValue:
 
 
 def check_now(account_id: int) -> ResponseReturnValue:
-    from ..services import accounts as svc
-    from ..services import fetching, scheduling
+    from ..services import fetching, health, scheduling
 
     account = _account(account_id)
-    _confirm_ok()
+    require_confirm()
     started = fetching.check_now(_app(), account.id)
     waiting = not started and scheduling.waits_for_user(account)
     if started:
         message = f"Checking {account.email} for new mail."
     elif waiting:
         # Say why nothing happens: it waits for the user, not for another check.
-        message = f"{account.email} was not checked: {svc.status_view(account).label}."
+        message = f"{account.email} was not checked: {health.status_view(account).label}."
     else:
         message = f"{account.email} is already being checked."
     if request.accept_mimetypes.best == "application/json":
@@ -367,13 +354,13 @@ def check_now(account_id: int) -> ResponseReturnValue:
 
 
 def progress(account_id: int) -> ResponseReturnValue:
-    from ..services import accounts as svc
-    from ..services import fetching
+    from ..services import health
+    from ..services import progress as progress_svc
 
     account = _account(account_id)
     db_session().refresh(account)
-    info = fetching.fetch_progress(account.id)
-    status = svc.status_view(account)
+    info = progress_svc.fetch_progress(account.id)
+    status = health.status_view(account)
     last = account.last_success_at
     return jsonify({
         "running": _running(info) is not None,

@@ -1,14 +1,24 @@
 """The Mail Accounts blueprint: one factory, one ``register`` per page group.
 
 ``create_blueprint(name)`` builds the blueprint under any name (the host chooses it
-with ``POPACCOUNTS_BLUEPRINT_NAME``; templates link with blueprint-relative endpoints,
-so every page works under another name and URL prefix). Templates live under
-``popaccounts/`` and each can be overridden by the host.
+with ``POPACCOUNTS_BLUEPRINT_NAME``). Templates never spell that name: they link with
+``popaccounts_url(endpoint, **values)``, a template global of the app that knows the
+name (and any parent blueprint) the blueprint was registered under. Blueprint-relative
+endpoints (``url_for(".index")``) would not do: a host view that renders a template
+linking to the pages (the example webmail's compose page, a host layout given as
+``POPACCOUNTS_BASE_TEMPLATE``) has ``request.blueprint`` None, so ``.static`` would
+be the host's own static folder. The views themselves use ``url_for(".x")``, which
+always runs inside the blueprint's requests.
+
+Templates live under ``popaccounts/`` and each can be overridden by the host.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
+from flask import Blueprint, url_for
+from flask.blueprints import BlueprintSetupState
 
 from . import accounts, filters, oauth, sending, settings
 from .helpers import require_login, template_helpers
@@ -20,9 +30,25 @@ def create_blueprint(name: str = "popaccounts") -> Blueprint:
                    static_url_path="/static")
     bp.before_request(require_login)
     bp.context_processor(template_helpers)
+    bp.record_once(_add_url_global)
     accounts.register(bp)  # the list, the wizard, edit, delete, check now
     oauth.register(bp)  # OAuth sign-in, re-authenticate, switch (R12, R13)
     sending.register(bp)  # outgoing server, send mail as (R9-R11)
     settings.register(bp)  # signatures, templates, storage (R1, R19)
     filters.register(bp)  # filters, vacation reply (R1)
     return bp
+
+
+def _add_url_global(state: BlueprintSetupState) -> None:
+    """Give every template of the app ``popaccounts_url`` for this registration.
+
+    ``state.name`` is the name the blueprint was registered under (``register_blueprint``
+    may rename it) and ``name_prefix`` its parents' names when it is nested.
+    """
+    full_name = ".".join(part for part in (state.name_prefix, state.name) if part)
+
+    def popaccounts_url(endpoint: str, **values: Any) -> str:
+        """``url_for`` for one of the Mail Accounts endpoints, e.g. ``popaccounts_url("index")``."""
+        return url_for(f"{full_name}.{endpoint}", **values)
+
+    state.app.add_template_global(popaccounts_url, "popaccounts_url")

@@ -21,13 +21,14 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import NotFound
 
 from ..engine import filters as rules
-from ..runtime import db_session
+from ..runtime import db_session, get_state
 from .forms import FORMS
+from .helpers import delete_named, or_404, require_confirm
 from .helpers import owned_account as _account
 
 #: Editor rows shown beyond the rule's own (empty rows are ignored on save).
@@ -55,16 +56,7 @@ def register(bp: Blueprint) -> None:
 def _rule(account_id: int, rule_id: int) -> Any:
     from ..services import filtering
 
-    row = filtering.get_rule(db_session(), account_id, rule_id)
-    if row is None:
-        raise NotFound()
-    return row
-
-
-def _csrf_ok() -> None:
-    form = FORMS["confirm"]()
-    if not form.validate_on_submit():
-        abort(400)
+    return or_404(filtering.get_rule(db_session(), account_id, rule_id))
 
 
 def filters_page(account_id: int) -> ResponseReturnValue:
@@ -100,7 +92,7 @@ def filter_edit(account_id: int, rule_id: int | None = None) -> ResponseReturnVa
     row = _rule(account.id, rule_id) if rule_id is not None else None
     problems: list[str] = []
     if request.method == "POST":
-        _csrf_ok()
+        require_confirm()
         conds, acts = _rows_from_request()
         name = request.form.get("name", "")
         match_all = request.form.get("match", "all") != "any"
@@ -140,7 +132,7 @@ def filter_move(account_id: int, rule_id: int, direction: str) -> ResponseReturn
 
     account = _account(account_id)
     _rule(account.id, rule_id)
-    _csrf_ok()
+    require_confirm()
     if direction not in ("up", "down"):
         raise NotFound()
     filtering.move_rule(db_session(), account.id, rule_id, -1 if direction == "up" else 1)
@@ -151,12 +143,8 @@ def filter_delete(account_id: int, rule_id: int) -> ResponseReturnValue:
     from ..services import filtering
 
     account = _account(account_id)
-    row = _rule(account.id, rule_id)
-    _csrf_ok()
-    name = row.name
-    filtering.delete_rule(db_session(), row)
-    flash(f"Rule “{name}” deleted.", "success")
-    return redirect(url_for(".filters", account_id=account.id))
+    return delete_named(_rule(account.id, rule_id), filtering.delete_rule, "Rule", ".filters",
+                        account.id)
 
 
 def filter_run(account_id: int, rule_id: int) -> ResponseReturnValue:
@@ -164,7 +152,7 @@ def filter_run(account_id: int, rule_id: int) -> ResponseReturnValue:
 
     account = _account(account_id)
     row = _rule(account.id, rule_id)
-    _csrf_ok()
+    require_confirm()
     n = filtering.run_on_existing(db_session(), account.id, row)
     flash(f"Rule “{row.name}” applied to existing mail: {n} message"
           f"{'' if n == 1 else 's'} matched. (Existing mail is never forwarded.)", "success")
@@ -172,25 +160,25 @@ def filter_run(account_id: int, rule_id: int) -> ResponseReturnValue:
 
 
 def vacation_page(account_id: int) -> ResponseReturnValue:
-    from ..services import filtering
+    from ..services import vacation
 
     account = _account(account_id)
     session = db_session()
-    row = filtering.get_vacation(session, account.id)
+    row = vacation.get_vacation(session, account.id)
     problems: list[str] = []
     if request.method == "POST":
-        _csrf_ok()
+        require_confirm()
         try:
             interval = int(request.form.get("interval_days", "7") or 7)
         except ValueError:
             interval = 0
-        data = filtering.VacationInput(
+        data = vacation.VacationInput(
             enabled=request.form.get("enabled") == "y",
             starts_on=request.form.get("starts_on", ""), ends_on=request.form.get("ends_on", ""),
             subject=request.form.get("subject", ""), body=request.form.get("body", ""),
             interval_days=interval)
         try:
-            filtering.save_vacation(session, account, data)
+            vacation.save_vacation(session, account, data)
         except rules.RuleInvalid as exc:
             session.rollback()
             problems = exc.problems
@@ -206,11 +194,10 @@ def vacation_page(account_id: int) -> ResponseReturnValue:
                   "starts_on": row.starts_at.date().isoformat() if row and row.starts_at else "",
                   "ends_on": (row.ends_at - timedelta(days=1)).date().isoformat()
                   if row and row.ends_at else ""}
-    from ..services import sending
-    from ..storage.models import utcnow
+    from ..services import sendas
 
-    active = filtering.vacation_active(row, utcnow()) if row is not None else False
-    can_send = sending._verified(session, account, "from",
+    active = vacation.vacation_active(row, get_state().clock()) if row is not None else False
+    can_send = sendas.is_verified(session, account, "from",
                                  (account.send_from or account.email).strip())
     return render_template("popaccounts/vacation.html", account=account, values=values,
                            problems=problems, active=active, can_send=can_send,

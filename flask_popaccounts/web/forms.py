@@ -2,8 +2,11 @@
 
 Every form is a :class:`FlaskForm`, so every one (the small button forms included)
 carries a CSRF token. The validators here refuse what must never reach a protocol
-line or a header: CR, LF and other control characters in any field, host names that
-are not host names, ports outside ``POPACCOUNTS_ALLOWED_POP3_PORTS``.
+line or a header: CR, LF and other control characters in any field (the engine's one
+rule, :func:`~flask_popaccounts.engine.safety.has_control_chars`), host names that are
+not host names, ports outside ``POPACCOUNTS_ALLOWED_POP3_PORTS`` /
+``POPACCOUNTS_ALLOWED_SMTP_PORTS``. The fields that several forms share (an address,
+the delete policy) are made by one function each.
 
 Hosts can subclass these forms; the views look them up through
 :data:`FORMS` so a host may swap one in (``FORMS["account"] = MyForm``).
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -37,9 +41,10 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from ..config import PORTS_KEYS
+from ..engine.safety import has_control_chars
 from ..engine.types import DeletePolicy, Security
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 try:  # WTForms >= 3.3 prefers SelectChoice objects over (value, label) tuples
@@ -61,7 +66,7 @@ INTERVAL_CHOICES = [3, 5, 10, 15, 30, 60]
 def no_control_chars(form: Any, field: Field) -> None:
     """Refuse CR, LF and every other control character (header/protocol injection)."""
     value = field.data
-    if isinstance(value, str) and _CONTROL.search(value):
+    if isinstance(value, str) and has_control_chars(value):
         raise ValidationError("Line breaks and control characters are not allowed here.")
 
 
@@ -105,17 +110,48 @@ def host_name(form: Any, field: Field) -> None:
     field.data = ascii_host.lower()
 
 
-def allowed_pop3_port(form: Any, field: Field) -> None:
-    """The port must be one the host application allows (R23: 110 and 995 by default)."""
-    if field.data is None:
-        return
-    allowed = sorted(int(p) for p in current_app.config["POPACCOUNTS_ALLOWED_POP3_PORTS"])
-    if int(field.data) not in allowed:
-        listed = " and ".join(str(p) for p in allowed)
-        raise ValidationError(
-            f"Only the standard POP3 ports are allowed: {listed}. If your provider uses "
-            "another port, ask them for the standard one."
-        )
+def allowed_port(kind: str, message: str) -> Callable[[Any, Field], None]:
+    """A validator: the port must be one the host allows for ``kind`` ("pop3", "smtp";
+    R23). ``message`` names the allowed ports through ``{listed}``."""
+
+    def validate(form: Any, field: Field) -> None:
+        if field.data is None:
+            return
+        allowed = sorted(int(p) for p in current_app.config[PORTS_KEYS[kind]])
+        if int(field.data) not in allowed:
+            raise ValidationError(message.format(listed=" and ".join(map(str, allowed))))
+
+    return validate
+
+
+#: 110 and 995 unless the host allows more.
+allowed_pop3_port = allowed_port(
+    "pop3", "Only the standard POP3 ports are allowed: {listed}. If your provider uses "
+    "another port, ask them for the standard one.")
+#: 465 and 587 (25 only when the host application allows it).
+allowed_smtp_port = allowed_port(
+    "smtp", "Only the standard SMTP submission ports are allowed: {listed}.")
+
+
+def address_field(label: str, description: str | None = None, *,
+                  required: bool = False) -> Any:
+    """An email address field: one line, a valid address (normalised), no control chars."""
+    return StringField(label, description=description, validators=[
+        DataRequired() if required else Optional(), Length(max=320), no_control_chars,
+        email_address])
+
+
+def delete_policy_field() -> Any:
+    """What happens to mail on the server once it is fetched (R5)."""
+    return RadioField(
+        "Delete emails from the server",
+        choices=_choices([
+            (DeletePolicy.KEEP.value, "Keep a copy on the server"),
+            (DeletePolicy.DELETE.value, "Delete from the server once stored here"),
+            (DeletePolicy.AFTER_DAYS.value, "Delete from the server after some days"),
+        ]),
+        default=DeletePolicy.KEEP.value,
+    )
 
 
 def _days_when_needed(form: Any, field: Field) -> None:
@@ -131,26 +167,17 @@ def _days_when_needed(form: Any, field: Field) -> None:
 class AccountForm(FlaskForm):
     """The add/edit form: identity, incoming server, retrieval settings."""
 
-    email = StringField(
-        "Email address",
-        validators=[DataRequired(), Length(max=320), no_control_chars, email_address],
-    )
+    email = address_field("Email address", required=True)
     name = StringField(
         "Account name",
         description="Shown in the side pane, e.g. “Work” or “Old ISP mail”.",
         validators=[DataRequired(), Length(max=200), no_control_chars],
     )
-    send_from = StringField(
-        "Send mail as",
-        description="The From address for mail sent from this account. "
-        "Leave empty to use the email address.",
-        validators=[Optional(), Length(max=320), no_control_chars, email_address],
-    )
-    reply_to = StringField(
-        "Reply-To address",
-        description="Leave empty unless replies should go to another address.",
-        validators=[Optional(), Length(max=320), no_control_chars, email_address],
-    )
+    send_from = address_field("Send mail as",
+                              "The From address for mail sent from this account. "
+                              "Leave empty to use the email address.")
+    reply_to = address_field("Reply-To address",
+                             "Leave empty unless replies should go to another address.")
     is_default = BooleanField("Set this as the default account")
 
     pop_host = StringField(
@@ -170,15 +197,7 @@ class AccountForm(FlaskForm):
         "Password",
         validators=[Length(max=1024), no_control_chars],
     )
-    delete_policy = RadioField(
-        "Delete emails from the server",
-        choices=_choices([
-            (DeletePolicy.KEEP.value, "Keep a copy on the server"),
-            (DeletePolicy.DELETE.value, "Delete from the server once stored here"),
-            (DeletePolicy.AFTER_DAYS.value, "Delete from the server after some days"),
-        ]),
-        default=DeletePolicy.KEEP.value,
-    )
+    delete_policy = delete_policy_field()
     delete_after_days = IntegerField("Days to keep on the server", default=7,
                                      validators=[_days_when_needed])
     fetch_interval_minutes = SelectField(
@@ -207,7 +226,6 @@ class AccountForm(FlaskForm):
     def validate_password(self, field: Field) -> None:
         if self.password_required and not field.data:
             raise ValidationError("Enter the password (or app password) for this mailbox.")
-
 
 
 class ConfirmForm(FlaskForm):

@@ -20,7 +20,6 @@ own Flask client keeps it.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flask import (
@@ -36,14 +35,15 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, IntegerField, RadioField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import BooleanField, HiddenField, IntegerField, StringField
+from wtforms.validators import Length, Optional
 
 from ..engine.errors import PopAccountsError
 from ..engine.types import DeletePolicy
-from ..runtime import db_session
-from .forms import FORMS, _choices, _days_when_needed, email_address, no_control_chars
+from ..runtime import db_session, get_state
+from .forms import FORMS, _days_when_needed, address_field, delete_policy_field, no_control_chars
 from .helpers import owner_id as _owner
+from .helpers import require_valid
 from .helpers import this_app as _app
 
 _PENDING = "popaccounts_oauth"
@@ -54,21 +54,11 @@ _PENDING_SECONDS = 15 * 60
 class OAuthAccountForm(FlaskForm):
     """The OAuth wizard step: the address and the delete option (R12), no password."""
 
-    email = StringField("Email address",
-                        validators=[DataRequired(), Length(max=320), no_control_chars,
-                                    email_address])
+    email = address_field("Email address", required=True)
     name = StringField("Account name",
                        description="Shown in the side pane. Leave empty to use the address.",
                        validators=[Optional(), Length(max=200), no_control_chars])
-    delete_policy = RadioField(
-        "Delete emails from the server",
-        choices=_choices([
-            (DeletePolicy.KEEP.value, "Keep a copy on the server"),
-            (DeletePolicy.DELETE.value, "Delete from the server once downloaded"),
-            (DeletePolicy.AFTER_DAYS.value, "Delete from the server after some days"),
-        ]),
-        default=DeletePolicy.KEEP.value,
-    )
+    delete_policy = delete_policy_field()
     delete_after_days = IntegerField("Days", default=7, validators=[_days_when_needed])
     is_default = BooleanField("Set this as the default account")
     popup = HiddenField()
@@ -134,7 +124,7 @@ def _redirect_uri() -> str:
 
 
 def _pending() -> dict[str, dict[str, Any]]:
-    now = time.time()
+    now = get_state().clock().timestamp()
     items = session.get(_PENDING) or {}
     return {k: v for k, v in items.items()
             if isinstance(v, dict) and now - float(v.get("at", 0)) < _PENDING_SECONDS}
@@ -150,8 +140,8 @@ def _begin(provider_key: str, *, mode: str, popup: bool, login_hint: str,
     while len(pending) >= _PENDING_MAX:  # drop the oldest
         pending.pop(min(pending, key=lambda k: float(pending[k].get("at", 0))))
     pending[req.state] = {
-        "at": time.time(), "owner": _owner(), "provider": provider_key, "mode": mode,
-        "account_id": account_id, "popup": bool(popup), "verifier": req.code_verifier,
+        "at": get_state().clock().timestamp(), "owner": _owner(), "provider": provider_key,
+        "mode": mode, "account_id": account_id, "popup": bool(popup), "verifier": req.code_verifier,
         "nonce": req.nonce, "email": login_hint, "data": data or {},
     }
     session[_PENDING] = pending
@@ -195,8 +185,7 @@ def oauth_reauth(account_id: int) -> ResponseReturnValue:
 
     account = _account(account_id)
     form = FORMS["oauth_start"]()
-    if not form.validate_on_submit():
-        abort(400, "The form expired or was not sent from this site. Reload and try again.")
+    require_valid(form)
     provider = account.provider if account.provider in _oauth().providers(_app()) else None
     if provider is None or not _provider(provider).configured:
         flash("Sign-in with this account's provider is not set up on this site.", "error")
@@ -213,8 +202,7 @@ def oauth_switch(account_id: int) -> ResponseReturnValue:
     choices = {k: p for k, p in _oauth().providers(_app()).items() if p.configured}
     form = FORMS["oauth_start"]()
     if request.method == "POST":
-        if not form.validate_on_submit():
-            abort(400, "The form expired or was not sent from this site. Reload and try again.")
+        require_valid(form)
         if form.provider.data not in choices:
             abort(400, "Choose a provider.")
         return _begin(form.provider.data, mode="switch", popup=form.popup.data == "1",
@@ -225,6 +213,8 @@ def oauth_switch(account_id: int) -> ResponseReturnValue:
 
 def oauth_callback() -> ResponseReturnValue:
     """The provider's answer: exchange the code, test POP3 with the token, save."""
+    from ..services import accounts
+
     oauth = _oauth()
     state = request.args.get("state", "")
     pending = _pending()
@@ -279,8 +269,8 @@ def oauth_callback() -> ResponseReturnValue:
     db = db_session()
     if account is None:
         data = dict(item.get("data") or {})
-        new = oauth.create_account(_app(), db, _owner(), provider_key, grant,
-                                   oauth.OAuthAccountInput(
+        new = accounts.create_oauth_account(_app(), db, _owner(), provider_key, grant,
+                                   accounts.OAuthAccountInput(
                                        name=str(data.get("name") or ""),
                                        delete_policy=DeletePolicy(
                                            data.get("delete_policy") or "keep"),
@@ -289,7 +279,7 @@ def oauth_callback() -> ResponseReturnValue:
                                        is_default=bool(data.get("is_default"))))
         return _finish(ok=True, popup=popup, message=f"{new.email} is connected.",
                        next_url=url_for(".connected", account_id=new.id))
-    oauth.authorize_account(_app(), db, account, provider_key, grant)
+    accounts.authorize_account(_app(), db, account, provider_key, grant)
     word = "re-authenticated" if mode == "reauth" else "now signs in with OAuth"
     return _finish(ok=True, popup=popup,
                    message=f"{account.email} {word}; fetching resumes.",

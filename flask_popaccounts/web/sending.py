@@ -16,30 +16,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
-from werkzeug.exceptions import NotFound
-from wtforms import Field, IntegerField, PasswordField, RadioField, SelectField, StringField
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms import IntegerField, PasswordField, RadioField, SelectField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from ..engine.errors import PopAccountsError
 from ..engine.types import Security
 from ..runtime import db_session
-from .forms import FORMS, _choices, host_name, no_control_chars
+from .forms import FORMS, _choices, allowed_smtp_port, host_name, no_control_chars
+from .helpers import or_404, require_confirm
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
-
-
-def allowed_smtp_port(form: Any, field: Field) -> None:
-    """465 or 587 (25 only when the host application allows it)."""
-    if field.data is None:
-        return
-    allowed = sorted(int(p) for p in current_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"])
-    if int(field.data) not in allowed:
-        listed = " and ".join(str(p) for p in allowed)
-        raise ValidationError(f"Only the standard SMTP submission ports are allowed: {listed}.")
 
 
 class OutgoingForm(FlaskForm):
@@ -109,12 +99,9 @@ def register(bp: Blueprint) -> None:
 
 
 def _row(send_as_id: int) -> Any:
-    from ..services import sending
+    from ..services import sendas
 
-    row = sending.owned_send_as(db_session(), _owner(), send_as_id)
-    if row is None:
-        raise NotFound()
-    return row
+    return or_404(sendas.owned_send_as(db_session(), _owner(), send_as_id))
 
 
 def _announce(results: list[tuple[Any, PopAccountsError | None]]) -> None:
@@ -128,7 +115,7 @@ def _announce(results: list[tuple[Any, PopAccountsError | None]]) -> None:
 
 
 def outgoing(account_id: int) -> ResponseReturnValue:
-    from ..services import sending
+    from ..services import outgoing, sendas
 
     account = _account(account_id)
     form_cls = FORMS["outgoing"]
@@ -152,40 +139,40 @@ def outgoing(account_id: int) -> ResponseReturnValue:
     session = db_session()
     if form.mode.data == "system":
         try:
-            pending = sending.use_system_relay(session, _app(), account)
+            pending = outgoing.use_system_relay(session, _app(), account)
         except PopAccountsError as exc:
             session.rollback()
             return render_template("popaccounts/outgoing.html", form=form, test_error=exc,
                                    **ctx), 422
-        _announce(sending.send_codes(session, _app(), pending))
+        _announce(sendas.send_codes(session, _app(), pending))
         return redirect(url_for(".send_as"))
 
-    data_in = sending.OutgoingInput(
+    data_in = outgoing.OutgoingInput(
         host=form.smtp_host.data, port=int(form.smtp_port.data),
         security=Security(form.smtp_security.data), auth_mode=form.auth_mode.data,
         username=(form.smtp_username.data or "").strip(),
         password=form.smtp_password.data or None,
     )
     try:
-        sending.test_outgoing(_app(), account, data_in)
+        outgoing.test_outgoing(_app(), account, data_in)
     except PopAccountsError as exc:
         current_app.logger.info("popaccounts: outgoing test failed for owner %s: %s (%s)",
                                 _owner(), exc.code, exc.detail)
         form.smtp_password.data = ""
         return render_template("popaccounts/outgoing.html", form=form, test_error=exc,
                                **ctx), 422
-    pending = sending.save_outgoing(session, _app(), account, data_in)
+    pending = outgoing.save_outgoing(session, _app(), account, data_in)
     flash(f"Outgoing server saved: mail from {account.send_from or account.email} goes out "
           f"through {account.smtp_host}.", "success")
-    _announce(sending.send_codes(session, _app(), pending))
+    _announce(sendas.send_codes(session, _app(), pending))
     return redirect(url_for(".send_as"))
 
 
 def _send_as_page(open_row: Any = None, form: Any = None, error: PopAccountsError | None = None,
                   status: int = 200) -> ResponseReturnValue:
-    from ..services import sending
+    from ..services import sendas
 
-    rows = sending.send_as_list(db_session(), _app(), _owner())
+    rows = sendas.send_as_list(db_session(), _app(), _owner())
     forms = {}
     for view in rows:
         if view.state != "verified":
@@ -223,15 +210,14 @@ def verify_send_as(send_as_id: int) -> ResponseReturnValue:
 
 
 def resend_code(send_as_id: int) -> ResponseReturnValue:
-    from ..services import sending
+    from ..services import sendas
 
     row = _row(send_as_id)
-    if not FORMS["confirm"]().validate_on_submit():
-        abort(400, "The form expired or was not sent from this site. Reload and try again.")
+    require_confirm()
     if row.verified_at is not None:
         return redirect(url_for(".send_as"))
     try:
-        sending.send_code(db_session(), _app(), row)
+        sendas.send_code(db_session(), _app(), row)
     except PopAccountsError as exc:
         flash(f"{exc.title}. {exc.help}", "error")
         return redirect(url_for(".send_as"))

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
-from werkzeug.exceptions import NotFound
 from wtforms import BooleanField, HiddenField, IntegerField, RadioField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
 from ..runtime import db_session
 from .forms import FORMS, _choices, no_control_chars
+from .helpers import delete_named, human_size, or_404, require_confirm
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
@@ -93,11 +93,6 @@ def register(bp: Blueprint) -> None:
                     methods=["GET", "POST"])
 
 
-def _confirm_or_400() -> None:
-    if not FORMS["confirm"]().validate_on_submit():
-        abort(400, "The form expired or was not sent from this site. Reload and try again.")
-
-
 # -- signature ---------------------------------------------------------------------------
 
 
@@ -141,10 +136,7 @@ def signature(account_id: int) -> ResponseReturnValue:
 def _template(account: Any, template_id: int) -> Any:
     from ..services import settings
 
-    row = settings.get_template(db_session(), account.id, template_id)
-    if row is None:
-        raise NotFound()
-    return row
+    return or_404(settings.get_template(db_session(), account.id, template_id))
 
 
 def templates(account_id: int) -> ResponseReturnValue:
@@ -196,12 +188,8 @@ def template_delete(account_id: int, template_id: int) -> ResponseReturnValue:
     from ..services import settings
 
     account = _account(account_id)
-    row = _template(account, template_id)
-    _confirm_or_400()
-    name = row.name
-    settings.delete_template(db_session(), row)
-    flash(f"Template “{name}” deleted.", "success")
-    return redirect(url_for(".templates", account_id=account.id))
+    return delete_named(_template(account, template_id), settings.delete_template, "Template",
+                        ".templates", account.id)
 
 
 def template_move(account_id: int, template_id: int) -> ResponseReturnValue:
@@ -209,7 +197,7 @@ def template_move(account_id: int, template_id: int) -> ResponseReturnValue:
 
     account = _account(account_id)
     row = _template(account, template_id)
-    _confirm_or_400()
+    require_confirm()
     settings.move_template(db_session(), row, -1 if request.form.get("direction") == "up" else 1)
     return redirect(url_for(".templates", account_id=account.id) + f"#template-{row.id}")
 
@@ -229,10 +217,10 @@ def empty_trash(account_id: int) -> ResponseReturnValue:
     from ..services import quota
 
     account = _account(account_id)
-    _confirm_or_400()
+    require_confirm()
     count, size = quota.empty_trash(_app(), db_session(), account)
     flash(f"Trash of {account.email} emptied: {count} message{'s' * (count != 1)} deleted "
-          f"({_size(size)} freed).", "success")
+          f"({human_size(size)} freed).", "success")
     return redirect(url_for(".storage"))
 
 
@@ -254,11 +242,5 @@ def delete_older(account_id: int) -> ResponseReturnValue:
                                form=form, pending={"count": count, "size": size, "days": days})
     count, size = quota.delete_older_than(_app(), session, account, days)
     flash(f"{count} message{'s' * (count != 1)} of {account.email} sent more than {days} "
-          f"days ago deleted ({_size(size)} freed).", "success")
+          f"days ago deleted ({human_size(size)} freed).", "success")
     return redirect(url_for(".storage"))
-
-
-def _size(n: int) -> str:
-    from .helpers import human_size
-
-    return human_size(n)

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from flask_popaccounts.services import fetching
 from flask_popaccounts.services.fetching import wait_for_check
 from flask_popaccounts.storage.models import Folder, Message
 from tests.filters.conftest import db, mail, setup_account
@@ -71,8 +70,7 @@ def test_filter_and_vacation_made_in_the_pages_act_on_fetched_mail(
     page.goto(f"{mail_live.url}/settings/mail-accounts/")
     with page.expect_response(re.compile(rf"/{aid}/check")):  # (progress.js posts it)
         page.locator(f"form[action$='/{aid}/check'] button").click()
-    assert wait_for_check(aid, timeout=30)
-    fetching._threads.pop(aid, None)  # (a module-global registry: later tests reuse ids)
+    assert wait_for_check(app, aid, timeout=30)
     with db(app) as s:
         placed = dict(s.execute(select(Message.subject, Folder.name)
                                 .join(Folder, Folder.id == Message.folder_id)

@@ -27,7 +27,7 @@ from tests.support.dovecot import Dovecot
 from tests.web.conftest import make_example
 
 from .conftest import LiveServer
-from .test_accounts_browser import sign_in, wait_for_rows
+from .test_accounts_browser import check_now_and_wait, mailbox_rows, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -74,8 +74,8 @@ def test_outlook_sign_in_in_a_popup(page: Any, oauth_live: LiveServer,
     status.get_by_text(f"{ms_user.email} is connected.").wait_for()
     page.wait_for_url(re.compile(r"/\d+/connected$"))
     account_id = int(re.search(r"/(\d+)/connected", page.url).group(1))  # type: ignore[union-attr]
-    page.get_by_role("button", name="Check now").click()
-    assert wait_for_rows(page, oauth_live, account_id, 1) == ["Hello from Outlook"]
+    check_now_and_wait(page, oauth_live, account_id)
+    assert mailbox_rows(page, oauth_live, account_id) == ["Hello from Outlook"]
 
 
 def test_outlook_sign_in_with_popups_blocked(page: Any, oauth_live: LiveServer,

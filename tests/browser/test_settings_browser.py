@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from flask_popaccounts import get_state
-from flask_popaccounts.services import sending
+from flask_popaccounts.services import sendas
 from flask_popaccounts.storage.models import Account, SendAsAddress, utcnow
 from tests.sending.conftest import make_account, smtpd  # noqa: F401 (fixture)
 from tests.support.smtpd import SMTPServers
@@ -30,7 +30,7 @@ def verified_account(app: Any, email: str, name: str) -> int:
         account = s.get(Account, account_id)
         assert account is not None
         account.name = name
-        sending.sync_send_as(s, account)
+        sendas.sync_send_as(s, account)
         s.execute(update(SendAsAddress).where(SendAsAddress.account_id == account_id)
                   .values(verified_at=utcnow(), verified_by="code"))
         s.commit()

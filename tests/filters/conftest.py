@@ -11,7 +11,7 @@ from sqlalchemy import select
 from flask_popaccounts import get_state
 from flask_popaccounts.engine.types import DeletePolicy, Security
 from flask_popaccounts.services import accounts as svc
-from flask_popaccounts.services import sending
+from flask_popaccounts.services import outgoing
 from flask_popaccounts.storage.models import Account, SendAsAddress
 from tests.sending.conftest import owner_id, send_app, smtpd  # noqa: F401 (fixtures)
 from tests.support.dovecot import Dovecot
@@ -28,18 +28,18 @@ def setup_account(app: Flask, dovecot: Dovecot, servers: SMTPServers, user: str,
     with app.test_request_context():
         session = get_state(app).session_factory()
         try:
-            account = svc.create_account(session, owner, svc.AccountInput(
+            account = svc.create_account(app, session, owner, svc.AccountInput(
                 email=f"{user}@example.com", name=f"{user} box", send_from="", reply_to="",
                 is_default=False, provider="other", pop_host="127.0.0.1",
                 pop_port=dovecot.pop3s_port, pop_security=Security.SSL, pop_username=user,
                 password=password, delete_policy=DeletePolicy.KEEP, delete_after_days=0,
                 fetch_interval_minutes=5))
-            sending.save_outgoing(session, app, account, sending.OutgoingInput(
+            outgoing.save_outgoing(session, app, account, outgoing.OutgoingInput(
                 host="127.0.0.1", port=servers.submission_port, security=Security.STARTTLS,
                 auth_mode="same"))
             if forward_to and session.scalar(select(SendAsAddress).where(
                     SendAsAddress.address == forward_to, SendAsAddress.owner_id == owner)) is None:
-                home = svc.create_account(session, owner, svc.AccountInput(
+                home = svc.create_account(app, session, owner, svc.AccountInput(
                     email=forward_to, name="Home", send_from="", reply_to="", is_default=False,
                     provider="other", pop_host="127.0.0.1", pop_port=dovecot.pop3s_port,
                     pop_security=Security.SSL, pop_username="nobody", password="x"))

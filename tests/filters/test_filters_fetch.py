@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from flask_popaccounts.services import fetching, filtering
+from flask_popaccounts.services import fetching, filtering, outbox, vacation
 from flask_popaccounts.storage import mailstore as store
 from flask_popaccounts.storage.models import (
     Filter,
@@ -85,7 +85,7 @@ def test_filters_move_flag_read_and_forward_real_mail(
     attached = [p for p in msg.iter_attachments() if p.get_content_type() == "message/rfc822"]
     assert attached and attached[0].get_content()["Subject"] == "Invoice 42"
     with db(send_app) as s:
-        items = filtering.outbox_items(s, aid)
+        items = outbox.outbox_items(s, aid)
         assert [(i.kind, i.state, i.attempts) for i in items] == [("forward", "sent", 1)]
     # nothing twice: a second fetch stores nothing and forwards nothing
     with send_app.app_context():
@@ -129,7 +129,7 @@ def test_a_failed_commit_applies_no_filter_then_the_refetch_applies_it_once(
         fetching.fetch_account(send_app, aid)
     with db(send_app) as s:
         assert s.scalars(select(Message).where(Message.account_id == aid)).all() == []
-        assert filtering.outbox_items(s, aid) == []
+        assert outbox.outbox_items(s, aid) == []
         assert s.scalar(select(Folder).where(Folder.account_id == aid,
                                              Folder.name == "Reports")) is None
     assert [r for r in smtpd.received(rcpt="me@home.example") if r.mail_from == me] == []
@@ -170,7 +170,7 @@ def test_sigkill_mid_fetch_never_half_applies_a_filter(
         stored = s.execute(select(Message.id, Message.is_read, Folder.name)
                            .join(Folder, Folder.id == Message.folder_id)
                            .where(Message.account_id == aid)).all()
-        items = filtering.outbox_items(s, aid)
+        items = outbox.outbox_items(s, aid)
     assert 0 < len(stored) < 6 and len(stored) % 2 == 0  # whole groups of 2 only
     assert all(r.is_read and r.name == "Items" for r in stored)
     assert sorted(i.message_id for i in items) == sorted(r.id for r in stored)
@@ -185,8 +185,8 @@ def test_sigkill_mid_fetch_never_half_applies_a_filter(
                       if r.mail_from == me)
     assert subjects == [f"Fwd: Item {i}" for i in range(6)]
     with db(send_app) as s:
-        assert [i.state for i in filtering.outbox_items(s, aid)] == ["sent"] * 6
-    assert filtering.deliver_outbox(send_app) == 0  # and never again
+        assert [i.state for i in outbox.outbox_items(s, aid)] == ["sent"] * 6
+    assert outbox.deliver_outbox(send_app) == 0  # and never again
 
 
 def test_a_claimed_send_is_never_repeated_and_a_transient_failure_is_retried(
@@ -211,21 +211,21 @@ def test_a_claimed_send_is_never_repeated_and_a_transient_failure_is_retried(
     with send_app.app_context():
         fetching.fetch_account(send_app, aid)
     with db(send_app) as s:
-        (item,) = filtering.outbox_items(s, aid)
+        (item,) = outbox.outbox_items(s, aid)
         assert (item.state, item.attempts) == ("pending", 1)
         assert item.last_error and item.last_error.startswith("connection_failed")
         assert item.next_attempt_at is not None
     monkeypatch.undo()
-    assert filtering.deliver_outbox(send_app) == 0  # not before its back-off
+    assert outbox.deliver_outbox(send_app) == 0  # not before its back-off
     later = datetime.now(timezone.utc) + timedelta(hours=1)
-    assert filtering.deliver_outbox(send_app, aid, now=later) == 1
+    assert outbox.deliver_outbox(send_app, aid, now=later) == 1
     assert len([r for r in smtpd.received(rcpt="me@home.example") if r.mail_from == me]) == 1
     # a row left "sending" by a crash is not sent again
     with db(send_app) as s:
         s.execute(update(OutboxItem).where(OutboxItem.account_id == aid)
                   .values(state="sending"))
         s.commit()
-    assert filtering.deliver_outbox(send_app, aid, now=later) == 0
+    assert outbox.deliver_outbox(send_app, aid, now=later) == 0
 
 
 # -- vacation ------------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def set_vacation(app: Flask, account_id: int, *, days: int = 7, start: str = "",
     today = datetime.now(timezone.utc).date()
     with db(app) as s:
         acc = s.get(filtering.Account, account_id)
-        filtering.save_vacation(s, acc, filtering.VacationInput(
+        vacation.save_vacation(s, acc, vacation.VacationInput(
             enabled=True, starts_on=start or str(today - timedelta(days=1)),
             ends_on=end or str(today + timedelta(days=3)), subject="",
             body="I am away until Monday.", interval_days=days))

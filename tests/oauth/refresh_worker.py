@@ -11,7 +11,7 @@ import sys
 import time
 
 from flask_popaccounts.engine.errors import PopAccountsError
-from flask_popaccounts.services import oauth
+from flask_popaccounts.services import credentials
 from tests.support.flaskapp import dispose, make_app
 
 
@@ -25,7 +25,7 @@ def main() -> None:
         get_state(app).engine.connect().close()  # connect before the starting line
     time.sleep(max(0.0, start - time.time()))
     try:
-        print(oauth.ensure_fresh_credentials(app, account_id).secret)
+        print(credentials.ensure_fresh_credentials(app, account_id).secret)
     except PopAccountsError as exc:
         print(f"ERROR {exc.code}")
     dispose(app)

@@ -146,7 +146,7 @@ def test_switch_password_account_to_oauth(oauth_app: Flask, client: FlaskClient,
                                           ms_user: MsUser) -> None:
     pop_pw = oauth_dovecot._users[ms_user.email]
     with oauth_app.test_request_context(), get_state(oauth_app).session_factory() as s:
-        acc = create_account(s, "1", AccountInput(
+        acc = create_account(oauth_app, s, "1", AccountInput(
             email=ms_user.email, name="Old way", send_from="", reply_to="", is_default=False,
             provider="other", pop_host="127.0.0.1", pop_port=oauth_dovecot.pop3s_port,
             pop_security=Security.SSL, pop_username=ms_user.email, password=pop_pw))

@@ -24,7 +24,7 @@ from flask_popaccounts.engine import smtp
 from flask_popaccounts.engine.errors import TokenRejected
 from flask_popaccounts.engine.types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 from flask_popaccounts.services import oauth
-from flask_popaccounts.services.accounts import credentials_for
+from flask_popaccounts.services.credentials import credentials_for
 from flask_popaccounts.storage.models import Account
 from tests.support.authserver import AuthServer
 from tests.support.dovecot import free_port

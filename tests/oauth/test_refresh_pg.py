@@ -17,7 +17,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from sqlalchemy import create_engine
 
 from flask_popaccounts import get_state
-from flask_popaccounts.services import oauth
+from flask_popaccounts.services import accounts, credentials, oauth
 from flask_popaccounts.storage import migrations
 from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.support.authserver import AuthServer
@@ -56,12 +56,12 @@ def test_three_processes_refresh_once(postgres: object, authsrv: AuthServer,
         token = provider_token(authsrv, ms_user)
         authsrv.access_token_lifetime = 3600
         with app.test_request_context(), get_state(app).session_factory() as s:
-            account = oauth.create_account(app, s, "1", "outlook", oauth.Grant(
+            account = accounts.create_oauth_account(app, s, "1", "outlook", oauth.Grant(
                 token={"access_token": token["access_token"],
                        "refresh_token": token["refresh_token"],
                        "expires_at": token["expires_at"], "scope": token["scope"]},
                 email=ms_user.email),
-                oauth.OAuthAccountInput())
+                accounts.OAuthAccountInput())
             account_id = account.id
 
         before = authsrv.refreshes()
@@ -81,6 +81,6 @@ def test_three_processes_refresh_once(postgres: object, authsrv: AuthServer,
             stored = s.get(Account, account_id)
             assert stored is not None
             assert stored.status == AccountStatus.NEW.value
-        assert oauth.ensure_fresh_credentials(app, account_id).secret == outputs[0]
+        assert credentials.ensure_fresh_credentials(app, account_id).secret == outputs[0]
     finally:
         dispose(app)

@@ -22,7 +22,7 @@ from flask_popaccounts.engine import sync
 from flask_popaccounts.engine.errors import ConnectionFailed, TokenRejected
 from flask_popaccounts.engine.pop3 import POP3Client
 from flask_popaccounts.engine.types import AuthMethod, Credentials, Security, ServerSpec
-from flask_popaccounts.services import fetching, oauth
+from flask_popaccounts.services import credentials, fetching
 from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.conftest import fresh_source_address
 from tests.support.authserver import AuthServer
@@ -114,7 +114,7 @@ def test_concurrent_refreshes_of_one_account_are_serialized(
     def worker() -> None:
         try:
             barrier.wait()
-            results.append(oauth.ensure_fresh_credentials(app, account_id).secret)
+            results.append(credentials.ensure_fresh_credentials(app, account_id).secret)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -226,7 +226,7 @@ def test_unreachable_token_service_backs_off(make_oauth_app: Callable[..., Flask
     providers["outlook"] = {**providers["outlook"], "token_url": dead}
     app.config["POPACCOUNTS_OAUTH_PROVIDERS"] = providers
     with pytest.raises(ConnectionFailed):
-        oauth.ensure_fresh_credentials(app, account_id)
+        credentials.ensure_fresh_credentials(app, account_id)
     account, _ = load(app, account_id)
     assert account.status == AccountStatus.RETRYING.value  # transient: not re-auth
     assert account.next_due_at is not None and account.consecutive_failures == 1

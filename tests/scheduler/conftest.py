@@ -49,7 +49,7 @@ def account_input(dovecot: Dovecot, user: str, password: str, **kw: Any) -> svc.
 
 def add_account(app: Flask, dovecot: Dovecot, user: str, password: str, **kw: Any) -> int:
     with app.app_context(), get_state(app).session_factory() as session:
-        account = svc.create_account(session, OWNER, account_input(dovecot, user, password,
+        account = svc.create_account(app, session, OWNER, account_input(dovecot, user, password,
                                                                    **kw))
         session.commit()
         return int(account.id)

@@ -84,7 +84,7 @@ def test_an_expired_lease_is_taken_over_and_a_live_one_is_not(factory):
         later = datetime.now(timezone.utc) + timedelta(seconds=61)
         assert scheduling.claim_due(s, "other", 1, 60, now=later) == [account_id]
         # The dead worker's renewal and release no longer touch the row.
-        assert scheduling.renew(s, "dead", [account_id], 60) == 0
+        assert scheduling.renew_ids(s, "dead", [account_id], 60) == set()
         scheduling.release(s, "dead", account_id)
         assert s.get(Account, account_id, populate_existing=True).lease_owner == "other"
         scheduling.release(s, "other", account_id)

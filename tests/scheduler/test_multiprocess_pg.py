@@ -29,7 +29,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from flask_popaccounts import get_state
-from flask_popaccounts.services import fetching
+from flask_popaccounts.services import progress
 from flask_popaccounts.storage import migrations
 from flask_popaccounts.storage.models import Account, Message, UidlEntry
 from tests.support.flaskapp import dispose, make_app
@@ -93,7 +93,7 @@ def test_three_processes_30_accounts_one_killed_mid_fetch(postgres, dovecot, tmp
 
         def mid_fetch() -> tuple[int, int] | None:
             for aid in big_ids:
-                info = fetching.fetch_progress(aid, app=control)
+                info = progress.fetch_progress(aid, app=control)
                 if info and info["running"] and info["done"]:
                     seen_progress.append(info)
             open_: dict[tuple[int, int], float] = {}
@@ -105,7 +105,7 @@ def test_three_processes_30_accounts_one_killed_mid_fetch(postgres, dovecot, tmp
                     open_.pop(key, None)
             # Well into it: a fair part of the mailbox stored, most of it still to come.
             for (pid, aid) in open_:
-                info = fetching.fetch_progress(aid, app=control)
+                info = progress.fetch_progress(aid, app=control)
                 if (aid in big_ids and info and info["running"]
                         and 30 <= info["done"] <= BIG_MESSAGES - 60):
                     return pid, aid

@@ -17,8 +17,8 @@ from sqlalchemy import update
 from flask_popaccounts import get_state, signals
 from flask_popaccounts.engine.types import Progress
 from flask_popaccounts.jobs.scheduler import start_in_process
-from flask_popaccounts.services import fetching, scheduling
-from flask_popaccounts.storage import mailstore as store
+from flask_popaccounts.services import fetching, health, progress, scheduling
+from flask_popaccounts.storage import mailbox
 from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.conftest import fresh_source_address
 from tests.support.dovecot import free_port
@@ -30,7 +30,7 @@ from .conftest import OWNER, account, add_account, logins, messages
 
 def count(app, account_id: int) -> int:
     with get_state(app).session_factory() as session:
-        return store.count_messages(session, account_id)
+        return mailbox.count_messages(session, account_id)
 
 
 class Recorder:
@@ -126,7 +126,7 @@ def test_check_now_goes_through_the_claim_and_the_pool(sched_app, dovecot, new_u
         wait_until(lambda: account(app, aid).lease_owner is None, 5, "the lease released")
         second = rec.of("account_fetched", aid)[-1]
         assert second[3].startswith("popaccounts-fetch")  # the pool, not a side thread
-        assert fetching._threads.get(aid) is None
+        assert get_state(app).fetches.threads.get(aid) is None
     acc = account(app, aid)
     assert acc.check_requested_at is None and acc.lease_owner is None
 
@@ -167,9 +167,9 @@ def test_transient_failures_back_off_with_jitter_then_recover(sched_app, dovecot
 
 def test_backoff_is_capped_and_jittered(sched_app):
     app = sched_app(POPACCOUNTS_BACKOFF_BASE_SECONDS=60, POPACCOUNTS_BACKOFF_MAX_SECONDS=3600)
-    first = [fetching.backoff_seconds(app, 1) for _ in range(200)]
+    first = [health.fetch_backoff_seconds(app, 1) for _ in range(200)]
     assert 30 <= min(first) and max(first) <= 60 and len(set(first)) > 100
-    late = [fetching.backoff_seconds(app, 30) for _ in range(200)]
+    late = [health.fetch_backoff_seconds(app, 30) for _ in range(200)]
     assert 1800 <= min(late) and max(late) <= 3600
 
 
@@ -254,7 +254,7 @@ def test_progress_is_visible_from_another_app_on_the_same_database(sched_app, do
     deadline = time.monotonic() + 60
     while worker.is_alive():  # sample the progress from the other app while it runs
         assert time.monotonic() < deadline, "the fetch did not finish within 60 s"
-        info = fetching.fetch_progress(aid, app=viewer)
+        info = progress.fetch_progress(aid, app=viewer)
         if info and info["running"]:
             seen.append(info)
         worker.join(timeout=0.1)

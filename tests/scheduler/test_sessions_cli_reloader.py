@@ -9,7 +9,7 @@ from flask_popaccounts import get_state
 from flask_popaccounts.engine.types import Progress
 from flask_popaccounts.jobs.scheduler import in_reloader_watcher, start_in_process
 from flask_popaccounts.services import fetching, scheduling
-from flask_popaccounts.storage import mailstore as store
+from flask_popaccounts.storage import mailbox
 
 from .conftest import account, add_account, logins, messages
 
@@ -29,7 +29,7 @@ def test_fetch_quits_every_n_messages_and_progress_covers_the_backlog(sched_app,
     assert seen[-1].total == 25 and all(p.total >= 10 for p in seen)
     assert seen[12].total == 25  # from the second session on, the whole backlog is known
     with get_state(app).session_factory() as session:
-        assert store.count_messages(session, aid) == 25
+        assert mailbox.count_messages(session, aid) == 25
     assert account(app, aid).progress_done is None  # cleared at the end
 
 

@@ -88,7 +88,7 @@ def make_account(app: Flask, email: str, pop_username: str, password: str, *,
     with app.test_request_context():
         session = get_state(app).session_factory()
         try:
-            account = create_account(session, owner_id(app, user), AccountInput(
+            account = create_account(app, session, owner_id(app, user), AccountInput(
                 email=email, name=f"Box {email.split('@')[0]}", send_from=send_from or email,
                 reply_to=reply_to, is_default=False, provider="other", pop_host="127.0.0.1",
                 pop_port=995, pop_security=Security.SSL, pop_username=pop_username,

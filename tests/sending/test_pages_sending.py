@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from flask_popaccounts import get_state
+from flask_popaccounts.services import sendas
 from flask_popaccounts.services.fetching import wait_for_check
 from flask_popaccounts.storage.models import Account, Message, SendAsAddress, VerificationCode
 from tests.support.dovecot import Dovecot, free_port
@@ -265,7 +266,7 @@ def test_resend_is_rate_limited(send_app: Flask, smtpd: SMTPServers) -> None:
 def test_expired_code_refused_with_an_injected_clock(send_app: Flask, smtpd: SMTPServers) -> None:
     from datetime import timedelta
 
-    from flask_popaccounts.services import sending, verification
+    from flask_popaccounts.services import verification
 
     email = "expiry@example.com"
     account_id = make_account(send_app, email, "u", "p")
@@ -286,7 +287,7 @@ def test_expired_code_refused_with_an_injected_clock(send_app: Flask, smtpd: SMT
         just_in_time = issued.created_at + timedelta(hours=23, minutes=59)
         verification.check_code(session, send_app, row, code, now=just_in_time)
         assert row.verified_at is not None
-        assert sending.from_choices(session, row.owner_id)
+        assert sendas.from_choices(session, row.owner_id)
         session.close()
 
 
@@ -378,7 +379,7 @@ def test_reply_and_forward_from_a_fetched_message(send_app: Flask, dovecot: Dove
     assert outgoing(client, account_id, smtp_port=str(smtpd.submission_port),
                     smtp_security="starttls").status_code == 302
     assert client.post(f"{PREFIX}/{account_id}/check").status_code == 302
-    assert wait_for_check(account_id, timeout=30)
+    assert wait_for_check(send_app, account_id, timeout=30)
     inbox = rows(send_app, Message, Message.account_id == account_id, Message.subject == "Lunch?")
     mid = inbox[0].id
 

@@ -11,8 +11,8 @@ from flask_popaccounts import get_state, signals
 from flask_popaccounts.engine.errors import AuthenticationFailed, ConnectionFailed
 from flask_popaccounts.engine.types import DeletePolicy, Security
 from flask_popaccounts.services import accounts as svc
-from flask_popaccounts.services import fetching, scheduling
-from flask_popaccounts.storage import mailstore as store
+from flask_popaccounts.services import fetching, health, progress, scheduling
+from flask_popaccounts.storage import mailbox
 from flask_popaccounts.storage.models import Account, AccountStatus, Message
 from tests.support.dovecot import free_port
 from tests.support.mail import ARABIC_SUBJECT, make_message
@@ -50,19 +50,19 @@ def test_create_fetch_unread_sorted_by_sent_date(app, session, dovecot, new_user
     data = account_input(dovecot, user, pw)
     caps = svc.test_incoming(app, data)
     assert "UIDL" in caps
-    account = svc.create_account(session, "owner-1", data)
+    account = svc.create_account(app, session, "owner-1", data)
     assert account.is_default  # the first account of a user
     assert account.secret_enc and pw.encode() not in account.secret_enc
     fetched = []
     signals.message_fetched.connect(lambda s, **kw: fetched.append(kw["message_id"]), weak=False)
     report = fetching.fetch_account(app, account.id)
     assert (report.new, report.stored) == (4, 4)
-    msgs = store.list_messages(session, account.id)
+    msgs = mailbox.list_messages(session, account.id)
     # 04 Mar 09:00+03 = 06:00Z is still the newest
     assert [m.subject for m in msgs] == [ARABIC_SUBJECT, "third", "second", "first"]
     assert not any(m.is_read for m in msgs)
     assert sorted(fetched)[-4:] == sorted(m.id for m in msgs)
-    raw = store.read_raw(session, msgs[-1].id)
+    raw = mailbox.read_raw(session, msgs[-1].id)
     assert raw in dovecot.server_messages(user)  # byte-identical
     session.expire_all()
     acc = session.get(Account, account.id)
@@ -74,7 +74,7 @@ def test_create_fetch_unread_sorted_by_sent_date(app, session, dovecot, new_user
     again = fetching.fetch_account(app, account.id)
     assert (again.new, again.stored) == (1, 1)
     assert fetching.fetch_account(app, account.id).stored == 0
-    assert store.count_messages(session, account.id) == 5
+    assert mailbox.count_messages(session, account.id) == 5
 
 
 def test_wrong_password_stops_fetching_until_updated(app, session, dovecot, new_user):
@@ -82,7 +82,7 @@ def test_wrong_password_stops_fetching_until_updated(app, session, dovecot, new_
     dovecot.deliver(user, make_message(1))
     with pytest.raises(AuthenticationFailed):
         svc.test_incoming(app, account_input(dovecot, user, "wrong"))
-    account = svc.create_account(session, "owner-2", account_input(dovecot, user, pw))
+    account = svc.create_account(app, session, "owner-2", account_input(dovecot, user, pw))
     dovecot.set_password(user, "changed-at-provider")  # R7
     events = []
     signals.account_disabled.connect(lambda s, **kw: events.append(("disabled", kw)), weak=False)
@@ -95,7 +95,7 @@ def test_wrong_password_stops_fetching_until_updated(app, session, dovecot, new_
     assert acc.status == AccountStatus.NEEDS_PASSWORD.value
     assert acc.last_error_code == "auth_failed" and acc.consecutive_failures == 1
     assert ("disabled", {"account_id": account.id, "code": "auth_failed"}) in events
-    view = svc.status_view(acc)
+    view = health.status_view(acc)
     assert view.tone == "error" and "password" in view.label.lower()
     before = logins(dovecot, user)
     with pytest.raises(fetching.FetchSkipped) as skipped:
@@ -106,7 +106,7 @@ def test_wrong_password_stops_fetching_until_updated(app, session, dovecot, new_
     # the user updates the password (after a successful test): fetching resumes
     data = account_input(dovecot, user, "changed-at-provider")
     svc.test_incoming(app, data, existing=acc)
-    svc.update_account(session, acc, data)
+    svc.update_account(app, session, acc, data)
     assert acc.status == AccountStatus.NEW.value and acc.consecutive_failures == 0
     assert any(e[0] == "recovered" for e in events)
     assert fetching.fetch_account(app, account.id).stored == 1
@@ -115,24 +115,24 @@ def test_wrong_password_stops_fetching_until_updated(app, session, dovecot, new_
 def test_delete_policy_removes_only_after_storing(app, session, dovecot, new_user):
     user, pw = new_user
     dovecot.deliver_many(user, [make_message(i) for i in range(3)])
-    account = svc.create_account(session, "owner-3", account_input(
+    account = svc.create_account(app, session, "owner-3", account_input(
         dovecot, user, pw, delete_policy=DeletePolicy.DELETE))
     report = fetching.fetch_account(app, account.id)
     assert (report.stored, report.deleted) == (3, 3)
     assert dovecot.server_messages(user) == []
-    assert store.count_messages(session, account.id) == 3
+    assert mailbox.count_messages(session, account.id) == 3
 
 
 def test_sessions_are_cut_and_looped(app, session, dovecot, new_user):
     user, pw = new_user
     app.config["POPACCOUNTS_MAX_MESSAGES_PER_SESSION"] = 2
     dovecot.deliver_many(user, [make_message(i) for i in range(5)])
-    account = svc.create_account(session, "owner-4", account_input(dovecot, user, pw))
+    account = svc.create_account(app, session, "owner-4", account_input(dovecot, user, pw))
     seen = []
     report = fetching.fetch_account(app, account.id, progress=seen.append)
     assert report.stored == 5 and not report.more_pending
     assert seen[-1].done == 5 and seen[-1].total == 5
-    info = fetching.fetch_progress(account.id)
+    info = progress.fetch_progress(account.id, app=app)
     assert info is not None and not info["running"] and info["stored"] == 5
 
 
@@ -140,7 +140,7 @@ def test_transient_failure_backs_off(app, session, dovecot, new_user):
     user, pw = new_user
     port = free_port()  # nothing listens there
     app.config["POPACCOUNTS_ALLOWED_POP3_PORTS"] = (port,)
-    account = svc.create_account(session, "owner-5", account_input(dovecot, user, pw,
+    account = svc.create_account(app, session, "owner-5", account_input(dovecot, user, pw,
                                                                    pop_port=port))
     for n in (1, 2):
         with pytest.raises(ConnectionFailed):
@@ -151,7 +151,7 @@ def test_transient_failure_backs_off(app, session, dovecot, new_user):
         assert acc.consecutive_failures == n
         delay = (acc.next_due_at - acc.last_attempt_at).total_seconds()
         assert 30 * 2 ** (n - 1) <= delay <= 60 * 2 ** (n - 1)
-    assert svc.status_view(acc).tone == "warning"
+    assert health.status_view(acc).tone == "warning"
 
 
 def test_claim_one_of_two_wins(app):
@@ -188,22 +188,22 @@ def test_claim_one_of_two_wins(app):
 def test_check_now_runs_once_in_background(app, session, dovecot, new_user):
     user, pw = new_user
     dovecot.deliver_many(user, [make_message(i) for i in range(3)])
-    account = svc.create_account(session, "owner-6", account_input(dovecot, user, pw))
+    account = svc.create_account(app, session, "owner-6", account_input(dovecot, user, pw))
     assert fetching.check_now(app, account.id)
     assert not fetching.check_now(app, account.id)  # already claimed
-    assert fetching.wait_for_check(account.id, timeout=30)
-    assert store.count_messages(session, account.id) == 3
+    assert fetching.wait_for_check(app, account.id, timeout=30)
+    assert mailbox.count_messages(session, account.id) == 3
     session.expire_all()
     assert session.get(Account, account.id).lease_owner is None
     assert fetching.check_now(app, account.id)  # free again
-    assert fetching.wait_for_check(account.id, timeout=30)
+    assert fetching.wait_for_check(app, account.id, timeout=30)
 
 
 def test_accounts_owner_default_delete(app, session, dovecot, new_user):
     user, pw = new_user
     dovecot.deliver(user, make_message(1))
-    a = svc.create_account(session, "owner-7", account_input(dovecot, user, pw))
-    b = svc.create_account(session, "owner-7", account_input(
+    a = svc.create_account(app, session, "owner-7", account_input(dovecot, user, pw))
+    b = svc.create_account(app, session, "owner-7", account_input(
         dovecot, user, pw, email="second@example.net", is_default=True))
     session.expire_all()
     assert [x.id for x in svc.list_accounts(session, "owner-7")] == [b.id, a.id]
@@ -217,15 +217,15 @@ def test_accounts_owner_default_delete(app, session, dovecot, new_user):
         svc.get_owned_account(session, "someone-else", a.id)
     assert svc.get_owned_account(session, "owner-7", a.id).id == a.id
     fetching.fetch_account(app, a.id)
-    svc.set_enabled(session, session.get(Account, b.id), False)
-    assert svc.status_view(session.get(Account, b.id)).label == "Disabled"
+    svc.set_enabled(app, session, session.get(Account, b.id), False)
+    assert health.status_view(session.get(Account, b.id)).label == "Disabled"
     with pytest.raises(fetching.FetchSkipped):
         fetching.fetch_account(app, b.id)
-    svc.delete_account(session, svc.get_owned_account(session, "owner-7", a.id))
+    svc.delete_account(app, session, svc.get_owned_account(session, "owner-7", a.id))
     session.expire_all()
     assert session.scalar(select(Message).where(Message.account_id == a.id)) is None
     assert session.get(Account, b.id).is_default  # the remaining account takes over
-    assert store.storage_used(session, "owner-7") == {b.id: 0}
+    assert mailbox.storage_used(session, "owner-7") == {b.id: 0}
 
 
 def test_control_characters_refused(app, dovecot):
@@ -241,14 +241,14 @@ def test_control_characters_refused(app, dovecot):
 def test_cli_fetch_with_progress(app, session, dovecot, new_user):
     user, pw = new_user
     dovecot.deliver_many(user, [make_message(i) for i in range(6)])
-    account = svc.create_account(session, "owner-8", account_input(dovecot, user, pw))
+    account = svc.create_account(app, session, "owner-8", account_input(dovecot, user, pw))
     runner = app.test_cli_runner()
     result = runner.invoke(args=["popaccounts", "fetch", "--account", str(account.id)])
     assert result.exit_code == 0, result.output
     assert "6 stored" in result.output
     result = runner.invoke(args=["popaccounts", "fetch", "--all"])
     assert result.exit_code == 0 and "0 stored" in result.output
-    assert store.count_messages(session, account.id) == 6
+    assert mailbox.count_messages(session, account.id) == 6
     dovecot.set_password(user, "changed")
     result = runner.invoke(args=["popaccounts", "fetch", "--account", str(account.id)])
     assert result.exit_code == 1 and "Authentication failed" in result.output
@@ -260,7 +260,7 @@ def test_uidl_reset_needs_confirmation(app, session, dovecot, new_user):
 
     user, pw = new_user
     dovecot.deliver_many(user, [make_message(i) for i in range(12)])
-    account = svc.create_account(session, "owner-9", account_input(dovecot, user, pw))
+    account = svc.create_account(app, session, "owner-9", account_input(dovecot, user, pw))
     assert fetching.fetch_account(app, account.id).stored == 12
     dovecot.reset_uidls(user)  # the provider rebuilt the mailbox: every UIDL changes
     with pytest.raises(UIDLReset):
@@ -268,10 +268,10 @@ def test_uidl_reset_needs_confirmation(app, session, dovecot, new_user):
     session.expire_all()
     acc = session.get(Account, account.id)
     assert acc.status == AccountStatus.NEEDS_ATTENTION.value
-    assert store.count_messages(session, account.id) == 12  # nothing imported twice
-    svc.set_enabled(session, acc, True)  # enabling alone does not accept the reset
+    assert mailbox.count_messages(session, account.id) == 12  # nothing imported twice
+    svc.set_enabled(app, session, acc, True)  # enabling alone does not accept the reset
     assert acc.status == AccountStatus.NEEDS_ATTENTION.value
-    svc.confirm_uidl_reset(session, acc)
+    svc.confirm_uidl_reset(app, session, acc)
     assert fetching.fetch_account(app, account.id).stored == 12
     session.expire_all()
     acc = session.get(Account, account.id)

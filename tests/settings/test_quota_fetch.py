@@ -22,7 +22,7 @@ from flask_popaccounts import get_state, signals
 from flask_popaccounts.engine.errors import QuotaExceeded
 from flask_popaccounts.engine.types import DeletePolicy, Security
 from flask_popaccounts.services import accounts as svc
-from flask_popaccounts.services import fetching, quota
+from flask_popaccounts.services import fetching, health, quota
 from flask_popaccounts.storage.models import Account, AccountStatus, Folder, Message, UidlEntry
 from tests.support.dovecot import Dovecot
 from tests.support.mail import make_message
@@ -80,7 +80,7 @@ def test_quota_mid_fetch_pauses_then_resumes_with_nothing_lost(
             fetched.append(str(s.scalar(select(Message.message_id)
                                         .where(Message.id == message_id))))
 
-    account = svc.create_account(session, OWNER, account_input(dovecot, user, pw))
+    account = svc.create_account(app, session, OWNER, account_input(dovecot, user, pw))
     with signals.message_fetched.connected_to(on_fetched):
         # 1. the quota is crossed by the fourth message: three stored, six still on the server
         with pytest.raises(QuotaExceeded):
@@ -90,7 +90,7 @@ def test_quota_mid_fetch_pauses_then_resumes_with_nothing_lost(
         session.refresh(account)
         assert account.status == AccountStatus.PAUSED_QUOTA.value
         assert account.last_error_code == "quota_exceeded"
-        view = svc.status_view(account)
+        view = health.status_view(account)
         assert "storage is full" in view.label.lower() and "Storage page" in view.explanation
 
         # 2. still full: the next attempt does not even log in
@@ -151,7 +151,7 @@ def test_paused_account_retries_at_its_recheck_time_and_a_larger_quota_resumes_i
     limit = [sizes[0] + 10]
     get_state(app).ext.quota = lambda owner: limit[0]
     try:
-        account = svc.create_account(session, OWNER, account_input(dovecot, user, pw))
+        account = svc.create_account(app, session, OWNER, account_input(dovecot, user, pw))
         with pytest.raises(QuotaExceeded):
             fetching.fetch_account(app, account.id)
         session.refresh(account)

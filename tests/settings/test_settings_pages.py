@@ -98,7 +98,7 @@ def deliver_and_fetch(app: Flask, client: FlaskClient, dovecot: Dovecot, user: s
         f"Message-ID: <{subject.replace(' ', '-')}@example.org>\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n\r\nOriginal words here.\r\n").encode())
     assert client.post(f"{PREFIX}/{account_id}/check").status_code == 302
-    assert fetching.wait_for_check(account_id, timeout=30)
+    assert fetching.wait_for_check(app, account_id, timeout=30)
     with get_state(app).session_factory() as s:
         mid = s.scalar(select(Message.id).where(Message.account_id == account_id,
                                                 Message.subject == subject))
@@ -270,7 +270,7 @@ def test_storage_page_quota_pause_on_the_card_and_freeing_tools(
     get_state(send_app).ext.quota = lambda owner: limit
     try:
         assert client.post(f"{PREFIX}/{a_id}/check").status_code == 302
-        assert fetching.wait_for_check(a_id, timeout=30)
+        assert fetching.wait_for_check(send_app, a_id, timeout=30)
         card = client.get(f"{PREFIX}/").text
         assert "Paused: your mail storage is full" in card
         assert "Free space on the Storage page" in card
@@ -312,7 +312,7 @@ def test_storage_page_quota_pause_on_the_card_and_freeing_tools(
         assert "1 message of" in client.get(f"{PREFIX}/storage").text
         # room again: the rest comes in
         assert client.post(f"{PREFIX}/{a_id}/check").status_code == 302
-        assert fetching.wait_for_check(a_id, timeout=30)
+        assert fetching.wait_for_check(send_app, a_id, timeout=30)
         with get_state(send_app).session_factory() as s:
             account = s.get(Account, a_id)
             assert account is not None and account.status == "ok"

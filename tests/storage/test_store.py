@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 
 from flask_popaccounts.engine.types import MessageMeta, RetrievedMessage
+from flask_popaccounts.storage import mailbox
 from flask_popaccounts.storage import mailstore as store
 from flask_popaccounts.storage.models import Account, FolderRole, Message, MessageChunk, UidlEntry
 
@@ -21,7 +22,7 @@ def make_account(session, owner="u1", email="a@example.org") -> Account:
                   pop_port=995, pop_security="ssl", pop_username="alice")
     session.add(acc)
     session.flush()
-    store.ensure_default_folders(session, acc)
+    mailbox.ensure_default_folders(session, acc)
     session.commit()
     return acc
 
@@ -35,50 +36,50 @@ def msg(uidl: str, raw: bytes, sent_at: datetime, subject: str = "") -> Retrieve
 
 def test_default_folders_idempotent(session):
     acc = make_account(session)
-    again = store.ensure_default_folders(session, acc)
+    again = mailbox.ensure_default_folders(session, acc)
     assert set(again) == {FolderRole.INBOX, FolderRole.SENT, FolderRole.TRASH}
-    assert [f.name for f in store.list_folders(session, acc.id)] == ["Inbox", "Sent", "Trash"]
+    assert [f.name for f in mailbox.list_folders(session, acc.id)] == ["Inbox", "Sent", "Trash"]
 
 
 def test_sink_stores_unread_sorted_by_sent_date(session):
     acc = make_account(session)
-    inbox = store.folder_id_for(session, acc.id)
+    inbox = mailbox.folder_id_for(session, acc.id)
     sink = store.SqlSink(session, acc, inbox)
     # fetched in this order, sent in another
     sink.add(msg("u1", b"Subject: one\r\n\r\n1\r\n", T0, "one"))
     sink.add(msg("u2", b"Subject: two\r\n\r\n2\r\n", T0 - timedelta(days=2), "two"))
     sink.add(msg("u3", b"Subject: three\r\n\r\n3\r\n", T0 + timedelta(hours=1), "ثلاثة"))
     sink.commit()
-    listed = store.list_messages(session, acc.id, inbox)
+    listed = mailbox.list_messages(session, acc.id, inbox)
     assert [m.subject for m in listed] == ["ثلاثة", "one", "two"]
     assert all(not m.is_read for m in listed)
     assert listed[0].sent_at == T0 + timedelta(hours=1)
-    assert store.count_messages(session, acc.id, unread_only=True) == 3
-    assert [m.subject for m in store.list_messages(session, acc.id, limit=1, offset=1)] == ["one"]
-    store.mark_read(session, listed[0].id)
-    assert store.count_messages(session, acc.id, unread_only=True) == 2
+    assert mailbox.count_messages(session, acc.id, unread_only=True) == 3
+    assert [m.subject for m in mailbox.list_messages(session, acc.id, limit=1, offset=1)] == ["one"]
+    mailbox.mark_read(session, listed[0].id)
+    assert mailbox.count_messages(session, acc.id, unread_only=True) == 2
     assert sink.committed_ids and len(sink.committed_ids) == 3
 
 
 def test_raw_bytes_chunked_and_identical(session):
     acc = make_account(session)
-    inbox = store.folder_id_for(session, acc.id)
+    inbox = mailbox.folder_id_for(session, acc.id)
     raw = b"Subject: big\r\n\r\n" + os.urandom(store.CHUNK_SIZE * 2 + 12345)
     sink = store.SqlSink(session, acc.id, inbox)
     sink.add(msg("big", raw, T0))
     sink.add(msg("empty", b"", T0))
     sink.commit()
     big = session.scalar(select(Message).where(Message.uidl == "big"))
-    chunks = list(store.iter_raw(session, big.id))
+    chunks = list(mailbox.iter_raw(session, big.id))
     assert len(chunks) == 3 and all(len(c) <= store.CHUNK_SIZE for c in chunks)
-    assert store.read_raw(session, big.id) == raw
+    assert mailbox.read_raw(session, big.id) == raw
     empty = session.scalar(select(Message).where(Message.uidl == "empty"))
-    assert store.read_raw(session, empty.id) == b""
+    assert mailbox.read_raw(session, empty.id) == b""
 
 
 def test_counters_ledger_and_rollback(session):
     acc = make_account(session)
-    inbox = store.folder_id_for(session, acc.id)
+    inbox = mailbox.folder_id_for(session, acc.id)
     sink = store.SqlSink(session, acc.id, inbox)
     sink.add(msg("a", b"x" * 100, T0))
     sink.add(msg("b", b"y" * 50, T0))
@@ -94,8 +95,8 @@ def test_counters_ledger_and_rollback(session):
     assert all(e.on_server and e.stored_at.tzinfo is not None for e in entries.values())
     ledger.mark_gone(["a"])
     assert not store.SqlLedger(session, acc.id).entries()["a"].on_server
-    assert store.storage_used(session, "u1") == {acc.id: 150}
-    assert store.recount(session, acc.id) == (2, 150)
+    assert mailbox.storage_used(session, "u1") == {acc.id: 150}
+    assert mailbox.recount(session, acc.id) == (2, 150)
 
 
 def test_ledger_row_makes_duplicates_impossible(session):
@@ -103,14 +104,14 @@ def test_ledger_row_makes_duplicates_impossible(session):
     from sqlalchemy.exc import IntegrityError
 
     acc = make_account(session)
-    inbox = store.folder_id_for(session, acc.id)
+    inbox = mailbox.folder_id_for(session, acc.id)
     sink = store.SqlSink(session, acc.id, inbox)
     sink.add(msg("dup", b"1", T0))
     sink.commit()
     sink.add(msg("dup", b"1", T0))
     with pytest.raises(IntegrityError):
         sink.commit()
-    assert store.count_messages(session, acc.id) == 1
+    assert mailbox.count_messages(session, acc.id) == 1
     assert session.scalar(select(func.count()).select_from(UidlEntry)) == 1
 
 
@@ -118,10 +119,10 @@ def test_delete_account_data_removes_everything(session):
     acc = make_account(session)
     other = make_account(session, email="b@example.org")
     for a in (acc, other):
-        sink = store.SqlSink(session, a.id, store.folder_id_for(session, a.id))
+        sink = store.SqlSink(session, a.id, mailbox.folder_id_for(session, a.id))
         sink.add(msg("m", b"raw", T0))
         sink.commit()
-    store.delete_account_data(session, acc.id)
+    mailbox.delete_account_data(session, acc.id)
     session.commit()
     assert session.scalar(select(func.count()).select_from(Message)) == 1
     assert session.scalar(select(func.count()).select_from(MessageChunk)) == 1
@@ -132,7 +133,7 @@ def test_delete_account_data_removes_everything(session):
 def test_sink_speed_2000_messages(session):
     """2,000 x 20 KB through the sink on SQLite, group commit every 256 (the engine default)."""
     acc = make_account(session)
-    inbox = store.folder_id_for(session, acc.id)
+    inbox = mailbox.folder_id_for(session, acc.id)
     body = b"Subject: s\r\n\r\n" + b"0123456789abcdef\r\n" * 1100
     sink = store.SqlSink(session, acc.id, inbox)
     t = time.perf_counter()
@@ -142,7 +143,7 @@ def test_sink_speed_2000_messages(session):
             sink.commit()
     sink.commit()
     elapsed = time.perf_counter() - t
-    assert store.count_messages(session, acc.id) == 2000
+    assert mailbox.count_messages(session, acc.id) == 2000
     print(f"\nSqlSink: 2000 x {len(body)} B in {elapsed:.2f} s")
     assert elapsed < 10
 
@@ -167,7 +168,7 @@ def test_sink_batches_small_messages_and_streams_large_ones_in_order(session, mo
             pass
 
     acc = make_account(session)
-    inbox = store.folder_id_for(session, acc.id)
+    inbox = mailbox.folder_id_for(session, acc.id)
     raws = {
         "s1": b"Subject: 1\r\n\r\n" + b"a" * 1000,
         "s2f": b"Subject: 2\r\n\r\n" + b"b" * 2500,
@@ -182,7 +183,7 @@ def test_sink_batches_small_messages_and_streams_large_ones_in_order(session, mo
         sink.add(msg(uidl, raw, T0))
     sink.add(msg("gone", b"Subject: gone\r\n\r\n", T0))
     sink.rollback()  # drops everything staged, buffered or already inserted
-    assert store.count_messages(session, acc.id) == 0
+    assert mailbox.count_messages(session, acc.id) == 0
     for uidl, raw in raws.items():
         sink.add(msg(uidl, raw, T0))
     sink.commit()
@@ -191,7 +192,7 @@ def test_sink_batches_small_messages_and_streams_large_ones_in_order(session, mo
     by_id = {m.id: m for m in session.scalars(select(Message))}
     assert [by_id[i].uidl for i in ids] == list(raws)
     for i in ids:
-        assert store.read_raw(session, i) == raws[by_id[i].uidl]
+        assert mailbox.read_raw(session, i) == raws[by_id[i].uidl]
     assert [by_id[i].is_flagged for i in ids] == [u.endswith("f") for u in raws]
     from flask_popaccounts.storage.models import OutboxItem
 

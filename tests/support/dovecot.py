@@ -373,7 +373,7 @@ passdb {{
         md = self.maildir(user)
         for sub in ("new", "cur", "tmp"):
             for p in (md / sub).iterdir():
-                p.unlink()
+                p.unlink(missing_ok=True)  # (a session may be expunging it right now)
         self.reset_uidls(user)
 
     def reset_uidls(self, user: str) -> None:
@@ -381,10 +381,11 @@ passdb {{
         md = self.maildir(user)
         for p in md.iterdir():
             if p.name.startswith("dovecot"):
+                # A session that just said QUIT may still drop its lock file meanwhile.
                 if p.is_dir():
-                    shutil.rmtree(p)
+                    shutil.rmtree(p, ignore_errors=True)
                 else:
-                    p.unlink()
+                    p.unlink(missing_ok=True)
         # UIDVALIDITY is derived from the clock; make sure the new one differs.
         time.sleep(1.05)
 

@@ -1,10 +1,13 @@
-"""Fixtures for the page tests: the example webmail on a throwaway instance folder."""
+"""Fixtures for the page tests: the example webmail on a throwaway instance folder,
+signing in to the session Dovecot (tests/conftest.py) for real."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_popaccounts import get_state
+from tests.conftest import fresh_source_address
+from tests.support.dovecot import GOOD_HOST, Dovecot
 
 PASSWORDS = {"alice": "alice-webmail-pw", "bob": "bob-webmail-pw"}
 
@@ -71,9 +76,58 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
             db.engine.dispose()
 
 
+def wait_until(condition: Callable[[], Any], timeout: float = 30, what: str = "it") -> Any:
+    """Ask ``condition`` until it answers truthy (and return that answer), failing the
+    test after ``timeout`` seconds: a wait for a state, not for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not (answer := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout} s for {what}")
+        time.sleep(0.05)  # between two looks, not a guess at how long it takes
+    return answer
+
+
+def dovecot_config(dovecot: Dovecot) -> dict[str, Any]:
+    """Config that lets the pages reach the session Dovecot: loopback allowed, its CA
+    trusted, its two ports allowed beside the standard ones (110 stays allowed and
+    closed on loopback: "nothing listens there")."""
+    return {
+        "POPACCOUNTS_ALLOW_PRIVATE_HOSTS": True,
+        "POPACCOUNTS_CA_FILE": dovecot.ca_file,
+        "POPACCOUNTS_ALLOWED_POP3_PORTS": (110, 995, dovecot.pop3_port, dovecot.pop3s_port),
+        "POPACCOUNTS_CONNECT_TIMEOUT": 5,
+        "POPACCOUNTS_READ_TIMEOUT": 20,
+    }
+
+
 @pytest.fixture
-def app(make_app: Callable[..., Flask]) -> Flask:
-    return make_app()
+def app(make_app: Callable[..., Flask], dovecot: Dovecot) -> Flask:
+    """The example webmail, able to sign in to the session Dovecot."""
+    return make_app(**dovecot_config(dovecot))
+
+
+@pytest.fixture
+def mailbox(dovecot: Dovecot, new_user: tuple[str, str]) -> dict[str, str]:
+    """The add form's server fields for a fresh, empty Dovecot mailbox (implicit TLS)."""
+    user, password = new_user
+    return {"pop_host": GOOD_HOST, "pop_port": str(dovecot.pop3s_port), "pop_security": "ssl",
+            "pop_username": user, "password": password}
+
+
+@contextmanager
+def own_source_address(app: Flask) -> Iterator[None]:
+    """Connect from a loopback address of our own while a login is refused on purpose.
+
+    Dovecot delays every later login from an address that failed one (about 4 s);
+    refusing from a throwaway address keeps the next sign-ins of this test and of the
+    rest of the suite fast.
+    """
+    before = app.config["POPACCOUNTS_SOURCE_ADDRESS"]
+    app.config["POPACCOUNTS_SOURCE_ADDRESS"] = fresh_source_address()[0]
+    try:
+        yield
+    finally:
+        app.config["POPACCOUNTS_SOURCE_ADDRESS"] = before
 
 
 def login(client: FlaskClient, user: str = "alice") -> FlaskClient:

@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from flask import Flask
 
 from tests.support.dovecot import Dovecot
 
-from .conftest import PREFIX, account_form, login
+from .conftest import PREFIX, account_form, login, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,18 +92,17 @@ def test_python_m_example_app_serves(tmp_path: Path) -> None:
     env["PYTHONPATH"] = f"{work}{os.pathsep}{ROOT}"
     proc = subprocess.Popen([sys.executable, "-m", "example_app"], cwd=work, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def login_page() -> bytes | None:
+        assert proc.poll() is None, "python -m example_app exited"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as r:
+                return bytes(r.read()) if r.status == 200 else None
+        except OSError:  # not listening yet
+            return None
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as r:
-                    assert r.status == 200
-                    assert b"Sign in" in r.read()
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.2)
+        assert b"Sign in" in wait_until(login_page, 20, "the example app to serve /login")
     finally:
         proc.terminate()
         out = proc.communicate(timeout=10)[0].decode()
@@ -134,7 +132,7 @@ def test_message_view_sanitises_html(make_app: Any, dovecot: Dovecot,
         pop_username=user, password=password))
     account_id = int(resp.location.split("/")[-2])
     client.post(f"{PREFIX}/{account_id}/check")
-    assert wait_for_check(account_id, timeout=30)
+    assert wait_for_check(app, account_id, timeout=30)
     box = client.get(f"/mail/{account_id}/").text
     link = re.search(rf'href="(/mail/{account_id}/\d+)"', box).group(1)  # type: ignore[union-attr]
     page = client.get(link).text

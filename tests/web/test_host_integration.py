@@ -1,12 +1,12 @@
 """A second, minimal host app (not the example): plain Flask + Flask-Login + a bare
-SQLAlchemy Engine, CSRF on, one template overridden by the host."""
+SQLAlchemy Engine, CSRF on, one template overridden by the host; accounts sign in to
+the session Dovecot for real."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -15,9 +15,10 @@ from flask_login import LoginManager, UserMixin, login_user
 from sqlalchemy import create_engine
 
 from flask_popaccounts import PopAccounts, get_state
-from flask_popaccounts.services import accounts as account_svc
+from flask_popaccounts.services import progress
+from tests.support.dovecot import Dovecot
 
-from .conftest import account_form
+from .conftest import account_form, dovecot_config
 
 PREFIX = "/prefs/accounts"
 
@@ -28,7 +29,7 @@ class HostUser(UserMixin):
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[Flask]:
+def host(tmp_path: Path, dovecot: Dovecot) -> Iterator[Flask]:
     templates = tmp_path / "templates" / "popaccounts"
     templates.mkdir(parents=True)
     (templates / "add_type.html").write_text(
@@ -42,6 +43,7 @@ def host(tmp_path: Path) -> Iterator[Flask]:
         SECRET_KEY="host-secret",
         WTF_CSRF_ENABLED=True,
         POPACCOUNTS_URL_PREFIX=PREFIX,
+        **dovecot_config(dovecot),
     )
     engine = create_engine(f"sqlite:///{tmp_path / 'host.db'}")
     login = LoginManager(app)
@@ -72,10 +74,13 @@ def _token(html: str) -> str:
     return m.group(1)
 
 
-@pytest.fixture
-def tested(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(account_svc, "test_incoming",
-                        lambda app, data, *, existing=None: frozenset())
+def _add(client: FlaskClient, mailbox: dict[str, str]) -> int:
+    """Add an account through the form (with its CSRF token), tested against Dovecot."""
+    token = _token(client.get(PREFIX + "/add/pop3/other").text)
+    resp = client.post(PREFIX + "/add/pop3/other",
+                       data={**account_form(**mailbox), "csrf_token": token})
+    assert resp.status_code == 302, resp.text
+    return int(resp.location.split("/")[-2])
 
 
 def test_registers_and_uses_standalone_layout(host: Flask) -> None:
@@ -98,45 +103,32 @@ def test_host_overrides_one_template(host: Flask) -> None:
     assert "Who provides this mailbox?" in client.get(PREFIX + "/add/pop3").text
 
 
-def test_no_mailbox_endpoint_no_switch_icon(host: Flask, tested: None) -> None:
+def test_no_mailbox_endpoint_no_switch_icon(host: Flask, mailbox: dict[str, str]) -> None:
     client = _client(host)
-    page = client.get(PREFIX + "/add/pop3/other")
-    resp = client.post(PREFIX + "/add/pop3/other",
-                       data={**account_form(), "csrf_token": _token(page.text)})
-    assert resp.status_code == 302
-    assert 'class="pa-switch"' not in client.get(PREFIX + "/").text
+    _add(client, mailbox)
+    index = client.get(PREFIX + "/").text
+    assert "me@example.com" in index and 'class="pa-switch"' not in index
 
 
-def test_csrf_required_on_add(host: Flask, tested: None) -> None:
+def test_csrf_required_on_add(host: Flask, mailbox: dict[str, str]) -> None:
     client = _client(host)
-    resp = client.post(PREFIX + "/add/pop3/other", data=account_form())
+    resp = client.post(PREFIX + "/add/pop3/other", data=account_form(**mailbox))
     assert resp.status_code == 400
     assert "CSRF" in resp.text
     resp = client.post(PREFIX + "/add/pop3/other",
-                       data={**account_form(), "csrf_token": "forged"})
+                       data={**account_form(**mailbox), "csrf_token": "forged"})
     assert resp.status_code == 400
+    assert "No other mailboxes yet" in client.get(PREFIX + "/").text
 
 
 @pytest.mark.parametrize("action", ["enable", "disable", "default", "check", "delete"])
-def test_csrf_required_on_buttons(host: Flask, tested: None, monkeypatch: pytest.MonkeyPatch,
-                                  action: str) -> None:
-    from flask_popaccounts.services import fetching
-
-    called: list[Any] = []
-
-    def fake_check(app: Flask, aid: int) -> bool:
-        called.append(aid)
-        return True
-
-    monkeypatch.setattr(fetching, "check_now", fake_check)
+def test_csrf_required_on_buttons(host: Flask, mailbox: dict[str, str], action: str) -> None:
     client = _client(host)
-    token = _token(client.get(PREFIX + "/add/pop3/other").text)
-    resp = client.post(PREFIX + "/add/pop3/other", data={**account_form(), "csrf_token": token})
-    account_id = int(resp.location.split("/")[-2])
+    account_id = _add(client, mailbox)
     bad = client.post(f"{PREFIX}/{account_id}/{action}")
     assert bad.status_code == 400
-    assert not called
     with host.app_context():
+        assert progress.fetch_progress(account_id) is None  # no check started
         from flask_popaccounts import db_session
         from flask_popaccounts.storage.models import Account
 
@@ -147,11 +139,9 @@ def test_csrf_required_on_buttons(host: Flask, tested: None, monkeypatch: pytest
     assert good.status_code == 302
 
 
-def test_other_owner_404_in_host(host: Flask, tested: None) -> None:
+def test_other_owner_404_in_host(host: Flask, mailbox: dict[str, str]) -> None:
     client = _client(host, "u1")
-    token = _token(client.get(PREFIX + "/add/pop3/other").text)
-    resp = client.post(PREFIX + "/add/pop3/other", data={**account_form(), "csrf_token": token})
-    account_id = int(resp.location.split("/")[-2])
+    account_id = _add(client, mailbox)
     other = _client(host, "u2")
     assert other.get(f"{PREFIX}/{account_id}/edit").status_code == 404
     assert other.get(f"{PREFIX}/{account_id}/progress.json").status_code == 404

@@ -1,0 +1,212 @@
+"""Account health: what a fetch's outcome does to the account, and what its card says.
+
+The outcome of every fetch (and of a refused OAuth refresh) is recorded here:
+
+- success (:func:`record_success`): status OK, failures cleared, next fetch after the
+  account's interval;
+- a transient failure (connection, timeout, [IN-USE], [LOGIN-DELAY], [SYS/TEMP]):
+  status RETRYING, next try after :func:`backoff_seconds` (exponential, capped, with
+  jitter);
+- an authentication failure: NEEDS_PASSWORD (NEEDS_REAUTH for a rejected OAuth token)
+  and no further automatic fetching, and no login attempt at all, until the user gives
+  a new password (R7): lock-outs at the provider are worse than a pause;
+- the owner's storage is full (:func:`hold_for_quota`): PAUSED_QUOTA, re-checked after
+  the interval (R19);
+- any other failure only the user can fix (certificate, no UIDL, UIDL reset...):
+  NEEDS_ATTENTION, likewise paused (the user may still press "check now").
+
+Each ``record_*`` may give the fetch's lease back in the same transaction
+(``release_owner``), so an idle poll writes twice in all: the claim and the outcome.
+:func:`status_view` turns the result into plain words for the card.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from ..engine.errors import (
+    AuthenticationFailed,
+    PopAccountsError,
+    QuotaExceeded,
+    TokenRejected,
+    error_for_code,
+)
+from ..signals import account_recovered
+from ..storage.models import Account, AccountStatus, value_of
+from . import progress, scheduling
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+#: Statuses that stop fetching until the user gives a new password / re-authenticates.
+CREDENTIAL_STATUSES = frozenset({AccountStatus.NEEDS_PASSWORD.value,
+                                 AccountStatus.NEEDS_REAUTH.value})
+
+
+def backoff_seconds(failures: int, *, base: float, cap: float,
+                    rng: random.Random | Any = random) -> float:
+    """The one back-off formula: ``base * 2^(failures-1)``, capped, times 0.5 to 1.0.
+
+    The jitter spreads the retries of many accounts that failed together (a provider's
+    outage) instead of sending them back at the same second.
+    """
+    delay = min(cap, base * (2 ** max(0, failures - 1)))
+    return float(delay * rng.uniform(0.5, 1.0))
+
+
+def fetch_backoff_seconds(app: Flask, failures: int) -> float:
+    """The back-off after ``failures`` failed fetches in a row (the host's settings)."""
+    return backoff_seconds(failures, base=float(app.config["POPACCOUNTS_BACKOFF_BASE_SECONDS"]),
+                           cap=float(app.config["POPACCOUNTS_BACKOFF_MAX_SECONDS"]))
+
+
+def interval_seconds(app: Flask, account: Account) -> float:
+    """The account's fetch interval in seconds.
+
+    ``POPACCOUNTS_INTERVAL_UNIT_SECONDS`` (default 60) is the length of one interval
+    "minute"; tests shorten it to watch intervals being honoured in real time.
+    """
+    unit = float(app.config.get("POPACCOUNTS_INTERVAL_UNIT_SECONDS", 60))
+    return int(account.fetch_interval_minutes or 5) * unit
+
+
+def _attempted(session: Session, account: Account, *, now: datetime,
+               release_owner: str | None) -> None:
+    account.last_attempt_at = now
+    progress.clear_columns(account)
+    scheduling.stage_release(session, release_owner, account.id)
+
+
+def _failed(account: Account, code: str, now: datetime) -> None:
+    account.last_error_code = code
+    account.last_error_at = now
+    account.consecutive_failures = int(account.consecutive_failures or 0) + 1
+
+
+def record_success(app: Flask, session: Session, account: Account, *, now: datetime,
+                   release_owner: str | None = None) -> bool:
+    """Mark a successful fetch; commits; True when the account recovered from failures."""
+    recovered = int(account.consecutive_failures or 0) > 0 or value_of(account.status) not in (
+        AccountStatus.OK.value, AccountStatus.NEW.value)
+    _attempted(session, account, now=now, release_owner=release_owner)
+    account.status = AccountStatus.OK.value  # type: ignore[assignment]
+    account.last_success_at = now
+    account.last_error_code = None
+    account.consecutive_failures = 0
+    account.accept_uidl_reset = False  # a confirmation is good for one import only
+    account.next_due_at = now + timedelta(seconds=interval_seconds(app, account))
+    session.commit()
+    return recovered
+
+
+def record_failure(app: Flask, session: Session, account: Account, exc: PopAccountsError,
+                   *, now: datetime, release_owner: str | None = None) -> bool:
+    """Mark a failed fetch; commits; True when automatic fetching stopped (user must act)."""
+    _attempted(session, account, now=now, release_owner=release_owner)
+    _failed(account, exc.code, now)
+    if isinstance(exc, QuotaExceeded):  # R19: paused, re-checked after the interval
+        hold_for_quota(app, session, account, now=now)
+        return False
+    stopped = True
+    if isinstance(exc, TokenRejected):
+        account.status = AccountStatus.NEEDS_REAUTH.value  # type: ignore[assignment]
+    elif isinstance(exc, AuthenticationFailed):
+        account.status = AccountStatus.NEEDS_PASSWORD.value  # type: ignore[assignment]
+    elif exc.transient:
+        stopped = False
+        account.status = AccountStatus.RETRYING.value  # type: ignore[assignment]
+        account.next_due_at = now + timedelta(
+            seconds=fetch_backoff_seconds(app, account.consecutive_failures))
+    else:
+        account.status = AccountStatus.NEEDS_ATTENTION.value  # type: ignore[assignment]
+    session.commit()
+    return stopped
+
+
+def record_crash(app: Flask, session: Session, account: Account, *, now: datetime,
+                 release_owner: str | None = None) -> None:
+    """A fetch ended by an unexpected error (a bug, the database): back off like a
+    transient failure, so the account is not retried at every tick; commits."""
+    _attempted(session, account, now=now, release_owner=release_owner)
+    _failed(account, "internal_error", now)
+    account.next_due_at = now + timedelta(
+        seconds=fetch_backoff_seconds(app, account.consecutive_failures))
+    session.commit()
+
+
+def hold_for_quota(app: Flask, session: Session, account: Account, *, now: datetime) -> None:
+    """Mark the account paused for the quota, re-checked after its interval; commits."""
+    account.status = AccountStatus.PAUSED_QUOTA.value  # type: ignore[assignment]
+    account.last_error_code = QuotaExceeded.code
+    account.last_error_at = now
+    account.last_attempt_at = now
+    account.next_due_at = now + timedelta(seconds=interval_seconds(app, account))
+    session.commit()
+
+
+def resting_status(account: Account) -> AccountStatus:
+    """OK once the account has ever fetched, else NEW."""
+    return AccountStatus.OK if account.last_success_at else AccountStatus.NEW
+
+
+def reset_health(app: Flask, account: Account, *, now: datetime) -> None:
+    """The user fixed what stopped the account: due at once, failures forgotten (no
+    commit); tells the host (``account_recovered``)."""
+    account.status = resting_status(account)
+    account.last_error_code = None
+    account.consecutive_failures = 0
+    account.next_due_at = now
+    account_recovered.send(app, account_id=account.id)
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """What the account card says about the account's health, in plain words."""
+
+    label: str
+    explanation: str
+    tone: str  #: "ok" | "info" | "warning" | "error" (a CSS hook)
+
+
+_QUOTA_HELP = ("Fetching is paused. The mail already fetched is kept and the rest waits on "
+               "the server; nothing was deleted there that is not stored here. Free space on "
+               "the Storage page (empty Trash, delete old mail) and fetching resumes by "
+               "itself.")
+
+
+def status_view(account: Account) -> StatusView:
+    """The account's health in plain words (never the server's own text)."""
+    status = value_of(account.status)
+    if not account.enabled:
+        return StatusView("Disabled", "Automatic fetching is switched off for this account. "
+                          "Enable it to fetch mail again.", "info")
+    code = account.last_error_code or ""
+    err = error_for_code(code) if code else None
+    if status == AccountStatus.NEEDS_PASSWORD.value:
+        help_ = err.help if err else ""
+        return StatusView("Needs your attention: update the password",
+                          f"Fetching stopped: the server refused the password. {help_}".strip(),
+                          "error")
+    if status == AccountStatus.NEEDS_REAUTH.value:
+        return StatusView("Needs your attention: re-authenticate",
+                          "Fetching stopped: the provider no longer accepts this account's "
+                          "authorization. Click Authenticate and sign in again.", "error")
+    if status == AccountStatus.NEEDS_ATTENTION.value and err is not None:
+        return StatusView(f"Needs your attention: {err.title}", err.help, "error")
+    if status == AccountStatus.PAUSED_QUOTA.value:  # R19 (services.quota)
+        return StatusView("Paused: your mail storage is full", _QUOTA_HELP, "warning")
+    if status == AccountStatus.RETRYING.value and err is not None:
+        when = ""
+        if account.next_due_at is not None:
+            when = f" Next try at {account.next_due_at:%H:%M} UTC."
+        return StatusView(f"Retrying: {err.title}", f"{err.help}{when}", "warning")
+    if status == AccountStatus.OK.value:
+        when = f"{account.last_success_at:%Y-%m-%d %H:%M} UTC" if account.last_success_at else ""
+        return StatusView("Working", f"Last checked {when}." if when else "Working.", "ok")
+    return StatusView("Waiting for the first fetch",
+                      "The account is saved; its mail will be fetched shortly.", "info")

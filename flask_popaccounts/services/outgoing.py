@@ -1,0 +1,188 @@
+"""An account's outgoing server (R9), and the one route mail takes to leave as it.
+
+An account sends either through its own SMTP server ("custom": tested with connect, TLS
+verified, EHLO, AUTH and MAIL FROM before it is saved) or, when the user skips that
+step, through the host's system relay (:mod:`.relay`). :func:`route_for` decides which,
+for every message that leaves as the account: the user's own mail (:mod:`.sending`) and
+the filters' forwards and vacation replies (:mod:`.outbox`) alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.message import EmailMessage
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..engine import smtp
+from ..engine.errors import InvalidInput
+from ..engine.types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
+from ..runtime import get_state
+from ..storage.models import Account, SendAsAddress
+from . import credentials, relay, sendas
+from .relay import local_hostname
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = ["AUTH_MODES", "OutgoingInput", "Route", "local_hostname", "route_for",
+           "save_outgoing", "test_outgoing", "use_system_relay"]
+
+AUTH_MODES = ("same", "custom", "none")
+
+
+@dataclass
+class OutgoingInput:
+    """What the outgoing step collects."""
+
+    host: str
+    port: int
+    security: Security
+    auth_mode: str = "same"  #: same | custom | none
+    username: str = ""
+    password: str | None = None
+
+    def __repr__(self) -> str:
+        return f"OutgoingInput(host={self.host!r}, port={self.port}, password=<hidden>)"
+
+
+def outgoing_creds(app: Flask, account: Account, data: OutgoingInput | None = None
+                   ) -> tuple[str, Credentials | None]:
+    """(username, credentials) for the account's own server, per its auth mode.
+
+    "same": what the account signs in to POP3 with (an OAuth account: XOAUTH2 with an
+    access token refreshed when near expiry); "custom": its own SMTP password.
+    """
+    mode = data.auth_mode if data is not None else account.smtp_auth_mode
+    if mode == "none":
+        return "", None
+    if mode == "same":
+        return account.pop_username, credentials.credentials_for(app, account)
+    if mode != "custom":
+        raise InvalidInput("unknown authentication mode")
+    if data is not None and data.password:
+        return data.username, Credentials(AuthMethod.PASSWORD, data.password)
+    if account.smtp_secret_enc is None:
+        raise InvalidInput("A password for the outgoing server is required")
+    username = data.username if data is not None else (account.smtp_username or "")
+    secret = get_state(app).secrets.decrypt(account.smtp_secret_enc)
+    return username, Credentials(AuthMethod.PASSWORD, secret)
+
+
+# -- the outgoing step ---------------------------------------------------------------------------
+
+
+def test_outgoing(app: Flask, account: Account, data: OutgoingInput) -> frozenset[str]:
+    """Connect, verify TLS, EHLO, AUTH and MAIL FROM the account's From address (R9).
+
+    Raises the engine's named errors (connection failed, certificate invalid, STARTTLS
+    unavailable, authentication failed, sending not allowed...).
+    """
+    if data.auth_mode not in AUTH_MODES:
+        raise InvalidInput("unknown authentication mode")
+    username, creds = outgoing_creds(app, account, data)
+    server = ServerSpec(host=data.host.strip(), port=int(data.port),
+                        security=Security(data.security), username=username)
+    return smtp.check_smtp(server, creds, net=relay.smtp_net_policy(app),
+                           sender=account.send_from, local_hostname=local_hostname(app))
+
+
+def save_outgoing(session: Session, app: Flask, account: Account, data: OutgoingInput
+                  ) -> list[SendAsAddress]:
+    """Store a custom server that :func:`test_outgoing` just accepted; commits.
+
+    Returns the addresses that still need a code (a Reply-To, or the From when the server
+    was used without authentication).
+    """
+    account.smtp_host = data.host.strip()
+    account.smtp_port = int(data.port)
+    account.smtp_security = Security(data.security).value
+    account.smtp_auth_mode = data.auth_mode
+    if data.auth_mode == "custom":
+        account.smtp_username = data.username
+        if data.password:
+            account.smtp_secret_enc = credentials.encrypt_password(app, data.password)
+    else:
+        account.smtp_username = None
+        account.smtp_secret_enc = None
+    account.smtp_verified = True
+    now = get_state(app).clock()
+    rows = sendas.sync_send_as(session, account, now=now)
+    if data.auth_mode != "none":
+        for row in rows:
+            if row.kind == "from" and row.verified_at is None:
+                row.verified_at = now
+                row.verified_by = "smtp"
+    session.commit()
+    return [r for r in rows if r.verified_at is None]
+
+
+def use_system_relay(session: Session, app: Flask, account: Account) -> list[SendAsAddress]:
+    """The user skipped the custom server: send through the host's relay; commits.
+
+    Returns the addresses that need a code (the From, unless verified before).
+    """
+    relay.system_relay(app)  # refuse early when the host has no mailer
+    if account.smtp_host is not None:
+        # Leaving a custom server: its "verified by smtp" no longer vouches for anything.
+        for row in session.scalars(select(SendAsAddress).where(
+                SendAsAddress.account_id == account.id, SendAsAddress.verified_by == "smtp")):
+            row.verified_at = None
+            row.verified_by = None
+    account.smtp_host = None
+    account.smtp_port = None
+    account.smtp_security = None
+    account.smtp_auth_mode = "none"
+    account.smtp_username = None
+    account.smtp_secret_enc = None
+    account.smtp_verified = False
+    rows = sendas.sync_send_as(session, account, now=get_state(app).clock())
+    session.commit()
+    return [r for r in rows if r.verified_at is None]
+
+
+# -- the route -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Route:
+    """How one message leaves as an account: server, credentials, network policy, the
+    From header, the envelope sender, and (through the relay) the Sender header."""
+
+    server: ServerSpec
+    creds: Credentials | None = field(repr=False)
+    net: NetPolicy
+    from_addr: Address
+    envelope_from: str
+    sender: Address | None = None
+
+    def stamp(self, msg: EmailMessage) -> None:
+        """Add the Sender header the route needs (the relay sends on the user's behalf)."""
+        if self.sender is not None:
+            msg["Sender"] = self.sender
+
+
+def route_for(session: Session, app: Flask, account: Account) -> Route:
+    """The route for mail from the account's From address, which must be verified
+    (:class:`~.sendas.AddressNotVerified` otherwise).
+
+    The account's own server sends with the From as envelope sender; the host's relay
+    sends on the user's behalf: its own address is the envelope sender and the Sender
+    header, the verified address stays the From.
+    """
+    addr = (account.send_from or account.email).strip()
+    if not sendas.is_verified(session, account, "from", addr):
+        raise sendas.AddressNotVerified(detail=f"from: account {account.id}")
+    from_addr = Address(display_name=account.name if account.name != account.email else "",
+                        addr_spec=smtp.check_addr_spec(addr))
+    if account.smtp_host:
+        username, creds = outgoing_creds(app, account)
+        server = ServerSpec(host=account.smtp_host, port=int(account.smtp_port or 0),
+                            security=Security(account.smtp_security or "ssl"), username=username)
+        return Route(server, creds, relay.smtp_net_policy(app), from_addr, from_addr.addr_spec)
+    server, creds, net, system_from = relay.system_relay(app)
+    system_addr = smtp.parse_address(system_from, field="sender")
+    return Route(server, creds, net, from_addr, system_addr.addr_spec, system_addr)

@@ -1,0 +1,85 @@
+"""The vacation reply's settings (R1): when it is on, what it says, how often per sender.
+
+The reply itself is decided at fetch time by the account's classifier (:mod:`.filtering`,
+RFC 3834 rules in :mod:`..engine.autoreply`) and sent by :mod:`.outbox`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..engine.filters import RuleInvalid
+from ..storage.models import Account, Vacation
+
+
+@dataclass
+class VacationInput:
+    enabled: bool
+    starts_on: str  #: YYYY-MM-DD or ""
+    ends_on: str
+    subject: str
+    body: str
+    interval_days: int = 7
+
+
+def get_vacation(session: Session, account_id: int) -> Vacation | None:
+    return session.scalar(select(Vacation).where(Vacation.account_id == account_id))
+
+
+def _day(text: str, field: str, problems: list[str]) -> datetime | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    except ValueError:
+        problems.append(f"The {field} date must look like 2026-07-31.")
+        return None
+
+
+def save_vacation(session: Session, account: Account, data: VacationInput) -> Vacation:
+    """Validate and store the vacation reply; commits. Raises RuleInvalid with problems.
+
+    Dates are whole days (UTC): it replies from the start of the first day to the end
+    of the last one; an empty date leaves that side open.
+    """
+    problems: list[str] = []
+    starts = _day(data.starts_on, "first", problems)
+    ends = _day(data.ends_on, "last", problems)
+    if starts and ends and ends < starts:
+        problems.append("The last day is before the first day.")
+    subject = " ".join(data.subject.split())
+    if len(subject) > 200:
+        problems.append("The subject is longer than 200 characters.")
+    if data.enabled and not data.body.strip():
+        problems.append("Write the reply's text.")
+    if len(data.body) > 20000:
+        problems.append("The text is longer than 20,000 characters.")
+    if not 1 <= int(data.interval_days) <= 365:
+        problems.append("Reply to the same sender again after 1 to 365 days.")
+    if problems:
+        raise RuleInvalid(problems)
+    row = get_vacation(session, account.id)
+    if row is None:
+        row = Vacation(account_id=account.id)
+        session.add(row)
+    row.enabled = bool(data.enabled)
+    row.starts_at = starts
+    row.ends_at = ends + timedelta(days=1) if ends else None
+    row.subject = subject
+    row.body = data.body.replace("\r\n", "\n")
+    row.interval_days = int(data.interval_days)
+    session.commit()
+    return row
+
+
+def vacation_active(row: Vacation | None, now: datetime) -> bool:
+    if row is None or not row.enabled or not row.body.strip():
+        return False
+    if row.starts_at is not None and now < row.starts_at:
+        return False
+    return not (row.ends_at is not None and now >= row.ends_at)
