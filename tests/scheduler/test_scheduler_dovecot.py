@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -21,6 +21,7 @@ from flask_popaccounts.services import fetching, health, progress, scheduling
 from flask_popaccounts.storage import mailbox
 from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.conftest import fresh_source_address
+from tests.support.clock import use_clock
 from tests.support.dovecot import free_port
 from tests.support.waiting import wait_until
 from tests.web.conftest import PREFIX, account_form
@@ -174,10 +175,11 @@ def test_backoff_is_capped_and_jittered(sched_app):
 
 
 def test_password_changed_mid_life_stops_logins_until_updated_on_the_page(
-        sched_app, dovecot, new_user, monkeypatch):
-    # Failing logins come from their own address (Dovecot's per-IP auth penalty).
-    app = sched_app(POPACCOUNTS_SOURCE_ADDRESS=fresh_source_address()[0],
-                    POPACCOUNTS_SCHEDULER_TICK_SECONDS=0.2)
+        sched_app, dovecot, new_user, monkeypatch, fake_clock):
+    # Failing logins come from their own address (Dovecot's per-IP auth penalty). Due
+    # times follow the app's clock, which the test moves on.
+    app = use_clock(sched_app(POPACCOUNTS_SOURCE_ADDRESS=fresh_source_address()[0],
+                              POPACCOUNTS_SCHEDULER_TICK_SECONDS=0.2), fake_clock)
     user, pw = new_user
     dovecot.deliver_many(user, messages(user, 2))
     aid = add_account(app, dovecot, user, pw, fetch_interval_minutes=3)  # polled every 3 s
@@ -185,6 +187,7 @@ def test_password_changed_mid_life_stops_logins_until_updated_on_the_page(
         start_in_process(app)
         wait_until(lambda: count(app, aid) == 2, 10, "first fetch")
         dovecot.set_password(user, "changed-at-the-provider")
+        fake_clock.advance(3)  # the next poll is due
         wait_until(lambda: account(app, aid).status == AccountStatus.NEEDS_PASSWORD.value, 10,
                    "the account to be marked")
         assert [e[4]["code"] for e in rec.of("account_disabled", aid)] == ["auth_failed"]
@@ -200,10 +203,12 @@ def test_password_changed_mid_life_stops_logins_until_updated_on_the_page(
             return got
 
         monkeypatch.setattr(scheduling, "claim_due", counted_claim_due)
-        # Tempt it: due long ago, and "check now" pressed. Neither may log in.
+        # Tempt it: an hour passes (20 intervals), it was due long ago, and "check now"
+        # is pressed. None of it may log in.
+        fake_clock.advance(hours=1)
         with get_state(app).session_factory() as session:
             session.execute(update(Account).where(Account.id == aid).values(
-                next_due_at=datetime.now(timezone.utc) - timedelta(hours=1)))
+                next_due_at=fake_clock() - timedelta(hours=1)))
             session.commit()
         client = login_client(app)
         resp = client.post(f"{PREFIX}/{aid}/check", headers={"Accept": "application/json"})
