@@ -244,6 +244,8 @@ class ForkServer:
         return int(self._exit.split()[2]), printed
 
     def close(self) -> None:
+        if self.pid and self._exit is None:
+            self.kill()  # a worker still running or paused (a test failed mid-run)
         if self.proc.poll() is None:
             assert self.proc.stdin is not None
             self.proc.stdin.close()  # the server ends after its current worker
