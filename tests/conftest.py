@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from flask_popaccounts.engine.types import NetPolicy
+from tests.support.clock import FakeClock
 from tests.support.dovecot import Dovecot
 
 _user_counter = itertools.count(1)
@@ -114,3 +115,11 @@ def session(app):
 
     with get_state(app).session_factory() as s:
         yield s
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """A clock that stands still until the test moves it (``advance``, ``set``): pass it
+    as ``PopAccounts(app, clock=...)`` or put it on a built app with
+    ``tests.support.clock.use_clock``."""
+    return FakeClock()

@@ -5,6 +5,7 @@ configured with both (the Microsoft presets pointed at the local server)."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.support.authserver import AuthServer
+from tests.support.clock import FakeClock
 from tests.support.dovecot import Dovecot
 from tests.web.conftest import login, make_app  # noqa: F401 (fixture)
 
@@ -39,6 +41,17 @@ def authsrv() -> Iterator[AuthServer]:
 def _default_lifetime(authsrv: AuthServer) -> Iterator[None]:
     yield
     authsrv.access_token_lifetime = 3600
+
+
+@pytest.fixture
+def clock(authsrv: AuthServer, fake_clock: FakeClock) -> Iterator[FakeClock]:
+    """One fake clock for the test's apps (``use_clock(app, clock)``) and the
+    authorization server: moving it on expires tokens at both ends, without waiting."""
+    authsrv.clock = fake_clock.timestamp
+    try:
+        yield fake_clock
+    finally:
+        authsrv.clock = time.time
 
 
 @pytest.fixture(scope="session")

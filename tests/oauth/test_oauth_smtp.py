@@ -8,7 +8,6 @@ import asyncio
 import base64
 import re
 import ssl
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -27,6 +26,7 @@ from flask_popaccounts.services import oauth
 from flask_popaccounts.services.credentials import credentials_for
 from flask_popaccounts.storage.models import Account
 from tests.support.authserver import AuthServer
+from tests.support.clock import FakeClock, use_clock
 from tests.support.dovecot import free_port
 from tests.web.conftest import login
 
@@ -122,21 +122,24 @@ def message(frm: str, subject: str) -> bytes:
 
 def test_send_with_a_refreshed_token_over_xoauth2(
         make_oauth_app: Callable[..., Flask], authsrv: AuthServer, submission: Submission,
-        ms_user: MsUser) -> None:
-    app: Flask = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0)
+        ms_user: MsUser, clock: FakeClock) -> None:
+    app: Flask = use_clock(make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0), clock)
     client = login(app.test_client(), "alice")
-    authsrv.access_token_lifetime = 1
     resp = sign_in(client, authsrv, f"{PREFIX}/add/pop3/oauth/office365/start",
                    add_form(ms_user), ms_user)
     account_id = int(resp.headers["Location"].split("/")[-2])
-    authsrv.access_token_lifetime = 3600
-    time.sleep(1.1)  # expired: sending must refresh first, as fetching does
+    with get_state(app).session_factory() as s:
+        account = s.get(Account, account_id)
+        assert account is not None
+        stale = credentials_for(app, account).secret  # still fresh: no refresh yet
+    clock.advance(authsrv.access_token_lifetime + 1)  # expired: sending must refresh first
+    assert authsrv.valid_access_token(stale) is None  # dead at the provider too
 
     with get_state(app).session_factory() as s:
         account = s.get(Account, account_id)
         assert account is not None
         creds = credentials_for(app, account)  # what services.sending uses for "same as incoming"
-    assert creds.method is AuthMethod.XOAUTH2
+    assert creds.method is AuthMethod.XOAUTH2 and creds.secret != stale
     assert authsrv.valid_access_token(creds.secret) is not None
 
     provider = oauth.get_provider(app, "office365")

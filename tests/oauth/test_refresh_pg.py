@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.support.authserver import AuthServer
 from tests.support.dovecot import Dovecot
 from tests.support.flaskapp import dispose, make_app
+from tests.support.waiting import LineReader
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, TEST_CLIENT_CALLBACK, MsUser, oauth_config
 
@@ -65,13 +65,22 @@ def test_three_processes_refresh_once(postgres: object, authsrv: AuthServer,
             account_id = account.id
 
         before = authsrv.refreshes()
-        authsrv.refresh_delay = 1.0  # all three are waiting or reading meanwhile
-        start = time.time() + 4
+        authsrv.refresh_delay = 1.0  # a slow provider: the others wait or read meanwhile
         procs = [subprocess.Popen(
             [sys.executable, "-m", "tests.oauth.refresh_worker", url, json.dumps(config),
-             str(account_id), str(start)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-            for _ in range(3)]
-        outputs = [p.communicate(timeout=60)[0].strip() for p in procs]
+             str(account_id)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True) for _ in range(3)]
+        readers = [LineReader(p.stdout) for p in procs if p.stdout is not None]
+        for p, reader in zip(procs, readers, strict=True):
+            assert reader.expect(lambda line: line == "READY", 60,
+                                 f"refresh worker {p.pid} to connect") == "READY"
+        for p in procs:  # all connected: go, all at once
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            p.wait(60)
+        outputs = [reader.finish()[-1] for reader in readers]
         authsrv.refresh_delay = 0.0
         assert all(p.returncode == 0 for p in procs)
         assert not any(o.startswith("ERROR") for o in outputs), outputs

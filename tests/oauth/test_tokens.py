@@ -1,14 +1,14 @@
 """Token life on real servers: expiry mid-life (refresh before the fetch, the rotated
-refresh token stored every time), refreshes serialized per account, a revoked grant
-(NEEDS_REAUTH, no further logins or refreshes, the Authenticate button resumes it), a
-token the POP3 server refuses, and the XOAUTH2 error challenge answered without
-desync (R13)."""
+refresh token stored every time; time moved on by a fake clock shared by the app and
+the authorization server, not waited out), the refresh margin, refreshes serialized
+per account, a revoked grant (NEEDS_REAUTH, no further logins or refreshes, the
+Authenticate button resumes it), a token the POP3 server refuses, and the XOAUTH2 error
+challenge answered without desync (R13)."""
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -26,6 +26,7 @@ from flask_popaccounts.services import credentials, fetching
 from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.conftest import fresh_source_address
 from tests.support.authserver import AuthServer
+from tests.support.clock import FakeClock, use_clock
 from tests.support.dovecot import Dovecot
 
 from .conftest import PREFIX, MsUser, mail
@@ -54,20 +55,21 @@ def pop_spec(dc: Dovecot, user: str) -> ServerSpec:
 
 def test_expiring_token_is_refreshed_before_fetch_and_rotation_stored(
         make_oauth_app: Callable[..., Flask], authsrv: AuthServer, oauth_dovecot: Dovecot,
-        ms_user: MsUser) -> None:
+        ms_user: MsUser, clock: FakeClock) -> None:
     from tests.web.conftest import login
 
-    app = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0)
+    app = use_clock(make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0), clock)
     client = login(app.test_client(), "alice")
-    authsrv.access_token_lifetime = 2
     account_id = add_account(client, authsrv, ms_user)
     _, first = load(app, account_id)
+    lifetime = authsrv.access_token_lifetime
+    assert first["expires_at"] == int(clock.timestamp()) + lifetime  # on the app's clock
     oauth_dovecot.deliver(ms_user.email, mail("First", 1))
 
-    time.sleep(2.2)  # the access token expires mid-life
+    clock.advance(lifetime + 1)  # the access token expires mid-life
     # The provider's token really is dead now: Dovecot refuses it.
     # (from its own source address: Dovecot delays later logins from an address that
-    # failed one, which would outlast the next token's 2 s life)
+    # failed one, and the fetch below logs in for real)
     net = replace(net_policy(app.config), source_address=fresh_source_address())
     with pytest.raises(TokenRejected):
         sync.check_login(pop_spec(oauth_dovecot, ms_user.email),
@@ -80,10 +82,11 @@ def test_expiring_token_is_refreshed_before_fetch_and_rotation_stored(
     assert account.status == AccountStatus.OK.value
     assert second["access_token"] != first["access_token"]
     assert second["refresh_token"] != first["refresh_token"]  # rotated and stored
+    assert second["expires_at"] == int(clock.timestamp()) + lifetime
 
     # Once more: only works if the rotated refresh token was stored (the old one is dead).
     oauth_dovecot.deliver(ms_user.email, mail("Second", 2))
-    time.sleep(2.2)
+    clock.advance(lifetime + 1)
     assert fetching.fetch_account(app, account_id).stored == 1
     account, third = load(app, account_id)
     assert third["refresh_token"] not in (first["refresh_token"], second["refresh_token"])
@@ -93,6 +96,28 @@ def test_expiring_token_is_refreshed_before_fetch_and_rotation_stored(
     old = [t for t in authsrv.tokens_of(ms_user.username)
            if t.refresh_token in (first["refresh_token"], second["refresh_token"])]
     assert len(old) == 2 and all(t.refresh_revoked for t in old)
+
+
+def test_a_token_not_yet_expiring_is_used_as_it_is(
+        make_oauth_app: Callable[..., Flask], authsrv: AuthServer, oauth_dovecot: Dovecot,
+        ms_user: MsUser, clock: FakeClock) -> None:
+    from tests.web.conftest import login
+
+    app = use_clock(make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=300), clock)
+    account_id = add_account(login(app.test_client(), "alice"), authsrv, ms_user)
+    _, first = load(app, account_id)
+    oauth_dovecot.deliver(ms_user.email, mail("Still fresh", 4))
+    # One second before the refresh margin begins: no refresh, the stored token logs in.
+    clock.advance(authsrv.access_token_lifetime - 300 - 1)
+    refreshes = authsrv.refreshes()
+    assert fetching.fetch_account(app, account_id).stored == 1
+    assert authsrv.refreshes() == refreshes
+    assert load(app, account_id)[1] == first
+    # Inside the margin: refreshed before the next fetch, although still valid.
+    clock.advance(2)
+    fetching.fetch_account(app, account_id)
+    assert authsrv.refreshes() == refreshes + 1
+    assert load(app, account_id)[1]["access_token"] != first["access_token"]
 
 
 def test_concurrent_refreshes_of_one_account_are_serialized(
@@ -139,15 +164,14 @@ def test_concurrent_refreshes_of_one_account_are_serialized(
 
 def test_revoked_grant_stops_fetching_until_authenticate(
         make_oauth_app: Callable[..., Flask], authsrv: AuthServer, oauth_dovecot: Dovecot,
-        ms_user: MsUser) -> None:
+        ms_user: MsUser, clock: FakeClock) -> None:
     from tests.web.conftest import login
 
-    app = make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0)
+    app = use_clock(make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0), clock)
     client = login(app.test_client(), "alice")
-    authsrv.access_token_lifetime = 1
     account_id = add_account(client, authsrv, ms_user)
     authsrv.revoke_user(ms_user.username)  # e.g. the password changed at Microsoft
-    time.sleep(1.2)
+    clock.advance(authsrv.access_token_lifetime + 1)  # expired: the fetch must refresh
 
     with pytest.raises(TokenRejected):
         fetching.fetch_account(app, account_id)
@@ -167,7 +191,6 @@ def test_revoked_grant_stops_fetching_until_authenticate(
     assert f'action="{PREFIX}/{account_id}/oauth/authenticate"' in page
     assert ">Authenticate</button>" in page
 
-    authsrv.access_token_lifetime = 3600
     oauth_dovecot.deliver(ms_user.email, mail("After re-authentication", 3))
     resp = sign_in(client, authsrv, f"{PREFIX}/{account_id}/oauth/authenticate",
                    {"popup": ""}, ms_user)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -67,17 +66,6 @@ def account(app: Flask, account_id: int) -> Account:
         acc = session.get(Account, account_id)
         assert acc is not None
         return acc
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(step)
 
 
 def logins(dovecot: Dovecot, user: str) -> int:

@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
 
         def on_progress(p: Any) -> None:
             if account_id in slow_ids:
-                time.sleep(0.02)
+                time.sleep(0.02)  # the behaviour under test: a slow line
             if progress is not None:
                 progress(p)
 
@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     while True:
-        time.sleep(1)
+        signal.pause()  # the scheduler's threads do the work; wait for SIGTERM
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -14,6 +13,7 @@ from flask_popaccounts.engine.types import Security
 from flask_popaccounts.runtime import tune_sqlite as _tune_sqlite
 from flask_popaccounts.services import scheduling
 from flask_popaccounts.storage.models import Account, AccountStatus, Base
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -127,16 +127,15 @@ def test_heartbeat_renews_while_held_and_notices_a_takeover(factory):
         assert scheduling.claim(s, "me", account_id, 2)
         before = s.get(Account, account_id, populate_existing=True).lease_expires_at
     with scheduling.LeaseHeartbeat(factory, "me", account_id, 2, interval=0.1) as hb:
-        time.sleep(0.45)
-        assert hb.renewals >= 3 and not hb.lost
+        wait_until(lambda: hb.renewals >= 3, 10, "three renewals of the lease")
+        assert not hb.lost
         hb.check()
         with factory() as s:
             assert s.get(Account, account_id).lease_expires_at > before
             # Simulate a stall past expiry and a takeover by another process.
             later = datetime.now(timezone.utc) + timedelta(seconds=10)
             assert scheduling.claim(s, "other", account_id, 60, now=later)
-        time.sleep(0.3)
-        assert hb.lost
+        wait_until(lambda: hb.lost, 10, "the heartbeat to notice the takeover")
         with pytest.raises(scheduling.LeaseLost):
             hb.check()
     with factory() as s:
@@ -211,19 +210,24 @@ def test_heartbeats_of_one_owner_share_one_thread_and_one_update_per_beat(factor
             lease_threads = [t for t in threading.enumerate()
                              if t.name.startswith("popaccounts-lease") and t.name not in before]
             assert len(lease_threads) == 1
-            time.sleep(0.45)
-            assert ha.renewals >= 3 and hb.renewals >= 3
+            wait_until(lambda: ha.renewals >= 3 and hb.renewals >= 3, 10,
+                       "three renewals of both leases")
             # b is taken over: only b's heartbeat notices
             with factory() as s:
                 later = datetime.now(timezone.utc) + timedelta(seconds=10)
                 assert scheduling.claim(s, "other", b, 60, now=later)
-            time.sleep(0.3)
-            assert hb.lost and not ha.lost
+            wait_until(lambda: hb.lost, 10, "b's heartbeat to notice the takeover")
+            beats_after_takeover = ha.renewals
+            # a beat renews both leases at once: once a's count moves on, that beat
+            # also tried b's lease, so a must still hold
+            wait_until(lambda: ha.renewals > beats_after_takeover, 10, "another beat of a")
+            assert not ha.lost
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     updates = [st for st in statements if st.lstrip().upper().startswith("UPDATE")]
     beats = ha.renewals + (1 if hb.lost else 0)
     assert len(updates) <= beats + 2  # one UPDATE per beat for both leases (+ the claim)
-    time.sleep(0.3)  # idle for an interval: the shared thread ends
-    assert not [t for t in threading.enumerate()
-                if t.name.startswith("popaccounts-lease") and t.name not in before]
+    # With no lease left to renew, the shared thread ends by itself.
+    wait_until(lambda: not [t for t in threading.enumerate()
+                            if t.name.startswith("popaccounts-lease") and t.name not in before],
+               10, "the idle lease thread to end")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -21,10 +21,12 @@ from flask_popaccounts.services import fetching, health, progress, scheduling
 from flask_popaccounts.storage import mailbox
 from flask_popaccounts.storage.models import Account, AccountStatus
 from tests.conftest import fresh_source_address
+from tests.support.clock import use_clock
 from tests.support.dovecot import free_port
+from tests.support.waiting import wait_until
 from tests.web.conftest import PREFIX, account_form
 
-from .conftest import OWNER, account, add_account, logins, messages, wait_until
+from .conftest import OWNER, account, add_account, logins, messages
 
 
 def count(app, account_id: int) -> int:
@@ -173,10 +175,11 @@ def test_backoff_is_capped_and_jittered(sched_app):
 
 
 def test_password_changed_mid_life_stops_logins_until_updated_on_the_page(
-        sched_app, dovecot, new_user):
-    # Failing logins come from their own address (Dovecot's per-IP auth penalty).
-    app = sched_app(POPACCOUNTS_SOURCE_ADDRESS=fresh_source_address()[0],
-                    POPACCOUNTS_SCHEDULER_TICK_SECONDS=0.2)
+        sched_app, dovecot, new_user, monkeypatch, fake_clock):
+    # Failing logins come from their own address (Dovecot's per-IP auth penalty). Due
+    # times follow the app's clock, which the test moves on.
+    app = use_clock(sched_app(POPACCOUNTS_SOURCE_ADDRESS=fresh_source_address()[0],
+                              POPACCOUNTS_SCHEDULER_TICK_SECONDS=0.2), fake_clock)
     user, pw = new_user
     dovecot.deliver_many(user, messages(user, 2))
     aid = add_account(app, dovecot, user, pw, fetch_interval_minutes=3)  # polled every 3 s
@@ -184,21 +187,37 @@ def test_password_changed_mid_life_stops_logins_until_updated_on_the_page(
         start_in_process(app)
         wait_until(lambda: count(app, aid) == 2, 10, "first fetch")
         dovecot.set_password(user, "changed-at-the-provider")
+        fake_clock.advance(3)  # the next poll is due
         wait_until(lambda: account(app, aid).status == AccountStatus.NEEDS_PASSWORD.value, 10,
                    "the account to be marked")
         assert [e[4]["code"] for e in rec.of("account_disabled", aid)] == ["auth_failed"]
         assert [e[4]["transient"] for e in rec.of("account_failed", aid)] == [False]
         attempts = logins(dovecot, user)
-        # Tempt it: due long ago, and "check now" pressed. Neither may log in.
+        # Count the dispatcher's claims from here on: each is a chance to log in.
+        claims: list[list[int]] = []
+        real_claim_due = scheduling.claim_due
+
+        def counted_claim_due(*args: Any, **kw: Any) -> list[int]:
+            got = real_claim_due(*args, **kw)
+            claims.append(got)
+            return got
+
+        monkeypatch.setattr(scheduling, "claim_due", counted_claim_due)
+        # Tempt it: an hour passes (20 intervals), it was due long ago, and "check now"
+        # is pressed. None of it may log in.
+        fake_clock.advance(hours=1)
         with get_state(app).session_factory() as session:
             session.execute(update(Account).where(Account.id == aid).values(
-                next_due_at=datetime.now(timezone.utc) - timedelta(hours=1)))
+                next_due_at=fake_clock() - timedelta(hours=1)))
             session.commit()
         client = login_client(app)
         resp = client.post(f"{PREFIX}/{aid}/check", headers={"Accept": "application/json"})
         assert resp.get_json()["started"] is False
         assert resp.get_json()["waits_for_user"] is True  # the page says why
-        time.sleep(3.5)  # > one interval and ~17 ticks
+        # Overdue and requested: any claim would take it at once. Five claims (the
+        # check-now poke and ticks of 0.2 s) went by without it, and nothing logged in.
+        wait_until(lambda: len(claims) >= 5, 15, "five claims by the dispatcher")
+        assert not any(aid in got for got in claims), claims
         assert logins(dovecot, user) == attempts, dovecot.log()[-2000:]
         assert len(rec.of("account_failed", aid)) == 1
         # The user types the new password on the edit page: re-tested, then fetching resumes.
@@ -229,7 +248,7 @@ def test_progress_is_visible_from_another_app_on_the_same_database(sched_app, do
     seen: list[dict[str, Any]] = []
 
     def slow(p: Progress) -> None:
-        time.sleep(0.02)  # a slow line: ~3 s for the whole mailbox
+        time.sleep(0.02)  # the behaviour under test: a slow line, ~3 s for the mailbox
 
     owner = scheduling.new_worker_id()
     with get_state(fetcher).session_factory() as session:
@@ -237,12 +256,13 @@ def test_progress_is_visible_from_another_app_on_the_same_database(sched_app, do
     worker = threading.Thread(target=fetching.run_claimed, args=(fetcher, aid, owner),
                               kwargs={"progress": slow})
     worker.start()
-    while worker.is_alive():
+    deadline = time.monotonic() + 60
+    while worker.is_alive():  # sample the progress from the other app while it runs
+        assert time.monotonic() < deadline, "the fetch did not finish within 60 s"
         info = progress.fetch_progress(aid, app=viewer)
         if info and info["running"]:
             seen.append(info)
-        time.sleep(0.1)
-    worker.join()
+        worker.join(timeout=0.1)
     done = [i["done"] for i in seen if i["total"]]
     assert done and done == sorted(done) and 0 < done[0] < 150, seen
     assert all(i["total"] == 150 for i in seen if i["total"])

@@ -21,7 +21,10 @@ Usage::
 
 Everything lives in memory. ``access_token_lifetime`` may be changed at any time (new
 tokens get it); counters record token requests and introspections so tests can prove
-that an account stopped talking to the provider.
+that an account stopped talking to the provider. ``clock`` (epoch seconds, default
+``time.time``) is the server's now: tokens are issued and expire on it, so a test that
+moves a fake clock on sees them expire at the provider too (Dovecot's introspection
+answers ``active: false``) without waiting.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -143,6 +147,7 @@ class Token:
     access_revoked: bool = False
     refresh_revoked: bool = False
     client: Client | None = None
+    now: Callable[[], float] = field(default=time.time, repr=False)  #: the server's clock
 
     def check_client(self, client: Client) -> bool:
         return client.client_id == self.client_id
@@ -154,7 +159,7 @@ class Token:
         return self.expires_in
 
     def is_expired(self) -> bool:
-        return time.time() >= self.issued_at + self.expires_in
+        return self.now() >= self.issued_at + self.expires_in
 
     def is_revoked(self) -> bool:
         return self.access_revoked
@@ -174,6 +179,7 @@ class AuthServer:
 
     def __init__(self, *, access_token_lifetime: int = 3600, start: bool = True) -> None:
         self.access_token_lifetime = access_token_lifetime
+        self.clock: Callable[[], float] = time.time  #: now, in epoch seconds
         self.refresh_delay = 0.0  #: seconds the token endpoint takes to answer a refresh
         self.users: dict[str, User] = {}
         self.clients: dict[str, Client] = {}
@@ -296,8 +302,9 @@ class AuthServer:
                 srv.tokens.append(Token(
                     client_id=req.client.client_id, user=req.user,
                     scope=token.get("scope", ""), access_token=token["access_token"],
-                    refresh_token=token.get("refresh_token"), issued_at=time.time(),
-                    expires_in=int(token["expires_in"]), client=req.client))
+                    refresh_token=token.get("refresh_token"), issued_at=srv.clock(),
+                    expires_in=int(token["expires_in"]), client=req.client,
+                    now=lambda: srv.clock()))
 
         server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
 

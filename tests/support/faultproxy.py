@@ -36,6 +36,8 @@ class FaultProxy:
         self._cuts: collections.deque[int | None] = collections.deque()
         self.cuts_done = 0  #: connections that were actually reset
         self.connections = 0
+        self._live: set[socket.socket] = set()  # both ends of every open connection
+        self._live_lock = threading.Lock()
         self._lsock = socket.create_server((host, self.port))
         self._lsock.settimeout(0.2)
         self._stop = threading.Event()
@@ -58,12 +60,24 @@ class FaultProxy:
             self.connections += 1
             threading.Thread(target=self._pump, args=(client, cut), daemon=True).start()
 
+    @property
+    def live(self) -> int:
+        """Connections still open (each counts once)."""
+        with self._live_lock:
+            return len(self._live) // 2
+
     def _pump(self, client: socket.socket, cut: int | None) -> None:
         try:
             upstream = socket.create_connection(self.target, timeout=5)
         except OSError:
             _rst_close(client)
             return
+        # No send may block forever: a stuck pump would keep the server's session (and
+        # its mailbox lock) alive until the server's own idle timeout.
+        client.settimeout(30)
+        upstream.settimeout(30)
+        with self._live_lock:
+            self._live.update((client, upstream))
         passed = 0
         sel = selectors.DefaultSelector()
         sel.register(client, selectors.EVENT_READ, upstream)
@@ -98,6 +112,8 @@ class FaultProxy:
             return
         finally:
             sel.close()
+            with self._live_lock:
+                self._live.difference_update((client, upstream))
             _rst_close(client)
             _rst_close(upstream)
 
@@ -105,6 +121,13 @@ class FaultProxy:
         self._stop.set()
         self._lsock.close()
         self._thread.join(2)
+        with self._live_lock:
+            left = list(self._live)
+        for sock in left:  # the pumps notice within their select timeout; do not wait
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> FaultProxy:
         return self

@@ -1,14 +1,49 @@
 """Runs fetch sessions into a SqliteStore until nothing is pending; the kill test's victim.
 
-    python -m tests.support.fetch_worker DB HOST PORT CA USER PASSWORD [COMMIT_EVERY [PER_SESSION]]
+    python -m tests.support.fetch_worker DB HOST PORT CA USER PASSWORD \
+        [COMMIT_EVERY [PER_SESSION [STOP]]]
 
-Prints one line per message (``P done/total``) and ``DONE`` at the end; exits 3 with
-``ERR code`` on a named engine error. Deletes from the server after storing.
+Deletes from the server after storing. Reports every phase of every session on stdout,
+one line each, flushed, so that the test can kill it at a point it chose from what the
+worker says rather than after a guessed time:
+
+    connecting             about to open the TCP connection
+    connected              TLS up, greeting and CAPA read; not logged in
+    logged-in              authenticated; nothing listed yet
+    listed N               UIDL read, ledger consulted: N messages on the server
+    stored D/T             message D of this session's T staged (committed per COMMIT_EVERY)
+    committed              a group of staged messages committed to the store
+    deleting N             about to send N DELEs
+    deleted N              the server accepted N DELEs (not final before QUIT)
+    quitting               about to send QUIT
+    quit                   QUIT answered +OK: the deletions are real on the server
+    marked-gone N          the ledger now knows N messages are gone from the server
+    session MORE           a session ended; MORE is 1 when another one follows
+    DONE                   nothing left; exit 0
+    ERR CODE DETAIL        a named engine error; exit 3
+
+STOP is ``PHASE:N`` (or ``-``): on reaching PHASE for the N-th time in its life the
+worker prints ``STOP PHASE N`` and then waits, doing nothing, to be killed there.
+
+A test that starts many workers uses :class:`ForkServer`: one process
+(``python -m tests.support.fetch_worker --serve``) imports everything once and forks
+one worker per run, so each run costs a fork rather than a Python start. Each forked
+worker first prints ``PID N``; when it has ended the server prints ``EXIT N RC`` (RC
+as ``subprocess`` has it: negative for a signal).
 """
 
 from __future__ import annotations
 
+import collections
+import json
+import os
+import signal
+import subprocess
 import sys
+import traceback
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import IO, Any
 
 from flask_popaccounts.engine import (
     AuthMethod,
@@ -22,29 +57,109 @@ from flask_popaccounts.engine import (
     ServerSpec,
     fetch,
 )
+from flask_popaccounts.engine.pop3 import POP3Client
 from tests.support.sqlite_store import SqliteStore
+from tests.support.waiting import LineReader
+
+
+class Reporter:
+    """Prints phase lines; holds still at the STOP point."""
+
+    def __init__(self, stop: str) -> None:
+        phase, _, n = stop.partition(":")
+        self.stop = (phase, int(n)) if phase and phase != "-" else None
+        self.seen: collections.Counter[str] = collections.Counter()
+
+    def __call__(self, phase: str, *info: object) -> None:
+        self.seen[phase] += 1
+        sys.stdout.write(" ".join([phase, *map(str, info)]) + "\n")
+        if self.stop == (phase, self.seen[phase]):
+            sys.stdout.write(f"STOP {phase} {self.seen[phase]}\n")
+            sys.stdout.flush()
+            while True:
+                signal.pause()  # the test kills us here
+        sys.stdout.flush()
+
+
+def instrument(report: Reporter) -> None:
+    """Report around the POP3 client's steps (this process only)."""
+    real_open = POP3Client.open.__func__  # type: ignore[attr-defined]
+    real_login, real_uidl = POP3Client.login, POP3Client.uidl
+    real_dele, real_quit = POP3Client.dele, POP3Client.quit
+
+    def open_(cls: type[POP3Client], *args: Any, **kw: Any) -> POP3Client:
+        report("connecting")
+        client: POP3Client = real_open(cls, *args, **kw)
+        report("connected")
+        return client
+
+    def login(self: POP3Client, *args: Any, **kw: Any) -> frozenset[str]:
+        caps = real_login(self, *args, **kw)
+        report("logged-in")
+        return caps
+
+    def uidl(self: POP3Client) -> dict[int, str]:
+        listing = real_uidl(self)
+        report("listed", len(listing))
+        return listing
+
+    def dele(self: POP3Client, msgnums: Any) -> list[int]:
+        nums = list(msgnums)
+        report("deleting", len(nums))
+        accepted = real_dele(self, nums)
+        report("deleted", len(accepted))
+        return accepted
+
+    def quit_(self: POP3Client) -> None:
+        report("quitting")
+        real_quit(self)
+        report("quit")
+
+    POP3Client.open = classmethod(open_)  # type: ignore[method-assign,assignment]
+    POP3Client.login = login  # type: ignore[method-assign]
+    POP3Client.uidl = uidl  # type: ignore[method-assign]
+    POP3Client.dele = dele  # type: ignore[method-assign]
+    POP3Client.quit = quit_  # type: ignore[method-assign]
+
+
+class ReportingStore(SqliteStore):
+    def __init__(self, path: str, report: Reporter) -> None:
+        super().__init__(path)
+        self.report = report
+
+    def commit(self) -> None:
+        pending = self._in_tx
+        super().commit()
+        if pending:
+            self.report("committed")
+
+    def mark_gone(self, uidls: Collection[str]) -> None:
+        super().mark_gone(uidls)
+        self.report("marked-gone", len(uidls))
 
 
 def main(argv: list[str]) -> int:
     db, host, port, ca, user, password = argv[:6]
     commit_every = int(argv[6]) if len(argv) > 6 else 8
     per_session = int(argv[7]) if len(argv) > 7 else 60
-    store = SqliteStore(db)
+    report = Reporter(argv[8] if len(argv) > 8 else "-")
+    instrument(report)
+    store = ReportingStore(db, report)
     net = NetPolicy(allow_private=True, allowed_ports=frozenset({int(port)}), ca_file=ca,
                     connect_timeout=5, read_timeout=20)
     policy = RetrievalPolicy(delete=DeletePolicy.DELETE, commit_every=commit_every,
                              max_messages_per_session=per_session)
 
     def progress(p: Progress) -> None:
-        sys.stdout.write(f"P {p.done}/{p.total}\n")
-        sys.stdout.flush()
+        report("stored", f"{p.done}/{p.total}")
 
     try:
         while True:
-            report = fetch(ServerSpec(host, int(port), Security.SSL, user),
+            result = fetch(ServerSpec(host, int(port), Security.SSL, user),
                            Credentials(AuthMethod.PASSWORD, password), policy, store, store,
                            net=net, progress=progress)
-            if not report.more_pending:
+            report("session", int(result.more_pending))
+            if not result.more_pending:
                 break
     except PopAccountsError as exc:
         print(f"ERR {exc.code} {exc.detail}", flush=True)
@@ -53,5 +168,99 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def serve() -> int:
+    """The fork server: one worker per JSON argv line on stdin, one at a time."""
+    print("SERVING", flush=True)
+    for line in sys.stdin:
+        argv = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the worker
+            rc = 70
+            try:
+                print(f"PID {os.getpid()}", flush=True)
+                rc = main(argv)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(rc)
+        _, status = os.waitpid(pid, 0)
+        print(f"EXIT {pid} {os.waitstatus_to_exitcode(status)}", flush=True)
+    return 0
+
+
+class ForkServer:
+    """The test's side of ``--serve``: ``start(argv)``, ``watch(...)``, ``kill()``, ``end()``."""
+
+    def __init__(self, root: Path, env: dict[str, str], stderr: IO[bytes]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.fetch_worker", "--serve"], cwd=root,
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+        assert self.proc.stdout is not None
+        self.lines = LineReader(self.proc.stdout)
+        self.lines.expect(lambda line: line == "SERVING", 60, "the fork server to start")
+        self.pid = 0
+        self._first = 0
+        self._exit: str | None = None
+
+    def start(self, argv: Sequence[str]) -> int:
+        """Fork a worker with these arguments (DB HOST ...); returns its pid."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(list(argv)) + "\n").encode())
+        self.proc.stdin.flush()
+        line = self.lines.expect(lambda ln: ln.startswith("PID "), 60, "a forked worker")
+        assert line is not None, "the fork server ended"
+        self.pid = int(line.split()[1])
+        self._first = self.lines.lines.index(line, self._first) + 1
+        self._exit = None
+        return self.pid
+
+    def watch(self, match: Callable[[str], bool], timeout: float, what: str) -> str | None:
+        """The worker's next line that ``match`` accepts; None once the worker ended."""
+        if self._exit is not None:
+            return None
+        tag = f"EXIT {self.pid} "
+        line = self.lines.expect(lambda ln: ln.startswith(tag) or match(ln), timeout, what)
+        assert line is not None, "the fork server ended"
+        if line.startswith(tag):
+            self._exit = line
+            return None
+        return line
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it had ended and was reaped already
+            pass
+
+    def end(self, timeout: float = 60) -> tuple[int, list[str]]:
+        """Wait for the worker's end: its return code and the lines it printed."""
+        if self._exit is None:
+            self.watch(lambda ln: False, timeout, f"worker {self.pid} to end")
+        assert self._exit is not None
+        printed = self.lines.lines[self._first:]
+        printed = printed[: printed.index(self._exit)]
+        return int(self._exit.split()[2]), printed
+
+    def close(self) -> None:
+        if self.pid and self._exit is None:
+            self.kill()  # a worker still running or paused (a test failed mid-run)
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()  # the server ends after its current worker
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def __enter__(self) -> ForkServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(serve() if sys.argv[1:] == ["--serve"] else main(sys.argv[1:]))
