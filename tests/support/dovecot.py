@@ -281,13 +281,6 @@ passdb {{
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def reload(self) -> None:
-        """Make Dovecot re-read its config (after editing ``extra_config``)."""
-        self.conf_path.write_text(self._config())
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
-
     def __enter__(self) -> Dovecot:
         return self
 

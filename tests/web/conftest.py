@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,17 +73,6 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
             from example_app import db
 
             db.engine.dispose()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 30, what: str = "it") -> Any:
-    """Ask ``condition`` until it answers truthy (and return that answer), failing the
-    test after ``timeout`` seconds: a wait for a state, not for a fixed time."""
-    deadline = time.monotonic() + timeout
-    while not (answer := condition()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout} s for {what}")
-        time.sleep(0.05)  # between two looks, not a guess at how long it takes
-    return answer
 
 
 def dovecot_config(dovecot: Dovecot) -> dict[str, Any]:

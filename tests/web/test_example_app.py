@@ -16,8 +16,9 @@ import pytest
 from flask import Flask
 
 from tests.support.dovecot import Dovecot
+from tests.support.waiting import wait_until
 
-from .conftest import PREFIX, account_form, login, wait_until
+from .conftest import PREFIX, account_form, login
 
 ROOT = Path(__file__).resolve().parents[2]
 
