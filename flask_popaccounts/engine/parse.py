@@ -23,6 +23,12 @@ from .types import MessageMeta
 HEADER_LIMIT = 256 * 1024  #: at most this much of a message is read as its header section
 FIELD_LIMIT = 2000  #: decoded fields are cut to this many characters
 
+#: Bidirectional formatting characters (UAX #9): the embeddings and overrides U+202A-E,
+#: the isolates U+2066-9 and the marks U+200E, U+200F and U+061C. In text from a sender
+#: they reorder what is shown ("\u202egnp.exe" displays as "exe.png"), so display text
+#: drops them (the page isolates each untrusted field with <bdi> for direction instead).
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
@@ -81,15 +87,23 @@ def _undo_surrogates(text: str) -> str:
         return raw.decode("cp1252", "replace")
 
 
-def _clean(text: str) -> str:
-    # Printable means no control character and no whitespace but the ASCII space (every
-    # other space, line or paragraph separator is not printable): already clean unless
-    # spaces need collapsing.
+def display_text(text: str, limit: int = FIELD_LIMIT) -> str:
+    """Untrusted text (a subject, a sender, a file or account name) as one line to show.
+
+    The one display rule, used for what is stored and again wherever it is shown:
+    control characters become spaces, bidirectional formatting characters
+    (:data:`BIDI_CONTROLS`) are removed, whitespace runs become one space, the ends are
+    trimmed, and the result is cut to ``limit`` characters.
+    """
+    # Printable means no control, format (bidi included) or separator character but the
+    # ASCII space: already clean unless spaces need collapsing.
     if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
-        return text[:FIELD_LIMIT]
-    text = CONTROL_CHARS.sub(" ", text)  # display text: cleaned, not refused
-    text = " ".join(text.split())
-    return text[:FIELD_LIMIT]
+        return text[:limit]
+    text = BIDI_CONTROLS.sub("", CONTROL_CHARS.sub(" ", text))  # cleaned, not refused
+    return " ".join(text.split())[:limit]
+
+
+_clean = display_text
 
 
 def _decode_words_leniently(value: str, defects: list[str]) -> str:
