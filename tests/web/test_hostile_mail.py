@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from flask_popaccounts.config import DEFAULTS
 from flask_popaccounts.services.fetching import wait_for_check
 from tests.support.dovecot import Dovecot
 
@@ -164,3 +165,27 @@ def test_account_names_are_shown_by_the_same_rule(
     for url in (f"{PREFIX}/", "/mail/", f"{PREFIX}/send-as"):
         text = client.get(url, follow_redirects=True).text
         assert "<bdi>Work gnp.exe</bdi>" in text and RLO not in text, url
+
+
+def test_security_headers_keep_a_views_own_and_can_be_turned_off(make_app: Any) -> None:
+    client = login(make_app().test_client())
+    page = client.get(f"{PREFIX}/")
+    assert page.headers["Content-Security-Policy"] == DEFAULTS[
+        "POPACCOUNTS_CONTENT_SECURITY_POLICY"]
+    assert "'unsafe-inline'" not in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["Referrer-Policy"] == "same-origin"
+    assert client.get("/mail/").headers["Content-Security-Policy"].startswith("default-src")
+
+    app = make_app(POPACCOUNTS_CONTENT_SECURITY_POLICY="")  # the host sends its own
+
+    @app.route("/host-page")
+    def host_page() -> Any:
+        return "hi", 200, {"Content-Security-Policy": "default-src 'none'",
+                           "Referrer-Policy": "no-referrer"}
+
+    client = login(app.test_client())
+    assert "Content-Security-Policy" not in client.get(f"{PREFIX}/").headers
+    own = client.get("/host-page").headers
+    assert own["Content-Security-Policy"] == "default-src 'none'"  # not replaced
+    assert own["Referrer-Policy"] == "no-referrer" and own["X-Content-Type-Options"] == "nosniff"
