@@ -10,6 +10,7 @@ changed; :attr:`HeaderSection.body_offset` says where its body starts.
 from __future__ import annotations
 
 import io
+import re
 from typing import IO
 
 HEADER_LIMIT = 256 * 1024  #: the header section is kept whole up to this many bytes
@@ -82,6 +83,18 @@ class _Reader:
             self.late += len(piece)
 
 
+# A blank line: a line end (CRLF, or a bare LF from sloppy servers) right after another.
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
+def _header_end(data: bytes) -> int:
+    """The offset just past the blank line that ends the header section, or -1."""
+    if data.startswith((b"\r\n", b"\n")):
+        return 2 if data.startswith(b"\r\n") else 1
+    m = _BLANK_LINE.search(data)
+    return m.end() if m else -1
+
+
 def read_header_section(spool: IO[bytes], limit: int = HEADER_LIMIT) -> HeaderSection:
     """The header section of the message in ``spool``, in bounded memory; rewinds it.
 
@@ -92,6 +105,12 @@ def read_header_section(spool: IO[bytes], limit: int = HEADER_LIMIT) -> HeaderSe
     Message-ID after several hundred KB of other fields is still found. The message
     itself (the spool) is never changed; ``body_offset`` says where its body starts.
     """
+    spool.seek(0)
+    first = spool.read(min(_READ_CHUNK, limit))
+    end = _header_end(first)
+    if end >= 0:  # the common case: the whole section in the first read
+        spool.seek(0)
+        return HeaderSection(first[:end], end)
     spool.seek(0)
     reader = _Reader(limit)
     offset = 0

@@ -155,7 +155,7 @@ def _one_line(name: str, value: str, defects: list[str]) -> str:
         text = _decode_value(name, value, defects)
     except Exception:  # decoding is lenient already; a value is never lost to it
         text = _undo_surrogates(value)
-    return " ".join(text.split())[:FIELD_LIMIT]
+    return " ".join(BIDI_CONTROLS.sub("", text).split())[:FIELD_LIMIT]
 
 
 #: One mailbox whose display name is only encoded-words: ``=?..?= <local@domain>``.
