@@ -9,10 +9,13 @@ data commits its own transaction; none of them ever returns or logs a secret.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
@@ -36,6 +39,41 @@ if TYPE_CHECKING:
     from flask import Flask
 
 log = logging.getLogger("flask_popaccounts.services.accounts")
+
+
+class FieldError(InvalidInput):
+    """A refusal that belongs to one field of the account form (``field``)."""
+
+    field: str = ""
+
+    def __init__(self, message: str | None = None, *, field: str, detail: str | None = None
+                 ) -> None:
+        super().__init__(message, detail=detail)
+        self.field = field
+
+
+class PasswordNeededForNewServer(FieldError):
+    code = "password_for_new_server"
+    title = "Enter the password again"
+    help = (
+        "You changed the server, port or username. The stored password is only ever sent "
+        "to the server it was entered for, so type it again to test and save."
+    )
+
+
+class ServerFixedByProvider(FieldError):
+    code = "server_fixed_by_provider"
+    title = "This account's server is set by its provider"
+    help = (
+        "The account signs in with its provider, and its sign-in is only sent to that "
+        "provider's server. Add a new account to use another server."
+    )
+
+
+class AddressInUse(FieldError):
+    code = "address_in_use"
+    title = "You already have an account with this address"
+    help = "Edit the existing account instead, or delete it first."
 
 
 @dataclass
@@ -72,11 +110,20 @@ class OAuthAccountInput:
 
 
 def check_input(data: AccountInput) -> None:
-    """Refuse CR/LF and control characters in anything that reaches a protocol line."""
-    safety.check_fields(email=data.email, name=data.name, send_from=data.send_from,
-                        reply_to=data.reply_to, host=data.pop_host,
-                        username=data.pop_username, provider=data.provider,
-                        password=data.password)
+    """Refuse CR/LF and control characters in anything that reaches a protocol line,
+    and in what becomes a header (name, addresses) also once RFC 2047 words are decoded
+    (an account name ``=?utf-8?q?A=0D=0ABcc:_x@evil.example?=`` would split every
+    later From header)."""
+    safety.check_fields(host=data.pop_host, username=data.pop_username,
+                        provider=data.provider, password=data.password)
+    for name, value in (("name", data.name), ("email", data.email),
+                        ("send_from", data.send_from), ("reply_to", data.reply_to)):
+        try:
+            safety.check_header_fields(**{name: value})
+        except InvalidInput as exc:
+            raise FieldError("Line breaks and control characters are not allowed here "
+                             "(also not as encoded words).", field=name,
+                             detail=exc.detail) from None
     host = data.pop_host.strip()
     if not host or " " in host:
         raise InvalidInput("The host name is empty or contains spaces")
@@ -130,9 +177,15 @@ def test_incoming(app: Flask, data: AccountInput, *, existing: Account | None = 
     engine's named errors (:mod:`flask_popaccounts.engine.errors`).
     """
     check_input(data)
+    if existing is not None and _destination_changed(existing, data) and (
+            value_of(existing.auth_method) == AuthMethod.XOAUTH2.value):
+        raise ServerFixedByProvider(field="pop_host")
     if data.password is None or data.password == "":
         if existing is None or existing.secret_enc is None:
             raise InvalidInput("A password is required")
+        if _destination_changed(existing, data):
+            # Never hand the stored password to a server it was not entered for.
+            raise PasswordNeededForNewServer(field="password")
         creds = credentials.credentials_for(app, existing)
     else:
         creds = Credentials(method=AuthMethod.PASSWORD, secret=data.password)
@@ -181,21 +234,59 @@ def _insert_account(app: Flask, session: Session, account: Account, *,
     has_any = session.scalar(select(Account.id).where(Account.owner_id == account.owner_id)
                              .limit(1))
     account.is_default = bool(want_default) or has_any is None
-    session.add(account)
-    session.flush()
-    ensure_default_folders(session, account)
-    if account.is_default:
-        _unset_other_defaults(session, account.owner_id, account.id)
-    session.commit()
+    with _unique_address(session, account.owner_id, account.email, None):
+        session.add(account)
+        session.flush()
+        ensure_default_folders(session, account)
+        if account.is_default:
+            _unset_other_defaults(session, account.owner_id, account.id)
+        session.commit()
     log.info("account %s created for owner %s", account.id, account.owner_id)
     return account
 
 
+def existing_with_address(session: Session, owner_id: str, email: str,
+                          exclude_id: int | None = None) -> Account | None:
+    """The owner's account with this address (case-insensitive), other than ``exclude_id``."""
+    stmt = select(Account).where(Account.owner_id == str(owner_id),
+                                 func.lower(Account.email) == email.strip().lower())
+    if exclude_id is not None:
+        stmt = stmt.where(Account.id != exclude_id)
+    return session.scalar(stmt.limit(1))
+
+
+def check_address_free(session: Session, owner_id: str, email: str,
+                       exclude_id: int | None = None) -> None:
+    """Raise :class:`AddressInUse` (naming the existing account) when the owner already
+    has an account with this address."""
+    other = existing_with_address(session, owner_id, email, exclude_id)
+    if other is not None:
+        raise AddressInUse(f"You already have this address as the account “{other.name}” "
+                           f"({other.email}).", field="email", detail=f"account {other.id}")
+
+
+@contextmanager
+def _unique_address(session: Session, owner_id: str, email: str, exclude_id: int | None
+                    ) -> Iterator[None]:
+    """A concurrent save of the same address (the unique constraint, at flush or
+    commit) becomes :class:`AddressInUse` instead of a 500."""
+    try:
+        yield
+    except IntegrityError:
+        session.rollback()
+        check_address_free(session, owner_id, email, exclude_id)
+        raise
+
+
 def create_account(app: Flask, session: Session, owner_id: str, data: AccountInput) -> Account:
-    """Save a new password account (after :func:`test_incoming` passed); commits."""
+    """Save a new password account (after :func:`test_incoming` passed); commits.
+
+    Raises :class:`AddressInUse` when the owner has an account with this address.
+    """
     check_input(data)
     if not data.password:
         raise InvalidInput("A password is required")
+    check_address_free(session, owner_id, data.email)
     account = Account(owner_id=str(owner_id), auth_method=AuthMethod.PASSWORD.value)
     _apply(app, account, data)
     account.secret_enc = credentials.encrypt_password(app, data.password)
@@ -207,6 +298,7 @@ def create_oauth_account(app: Flask, session: Session, owner_id: str, provider_k
     """Save a new OAuth account after :func:`.oauth.test_login` passed; commits."""
     provider = oauth.get_provider(app, provider_key)
     email = grant.email
+    check_address_free(session, owner_id, email)
     policy = DeletePolicy(data.delete_policy)
     account = Account(
         owner_id=str(owner_id), email=email, name=(data.name or "").strip() or email,
@@ -223,11 +315,17 @@ def create_oauth_account(app: Flask, session: Session, owner_id: str, provider_k
     return _insert_account(app, session, account, want_default=data.is_default)
 
 
-def _server_changed(account: Account, data: AccountInput) -> bool:
-    return (account.pop_host != data.pop_host.strip()
+def _destination_changed(account: Account, data: AccountInput) -> bool:
+    """Where the stored secret would go (host, port, username) is not where it was
+    entered for."""
+    return (account.pop_host.lower() != data.pop_host.strip().lower()
             or int(account.pop_port) != int(data.pop_port)
-            or value_of(account.pop_security) != Security(data.pop_security).value
             or account.pop_username != data.pop_username)
+
+
+def _server_changed(account: Account, data: AccountInput) -> bool:
+    return (_destination_changed(account, data)
+            or value_of(account.pop_security) != Security(data.pop_security).value)
 
 
 def update_account(app: Flask, session: Session, account: Account, data: AccountInput
@@ -245,6 +343,12 @@ def update_account(app: Flask, session: Session, account: Account, data: Account
         raise InvalidInput("This account signs in with its provider; use Authenticate instead "
                            "of a password")
     server_changed = _server_changed(account, data)
+    moved = _destination_changed(account, data)
+    if moved and value_of(account.auth_method) == AuthMethod.XOAUTH2.value:
+        raise ServerFixedByProvider(field="pop_host")
+    if moved and not data.password:
+        raise PasswordNeededForNewServer(field="password")
+    check_address_free(session, account.owner_id, data.email, account.id)
     _apply(app, account, data)
     if data.password:
         account.secret_enc = credentials.encrypt_password(app, data.password)
@@ -253,11 +357,12 @@ def update_account(app: Flask, session: Session, account: Account, data: Account
     )
     if stopped and (data.password or server_changed):
         health.reset_health(app, account, now=get_state(app).clock())
-    if data.is_default and not account.is_default:
-        account.is_default = True
-        session.flush()
-        _unset_other_defaults(session, account.owner_id, account.id)
-    session.commit()
+    with _unique_address(session, account.owner_id, account.email, account.id):
+        if data.is_default and not account.is_default:
+            account.is_default = True
+            session.flush()
+            _unset_other_defaults(session, account.owner_id, account.id)
+        session.commit()
     return account
 
 
