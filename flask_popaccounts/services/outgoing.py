@@ -9,6 +9,7 @@ the filters' forwards and vacation replies (:mod:`.outbox`) alike.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -34,6 +35,18 @@ __all__ = ["AUTH_MODES", "OutgoingInput", "Route", "local_hostname", "route_for"
 AUTH_MODES = ("same", "custom", "none")
 
 
+class SMTPPasswordNeeded(InvalidInput):
+    """A stored password would go to an outgoing server it was not entered for."""
+
+    code = "smtp_password_for_new_server"
+    title = "Enter the password again"
+    help = (
+        "You changed the outgoing server, port or username. A stored password is only "
+        "ever sent to the server it was entered for, so type it again in “SMTP password”."
+    )
+    field = "smtp_password"
+
+
 @dataclass
 class OutgoingInput:
     """What the outgoing step collects."""
@@ -49,24 +62,49 @@ class OutgoingInput:
         return f"OutgoingInput(host={self.host!r}, port={self.port}, password=<hidden>)"
 
 
+def _moved(account: Account, data: OutgoingInput) -> bool:
+    """The server in ``data`` is not the stored one (host, port or username)."""
+    return (str(account.smtp_host or "").lower() != data.host.strip().lower()
+            or int(account.smtp_port or 0) != int(data.port)
+            or (data.auth_mode == "custom"
+                and (account.smtp_username or "") != data.username))
+
+
 def outgoing_creds(app: Flask, account: Account, data: OutgoingInput | None = None
                    ) -> tuple[str, Credentials | None]:
     """(username, credentials) for the account's own server, per its auth mode.
 
     "same": what the account signs in to POP3 with (an OAuth account: XOAUTH2 with an
-    access token refreshed when near expiry); "custom": its own SMTP password.
+    access token refreshed when near expiry); "custom": its own SMTP password. With
+    ``data`` (a server being tested), a stored password is used only when the server is
+    the stored one: moving an outgoing server that already had "same" or "custom"
+    credentials to another host, port or username needs the password typed again
+    (:class:`SMTPPasswordNeeded`), which is then used for the test (and, "custom",
+    stored).
     """
     mode = data.auth_mode if data is not None else account.smtp_auth_mode
     if mode == "none":
         return "", None
-    if mode == "same":
-        return account.pop_username, credentials.credentials_for(app, account)
-    if mode != "custom":
+    if mode not in ("same", "custom"):
         raise InvalidInput("unknown authentication mode")
     if data is not None and data.password:
+        if mode == "same":
+            # Later mail sends the *stored* incoming password there: the typed one must
+            # be that password, not just one the new server accepts.
+            stored = credentials.credentials_for(app, account)
+            if stored.method is not AuthMethod.PASSWORD or not hmac.compare_digest(
+                    stored.secret.encode(), data.password.encode()):
+                raise SMTPPasswordNeeded(
+                    "That is not the password this account signs in to incoming mail with")
+            return account.pop_username, stored
         return data.username, Credentials(AuthMethod.PASSWORD, data.password)
+    had_creds = account.smtp_host is not None and account.smtp_auth_mode in ("same", "custom")
+    if data is not None and had_creds and _moved(account, data):
+        raise SMTPPasswordNeeded()
+    if mode == "same":
+        return account.pop_username, credentials.credentials_for(app, account)
     if account.smtp_secret_enc is None:
-        raise InvalidInput("A password for the outgoing server is required")
+        raise SMTPPasswordNeeded()
     username = data.username if data is not None else (account.smtp_username or "")
     secret = get_state(app).secrets.decrypt(account.smtp_secret_enc)
     return username, Credentials(AuthMethod.PASSWORD, secret)

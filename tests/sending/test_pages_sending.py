@@ -435,3 +435,48 @@ def test_a_full_storage_refuses_to_send_before_anything_leaves(
     assert send(client, account_id).status_code == 302
     assert len(smtpd.received(port=smtpd.smtps_port)) == before + 1
     assert len(sent_copies(send_app, account_id)) == 1
+
+
+# -- a moved outgoing server never gets the stored password (issue 11 item 18) -----------------
+
+
+def test_moving_the_outgoing_server_needs_the_password_again(
+        send_app: Flask, smtpd: SMTPServers, smtp_user: tuple[str, str]) -> None:
+    import socket
+
+    login_name, secret = smtp_user
+    account_id = make_account(send_app, login_name, login_name, secret)
+    client = login(send_app.test_client())
+    assert outgoing(client, account_id, smtp_port=str(smtpd.smtps_port)).status_code == 302
+    trap = socket.socket()
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(1)
+    trap.settimeout(0.5)
+    port = trap.getsockname()[1]
+    send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"] = (
+        *send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"], port)
+    try:
+        # "same" credentials, another port (or host): the incoming password stays home
+        for over in ({"smtp_port": str(port)},
+                     {"smtp_port": str(smtpd.smtps_port), "smtp_host": "localhost"}):
+            resp = outgoing(client, account_id, **over)
+            assert resp.status_code == 422, resp.text
+            assert 'id="smtp_password-error"' in resp.text
+            assert "Enter the password again" in resp.text
+        # a password the new server would accept is not enough: it must be the stored one
+        resp = outgoing(client, account_id, smtp_port=str(port), smtp_password="anything")
+        assert resp.status_code == 422 and "not the password this account signs in" in resp.text
+        with pytest.raises(TimeoutError):
+            trap.accept()  # nothing ever connected there
+    finally:
+        trap.close()
+    acct = account_row(send_app, account_id)
+    assert (acct.smtp_host, acct.smtp_port) == ("127.0.0.1", smtpd.smtps_port)
+    # typed again: tested with it and saved
+    resp = outgoing(client, account_id, smtp_port=str(smtpd.submission_port),
+                    smtp_security="starttls", smtp_password=secret)
+    assert resp.status_code == 302, resp.text
+    assert account_row(send_app, account_id).smtp_port == smtpd.submission_port
+    # unchanged server: no password needed
+    assert outgoing(client, account_id, smtp_port=str(smtpd.submission_port),
+                    smtp_security="starttls").status_code == 302
