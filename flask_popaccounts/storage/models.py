@@ -330,6 +330,9 @@ class Filter(Base):
     #: JSON lists of conditions and actions, validated by the engine's filter module.
     conditions_json: Mapped[str] = mapped_column(Text, default="[]")
     actions_json: Mapped[str] = mapped_column(Text, default="[]")
+    #: When the rule was last switched on: only mail that arrived since then is
+    #: forwarded by it (services.filtering); None: it forwards nothing.
+    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class Vacation(Base):
@@ -343,6 +346,9 @@ class Vacation(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")
     interval_days: Mapped[int] = mapped_column(Integer, default=7)
+    #: When the reply was last switched on: only mail that arrived since then (and
+    #: since ``starts_at``) is answered; None: it answers nothing.
+    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class VacationReplied(Base):
@@ -381,3 +387,19 @@ class OutboxItem(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class CodeSend(Base):
+    """One confirmation email the site's mailer sent (services.verification's limits).
+
+    Kept apart from the send-as rows on purpose: deleting or re-creating an address
+    (changing the Reply-To back and forth) must not reset the limits per user, per
+    target address and per site. Rows older than the longest window are pruned.
+    """
+
+    __tablename__ = "popaccounts_code_send"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(255), index=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)  #: lower-case
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
