@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..engine import addresses, smtp
+from ..engine import addresses, safety, smtp
 from ..engine.errors import InvalidInput
 from ..engine.types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 from ..runtime import get_state
@@ -200,6 +200,7 @@ class Route:
     def stamp(self, msg: EmailMessage) -> None:
         """Add the Sender header the route needs (the relay sends on the user's behalf)."""
         if self.sender is not None:
+            safety.check_address_parts("sender", [self.sender])
             msg["Sender"] = self.sender
 
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..engine import safety
 from ..engine.filters import RuleInvalid
 from ..storage.models import Account, Vacation
 
@@ -55,6 +56,8 @@ def save_vacation(session: Session, account: Account, data: VacationInput) -> Va
     subject = " ".join(data.subject.split())
     if len(subject) > 200:
         problems.append("The subject is longer than 200 characters.")
+    if not safety.header_value_is_safe(subject):  # also once encoded words are decoded
+        problems.append("The subject must not contain line breaks or control characters.")
     if data.enabled and not data.body.strip():
         problems.append("Write the reply's text.")
     if len(data.body) > 20000:
