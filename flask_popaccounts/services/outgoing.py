@@ -2,9 +2,10 @@
 
 An account sends either through its own SMTP server ("custom": tested with connect, TLS
 verified, EHLO, AUTH and MAIL FROM before it is saved) or, when the user skips that
-step, through the host's system relay (:mod:`.relay`). :func:`route_for` decides which,
-for every message that leaves as the account: the user's own mail (:mod:`.sending`) and
-the filters' forwards and vacation replies (:mod:`.outbox`) alike.
+step, through the host's system relay (:mod:`.relay`), unless the From's domain
+publishes a strict DMARC policy (:mod:`.dmarc`: mail would bounce). :func:`route_for`
+decides which, for every message that leaves as the account: the user's own mail
+(:mod:`.sending`) and the filters' forwards and vacation replies (:mod:`.outbox`) alike.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..engine.errors import InvalidInput
 from ..engine.types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 from ..runtime import get_state
 from ..storage.models import Account, SendAsAddress
-from . import credentials, relay, sendas
+from . import credentials, dmarc, relay, sendas
 from .relay import local_hostname
 
 if TYPE_CHECKING:
@@ -164,6 +165,8 @@ def use_system_relay(session: Session, app: Flask, account: Account) -> list[Sen
     Returns the addresses that need a code (the From, unless verified before).
     """
     relay.system_relay(app)  # refuse early when the host has no mailer
+    # A From whose domain publishes p=reject/quarantine would bounce from our servers.
+    dmarc.check_relay_allowed(app, (account.send_from or account.email).strip())
     if account.smtp_host is not None:
         # Leaving a custom server: its "verified by smtp" no longer vouches for anything.
         for row in session.scalars(select(SendAsAddress).where(
@@ -223,5 +226,6 @@ def route_for(session: Session, app: Flask, account: Account) -> Route:
                             security=Security(account.smtp_security or "ssl"), username=username)
         return Route(server, creds, relay.smtp_net_policy(app), from_addr, from_addr.addr_spec)
     server, creds, net, system_from = relay.system_relay(app)
+    dmarc.check_relay_allowed(app, from_addr.addr_spec)  # (the policy may have changed)
     system_addr = addresses.parse_address(system_from, field="sender")
     return Route(server, creds, net, from_addr, system_addr.addr_spec, system_addr)

@@ -330,8 +330,7 @@ class Filter(Base):
     #: JSON lists of conditions and actions, validated by the engine's filter module.
     conditions_json: Mapped[str] = mapped_column(Text, default="[]")
     actions_json: Mapped[str] = mapped_column(Text, default="[]")
-    #: When the rule was last switched on: only mail that arrived since then is
-    #: forwarded by it (services.filtering); None: it forwards nothing.
+    #: When last switched on: it forwards only mail arrived since (None: nothing).
     enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
@@ -346,8 +345,7 @@ class Vacation(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")
     interval_days: Mapped[int] = mapped_column(Integer, default=7)
-    #: When the reply was last switched on: only mail that arrived since then (and
-    #: since ``starts_at``) is answered; None: it answers nothing.
+    #: When last switched on: it answers only mail arrived since (None: nothing).
     enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
@@ -390,12 +388,8 @@ class OutboxItem(Base):
 
 
 class CodeSend(Base):
-    """One confirmation email the site's mailer sent (services.verification's limits).
-
-    Kept apart from the send-as rows on purpose: deleting or re-creating an address
-    (changing the Reply-To back and forth) must not reset the limits per user, per
-    target address and per site. Rows older than the longest window are pruned.
-    """
+    """A confirmation email the site sent: the code limits (services.verification), kept
+    apart from send-as rows so that deleting an address resets none of them."""
 
     __tablename__ = "popaccounts_code_send"
 

@@ -14,7 +14,7 @@ from flask_popaccounts.engine.types import DeletePolicy, Security
 from flask_popaccounts.services import accounts as svc
 from flask_popaccounts.services import outgoing
 from flask_popaccounts.storage.models import Account, SendAsAddress
-from tests.sending.conftest import owner_id, send_app, smtpd  # noqa: F401 (fixtures)
+from tests.sending.conftest import dns_server, owner_id, send_app, smtpd  # noqa: F401 (fixtures)
 from tests.support.dovecot import Dovecot
 from tests.support.smtpd import SMTPServers
 

@@ -590,14 +590,16 @@ def test_a_concurrent_save_of_the_same_address_is_a_form_error_too(
     """The check passed, then another request saved the address first: the unique
     constraint's IntegrityError becomes the same form error, not a 500."""
     add(alice, mailbox, email="race@example.com", name="First")
-    real = account_svc.existing_with_address
+    from flask_popaccounts.services import account_input
+
+    real = account_input.existing_with_address
     calls: list[int] = []
 
     def blind_at_first(*args: Any, **kw: Any) -> Any:
         calls.append(1)
         return None if len(calls) <= 2 else real(*args, **kw)  # the page's and the save's
 
-    monkeypatch.setattr(account_svc, "existing_with_address", blind_at_first)
+    monkeypatch.setattr(account_input, "existing_with_address", blind_at_first)
     resp = alice.post(f"{PREFIX}/add/pop3/other", data=account_form(
         **{**mailbox, "email": "race@example.com", "name": "Second"}))
     assert resp.status_code == 422, resp.text
