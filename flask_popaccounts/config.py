@@ -44,7 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_VERIFICATION_CODE_DIGITS": 6,  # at least 6
     "POPACCOUNTS_VERIFICATION_MAX_ATTEMPTS": 5,  # wrong tries before a code is locked
     "POPACCOUNTS_VERIFICATION_RESEND_SECONDS": 60,  # minimum time between two codes
-    "POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_DAY": 5,  # codes per address per 24 h
+    "POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_DAY": 5,  # codes per target address per 24 h
+    "POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_USER_PER_DAY": 20,  # codes one user asks for
+    "POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_SITE_PER_HOUR": 200,  # all users together
+    "POPACCOUNTS_DNS_NAMESERVERS": None,  # DMARC look-ups: ["ip" or "ip:port"]; None: system
     # Retrieval
     "POPACCOUNTS_MAX_MESSAGE_SIZE": 50 * 1024 * 1024,
     "POPACCOUNTS_MAX_MESSAGES_PER_SESSION": 1000,
