@@ -20,13 +20,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..config import net_policy
-from ..engine.errors import PopAccountsError
+from ..engine.errors import PopAccountsError, TokenRejected
 from ..engine.types import (
+    AuthMethod,
     Credentials,
     FetchReport,
     Progress,
@@ -42,19 +44,23 @@ from ..signals import (
     account_recovered,
     message_fetched,
 )
+from ..signals import send as send_signal
 from ..storage.mailbox import folder_id_for
 from ..storage.mailstore import SqlLedger, SqlSink
 from ..storage.models import Account, AccountStatus, value_of
 from . import filtering, health, outbox, quota, scheduling
 from . import progress as tracking
 from .accounts import retrieval_policy_for, server_spec_for
-from .credentials import credentials_for
+from .credentials import already_recorded, credentials_for, refresh_refused, session_credentials
 from .scheduling import LeaseHeartbeat, LeaseLost
 
 if TYPE_CHECKING:
     from flask import Flask
 
 log = logging.getLogger("flask_popaccounts.services.fetching")
+
+#: Raises (:class:`~.scheduling.LeaseLost`) when the fetch must stop before its next command.
+Fence = Callable[[], None]
 
 __all__ = ["FetchSkipped", "check_now", "fetch_account", "report_dict", "run_claimed",
            "wait_for_check"]
@@ -153,32 +159,23 @@ def _add_reports(total: FetchReport, part: FetchReport, *, first: bool) -> None:
 
 
 def _run_sessions(app: Flask, account_id: int, plan: _Plan, tracker: tracking.ProgressTracker,
-                  *, max_sessions: int) -> FetchReport:
+                  *, max_sessions: int, fence: Fence | None = None) -> FetchReport:
     """POP3 sessions until the server has nothing more; the sum report."""
-    state = get_state(app)
-    sync = _engine_sync()
-    net = net_policy(app.config)
     total = tracker.total
 
     def on_commit(ids: list[int]) -> None:
         tracking.update_local(app, account_id, stored=total.stored + len(ids))
+        tracker.committed()  # the row's progress, now that no write transaction is open
         for mid in ids:
-            message_fetched.send(app, account_id=account_id, message_id=mid)
+            send_signal(message_fetched, app, account_id=account_id, message_id=mid)
 
+    creds = plan.creds
     for n in range(max_sessions):
-        with state.session_factory() as session:
-            tracker.current = session
-            ledger = SqlLedger(session, account_id)
-            sink = SqlSink(session, account_id, plan.inbox_id, on_commit=on_commit,
-                           classifier=filtering.classifier_for(session, account_id,
-                                                                 clock=state.clock),
-                           clock=state.clock)
-            try:
-                report = sync.fetch(plan.server, plan.creds, plan.policy, ledger,
-                                    quota.guard_sink(app, session, plan.owner_id, sink),
-                                    net=net, progress=tracker, now=state.clock)
-            finally:
-                tracker.current = None
+        if fence is not None:
+            fence()  # no login once the lease cannot be proven ours
+        if n:  # a long sync: the token may expire between sessions (issue 11 item 22)
+            creds = session_credentials(app, account_id, creds)
+        report, creds = _session(app, account_id, plan, creds, tracker, on_commit, fence)
         _add_reports(total, report, first=n == 0)
         tracker.session_done(report)
         if not report.more_pending:
@@ -186,13 +183,56 @@ def _run_sessions(app: Flask, account_id: int, plan: _Plan, tracker: tracking.Pr
     return total
 
 
+def _session(app: Flask, account_id: int, plan: _Plan, creds: Credentials,
+             tracker: tracking.ProgressTracker, on_commit: Callable[[list[int]], None],
+             fence: Fence | None) -> tuple[FetchReport, Credentials]:
+    """One POP3 session on a database session of its own; the report and the credentials
+    it logged in with. An OAuth token the server refuses is refreshed once and the
+    session tried again before the account is marked "re-authenticate"."""
+    state = get_state(app)
+    sync = _engine_sync()
+    net = net_policy(app.config)
+    extra: dict[str, Any] = {"fence": fence} if fence is not None and _takes_fence(sync) else {}
+    for attempt in (1, 2):
+        with state.session_factory() as session:
+            tracker.current = session
+            sink = SqlSink(session, account_id, plan.inbox_id, on_commit=on_commit,
+                           classifier=filtering.classifier_for(session, account_id,
+                                                                 clock=state.clock),
+                           clock=state.clock)
+            try:
+                report = sync.fetch(plan.server, creds, plan.policy,
+                                    SqlLedger(session, account_id),
+                                    quota.guard_sink(app, session, plan.owner_id, sink),
+                                    net=net, progress=tracker, now=state.clock, **extra)
+                return report, creds
+            except TokenRejected:
+                if attempt == 2 or creds.method is not AuthMethod.XOAUTH2:
+                    raise
+                log.info("account %s: the server refused its access token; refreshing it "
+                         "once and trying again", account_id)
+            finally:
+                tracker.current = None
+        creds = refresh_refused(app, account_id, creds)  # outside any transaction
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _takes_fence(sync: Any) -> bool:
+    """Whether the engine's fetch takes a ``fence`` (called before DELE and QUIT)."""
+    import inspect
+
+    return "fence" in inspect.signature(sync.fetch).parameters
+
+
 def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | None = None,
-                  max_sessions: int = 1000) -> FetchReport:
+                  max_sessions: int = 1000, fence: Fence | None = None) -> FetchReport:
     """Fetch everything new for one account; records its health; returns the sum report.
 
     The caller holds the account's claim. Raises :class:`FetchSkipped` (no server
     contact) when the account is missing, disabled or stopped for its credentials, and
-    re-raises the engine's named error after recording it.
+    re-raises the engine's named error after recording it. ``fence`` (the lease's
+    check) is called before each session's login, after each message and (when the
+    engine takes it) before DELE and QUIT; it raises to stop the fetch.
     """
     state = get_state(app)
     lease = _lease_for(account_id)
@@ -202,8 +242,12 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
     tracker = tracking.ProgressTracker(app, account_id, FetchReport(), started=started,
                                        then=progress)
     try:
-        total = _run_sessions(app, account_id, plan, tracker, max_sessions=max_sessions)
+        total = _run_sessions(app, account_id, plan, tracker, max_sessions=max_sessions,
+                              fence=fence)
     except PopAccountsError as exc:
+        if already_recorded(exc):  # a refused token refresh, recorded by credentials
+            tracking.finish(app, account_id, error=exc.code)
+            raise
         _failed(app, account_id, exc, started, lease)
         raise
     except LeaseLost:
@@ -240,9 +284,9 @@ def _failed(app: Flask, account_id: int, exc: PopAccountsError, started: Any,
         app, s, a, exc, now=started, release_owner=owner))
     tracking.finish(app, account_id, error=exc.code)
     outbox.deliver_after_fetch(app, account_id)
-    account_failed.send(app, account_id=account_id, code=exc.code, transient=exc.transient)
+    send_signal(account_failed, app, account_id=account_id, code=exc.code, transient=exc.transient)
     if stopped:
-        account_disabled.send(app, account_id=account_id, code=exc.code)
+        send_signal(account_disabled, app, account_id=account_id, code=exc.code)
 
 
 def _crashed(app: Flask, account_id: int, started: Any, lease: _LeaseToRelease | None) -> None:
@@ -261,9 +305,9 @@ def _succeeded(app: Flask, account_id: int, total: FetchReport, started: Any,
     log.info("fetched account %s: %d new, %d stored, %d deleted", account_id, total.new,
              total.stored, total.deleted)
     if recovered:
-        account_recovered.send(app, account_id=account_id)
+        send_signal(account_recovered, app, account_id=account_id)
     outbox.deliver_after_fetch(app, account_id)
-    account_fetched.send(app, account_id=account_id, report=total)
+    send_signal(account_fetched, app, account_id=account_id, report=total)
 
 
 def run_claimed(app: Flask, account_id: int, owner: str, *,
@@ -278,12 +322,12 @@ def run_claimed(app: Flask, account_id: int, owner: str, *,
     failed) it is released on its own. Raises what :func:`fetch_account` raises.
     """
     state = get_state(app)
-    lease_seconds = int(app.config["POPACCOUNTS_LEASE_SECONDS"])
+    lease_seconds = float(app.config["POPACCOUNTS_LEASE_SECONDS"])
     lease = _LeaseToRelease(owner, account_id)
     token = _lease_to_release.set(lease)
     try:
-        with LeaseHeartbeat(state.session_factory, owner, account_id, lease_seconds,
-                            clock=state.clock) as hb:
+        with LeaseHeartbeat(state.heartbeat_factory, owner, account_id,
+                            lease_seconds) as hb:
             lease.heartbeat = hb
 
             def guarded(p: Progress) -> None:
@@ -292,7 +336,7 @@ def run_claimed(app: Flask, account_id: int, owner: str, *,
                     progress(p)
 
             # (a module global, looked up at call time: hosts and tests may wrap it)
-            return fetch_account(app, account_id, progress=guarded)
+            return fetch_account(app, account_id, progress=guarded, fence=hb.check)
     finally:
         _lease_to_release.reset(token)
         if not lease.released:  # skipped, lease lost, or the outcome was not written
@@ -330,14 +374,14 @@ def check_now(app: Flask, account_id: int) -> bool:
         now = state.clock()
         sched = state.scheduler
         if sched is not None and getattr(sched, "running", False):
-            if scheduling.lease_is_live(session, account_id, now=now):
+            if scheduling.lease_is_live(session, account_id):
                 return False
             scheduling.make_due_now(session, account_id, now=now)
             sched.poke()
             return True
         owner = scheduling.new_worker_id()
-        lease = int(app.config["POPACCOUNTS_LEASE_SECONDS"])
-        if not scheduling.claim(session, owner, account_id, lease, now=now):
+        lease = float(app.config["POPACCOUNTS_LEASE_SECONDS"])
+        if not scheduling.claim(session, owner, account_id, lease):
             return False
 
     def run() -> None:

@@ -37,6 +37,7 @@ from ..engine.errors import (
     error_for_code,
 )
 from ..signals import account_recovered
+from ..signals import send as send_signal
 from ..storage.models import Account, AccountStatus, value_of
 from . import progress, scheduling
 
@@ -161,7 +162,7 @@ def reset_health(app: Flask, account: Account, *, now: datetime) -> None:
     account.last_error_code = None
     account.consecutive_failures = 0
     account.next_due_at = now
-    account_recovered.send(app, account_id=account.id)
+    send_signal(account_recovered, app, account_id=account.id)
 
 
 @dataclass(frozen=True)
