@@ -60,6 +60,20 @@ def backoff_seconds(failures: int, *, base: float, cap: float,
     return float(delay * rng.uniform(0.5, 1.0))
 
 
+#: Share of the interval by which the next check may come early: spreads the polls of
+#: accounts fetched together (all at once after a restart or a first sync) over time.
+INTERVAL_JITTER = 0.1
+
+
+def spread_interval(seconds: float, rng: random.Random | Any = random) -> float:
+    """The time to the next check: the interval, up to :data:`INTERVAL_JITTER` less.
+
+    Never later than the user's interval; accounts that were polled in the same second
+    drift apart by a random share at every check instead of staying in lock-step.
+    """
+    return float(seconds * (1 - INTERVAL_JITTER * rng.random()))
+
+
 def fetch_backoff_seconds(app: Flask, failures: int) -> float:
     """The back-off after ``failures`` failed fetches in a row (the host's settings)."""
     return backoff_seconds(failures, base=float(app.config["POPACCOUNTS_BACKOFF_BASE_SECONDS"]),
@@ -100,7 +114,7 @@ def record_success(app: Flask, session: Session, account: Account, *, now: datet
     account.last_error_code = None
     account.consecutive_failures = 0
     account.accept_uidl_reset = False  # a confirmation is good for one import only
-    account.next_due_at = now + timedelta(seconds=interval_seconds(app, account))
+    account.next_due_at = now + timedelta(seconds=spread_interval(interval_seconds(app, account)))
     session.commit()
     return recovered
 
