@@ -8,6 +8,9 @@ recorded on the account by :mod:`.health` (success, back-off, or stopped until t
 acts); then the mail the filters queued (forwards, vacation replies) is sent
 (:mod:`.outbox`) and the host's signals fire.
 
+One POP3 session (the engine on a database session, the OAuth retry) is
+:mod:`.popsession`'s; before each, an OAuth token is refreshed when near expiry.
+
 Claims: one implementation, in :mod:`.scheduling`. Whoever claimed an account runs it
 with :func:`run_claimed`, which keeps the lease renewed while the fetch runs (a
 heartbeat; a lost lease stops the fetch at the next message) and releases it
@@ -20,21 +23,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..config import net_policy
-from ..engine.errors import PopAccountsError, TokenRejected
+from ..engine.errors import PopAccountsError
 from ..engine.types import (
-    AuthMethod,
-    Credentials,
     FetchReport,
     Progress,
     ProgressCallback,
-    RetrievalPolicy,
-    ServerSpec,
 )
 from ..runtime import PopAccountsState, get_state
 from ..signals import (
@@ -46,21 +43,18 @@ from ..signals import (
 )
 from ..signals import send as send_signal
 from ..storage.mailbox import folder_id_for
-from ..storage.mailstore import SqlLedger, SqlSink
 from ..storage.models import Account, AccountStatus, value_of
-from . import filtering, health, outbox, quota, scheduling
+from . import health, outbox, quota, scheduling
 from . import progress as tracking
 from .accounts import retrieval_policy_for, server_spec_for
-from .credentials import already_recorded, credentials_for, refresh_refused, session_credentials
+from .credentials import already_recorded, credentials_for, session_credentials
+from .popsession import Fence, Plan, run_session
 from .scheduling import LeaseHeartbeat, LeaseLost
 
 if TYPE_CHECKING:
     from flask import Flask
 
 log = logging.getLogger("flask_popaccounts.services.fetching")
-
-#: Raises (:class:`~.scheduling.LeaseLost`) when the fetch must stop before its next command.
-Fence = Callable[[], None]
 
 __all__ = ["FetchSkipped", "check_now", "fetch_account", "report_dict", "run_claimed",
            "wait_for_check"]
@@ -75,12 +69,6 @@ class FetchSkipped(RuntimeError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"account not fetched: {reason}")
         self.reason = reason
-
-
-def _engine_sync() -> Any:
-    from ..engine import sync
-
-    return sync
 
 
 # -- the lease given back with the outcome ------------------------------------------------
@@ -117,18 +105,7 @@ def _lease_for(account_id: int) -> _LeaseToRelease | None:
 # -- the fetch ---------------------------------------------------------------------------
 
 
-@dataclass
-class _Plan:
-    """What one fetch needs, read from the account in one short transaction."""
-
-    owner_id: str
-    server: ServerSpec
-    creds: Credentials = field(repr=False)
-    policy: RetrievalPolicy
-    inbox_id: int
-
-
-def _plan(app: Flask, state: PopAccountsState, account_id: int) -> _Plan:
+def _plan(app: Flask, state: PopAccountsState, account_id: int) -> Plan:
     """The account's settings and credentials, or :class:`FetchSkipped` (no login)."""
     with state.session_factory() as session:
         account = session.get(Account, account_id)
@@ -140,7 +117,7 @@ def _plan(app: Flask, state: PopAccountsState, account_id: int) -> _Plan:
             raise FetchSkipped(value_of(account.status))
         if quota.paused_for_quota(app, session, account):  # R19: full, no login at all
             raise FetchSkipped(AccountStatus.PAUSED_QUOTA.value)
-        return _Plan(owner_id=account.owner_id, server=server_spec_for(account),
+        return Plan(owner_id=account.owner_id, server=server_spec_for(account),
                      creds=credentials_for(app, account),
                      policy=retrieval_policy_for(app, account),
                      inbox_id=folder_id_for(session, account_id))
@@ -158,7 +135,7 @@ def _add_reports(total: FetchReport, part: FetchReport, *, first: bool) -> None:
     total.capabilities = part.capabilities
 
 
-def _run_sessions(app: Flask, account_id: int, plan: _Plan, tracker: tracking.ProgressTracker,
+def _run_sessions(app: Flask, account_id: int, plan: Plan, tracker: tracking.ProgressTracker,
                   *, max_sessions: int, fence: Fence | None = None) -> FetchReport:
     """POP3 sessions until the server has nothing more; the sum report."""
     total = tracker.total
@@ -175,53 +152,12 @@ def _run_sessions(app: Flask, account_id: int, plan: _Plan, tracker: tracking.Pr
             fence()  # no login once the lease cannot be proven ours
         if n:  # a long sync: the token may expire between sessions (issue 11 item 22)
             creds = session_credentials(app, account_id, creds)
-        report, creds = _session(app, account_id, plan, creds, tracker, on_commit, fence)
+        report, creds = run_session(app, account_id, plan, creds, tracker, on_commit, fence)
         _add_reports(total, report, first=n == 0)
         tracker.session_done(report)
         if not report.more_pending:
             break
     return total
-
-
-def _session(app: Flask, account_id: int, plan: _Plan, creds: Credentials,
-             tracker: tracking.ProgressTracker, on_commit: Callable[[list[int]], None],
-             fence: Fence | None) -> tuple[FetchReport, Credentials]:
-    """One POP3 session on a database session of its own; the report and the credentials
-    it logged in with. An OAuth token the server refuses is refreshed once and the
-    session tried again before the account is marked "re-authenticate"."""
-    state = get_state(app)
-    sync = _engine_sync()
-    net = net_policy(app.config)
-    extra: dict[str, Any] = {"fence": fence} if fence is not None and _takes_fence(sync) else {}
-    for attempt in (1, 2):
-        with state.session_factory() as session:
-            tracker.current = session
-            sink = SqlSink(session, account_id, plan.inbox_id, on_commit=on_commit,
-                           classifier=filtering.classifier_for(session, account_id,
-                                                                 clock=state.clock),
-                           clock=state.clock)
-            try:
-                report = sync.fetch(plan.server, creds, plan.policy,
-                                    SqlLedger(session, account_id),
-                                    quota.guard_sink(app, session, plan.owner_id, sink),
-                                    net=net, progress=tracker, now=state.clock, **extra)
-                return report, creds
-            except TokenRejected:
-                if attempt == 2 or creds.method is not AuthMethod.XOAUTH2:
-                    raise
-                log.info("account %s: the server refused its access token; refreshing it "
-                         "once and trying again", account_id)
-            finally:
-                tracker.current = None
-        creds = refresh_refused(app, account_id, creds)  # outside any transaction
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _takes_fence(sync: Any) -> bool:
-    """Whether the engine's fetch takes a ``fence`` (called before DELE and QUIT)."""
-    import inspect
-
-    return "fence" in inspect.signature(sync.fetch).parameters
 
 
 def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | None = None,
