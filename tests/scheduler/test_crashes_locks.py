@@ -1,15 +1,23 @@
-"""Crashes, clocks and locks (issue 11, items 21, 23, 24, 27, 28, 31) on SQLite files and
+"""Crashes, clocks and locks (issue 11, items 21, 23-25, 27, 28, 31) on SQLite files and
 the session Dovecot: leases on the database's clock, short and fenced; stale progress
-cleared; no write transaction across network I/O; the quota of one owner held by two
-accounts fetching at once; every connection tuned; a host's raising receiver ignored."""
+cleared (a CLI fetch killed with SIGKILL: the next one exits 75 until the lease runs
+out, then takes over); the heartbeat's own connection; no write transaction across
+network I/O; the quota of one owner held by two accounts fetching at once; every
+connection tuned; a host's raising receiver ignored."""
 
 from __future__ import annotations
 
+import json
 import logging
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 
@@ -23,6 +31,8 @@ from tests.support.clock import FakeClock, use_clock
 from tests.support.waiting import wait_until
 
 from .conftest import OWNER, account, add_account, messages
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_take_a_crashed_fetch_over_within_a_minute():
@@ -249,3 +259,61 @@ def test_next_checks_are_spread(sched_app, dovecot, new_user):
     for due in dues:  # within the interval (5 min), at most 10% early
         assert timedelta(minutes=4.5) <= due - now <= timedelta(minutes=5)
     assert len({d.replace(microsecond=0) for d in dues}) >= 4  # not in lock-step
+
+
+def test_the_heartbeat_renews_while_every_pooled_connection_is_busy(sched_app, dovecot,
+                                                                    new_user):
+    app = sched_app(SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0,
+                                               "pool_timeout": 1})
+    user, pw = new_user
+    aid = add_account(app, dovecot, user, pw)
+    state = get_state(app)
+    with state.session_factory() as s:
+        assert scheduling.claim(s, "me", aid, 60)
+    with state.engine.connect() as busy:  # the pool's only connection, held by a "fetch"
+        busy.execute(text("SELECT 1"))
+        with pytest.raises(Exception, match="QueuePool limit"):
+            with state.session_factory() as s:
+                s.execute(text("SELECT 1"))
+        hb = scheduling.LeaseHeartbeat(state.heartbeat_factory, "me", aid, 60)
+        assert hb.beat() and hb.renewals == 1
+
+
+def test_after_a_sigkill_the_cli_says_busy_then_the_account_is_taken_over(
+        sched_app, dovecot, new_user):
+    config = dict(POPACCOUNTS_LEASE_SECONDS=2, POPACCOUNTS_MAX_MESSAGES_PER_SESSION=10)
+    app = sched_app(**config)
+    user, pw = new_user
+    dovecot.deliver_many(user, messages(user, 60))
+    aid = add_account(app, dovecot, user, pw)
+    worker_config = {k: list(v) if isinstance(v, tuple) else v for k, v in app.config.items()
+                     if k.startswith("POPACCOUNTS_") and isinstance(
+                         v, (str, int, float, bool, tuple, type(None)))}
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "tests.scheduler.cli_worker",
+         app.config["SQLALCHEMY_DATABASE_URI"], str(aid), json.dumps(worker_config)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: (account(app, aid).progress_done or 0) >= 10, 60,
+                   "the CLI fetch in another process under way (its progress on the row)",
+                   detail=lambda: victim.poll())
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+    frozen = progress.fetch_progress(aid, app)
+    assert frozen is not None and frozen["running"] and 10 <= frozen["done"] < 60
+    cli = app.test_cli_runner()
+    result = cli.invoke(args=["popaccounts", "fetch", "--account", str(aid)])
+    assert result.exit_code == 75, result.output  # not fetched: busy (the dead one's lease)
+    assert "being fetched elsewhere" in result.output
+    # The dead process's lease runs out on the database's clock: the bar goes...
+    wait_until(lambda: progress.fetch_progress(aid, app) is None, 10,
+               "the crashed fetch's frozen bar to go with its lease")
+    # ...and the next fetch takes over and finishes, nothing stored twice.
+    result = cli.invoke(args=["popaccounts", "fetch", "--account", str(aid)])
+    assert result.exit_code == 0, result.output
+    with get_state(app).session_factory() as s:
+        uidls = s.scalars(select(Message.uidl).where(Message.account_id == aid)).all()
+    assert len(uidls) == len(set(uidls)) == 60
+    acc = account(app, aid)
+    assert acc.lease_owner is None and acc.progress_done is None
