@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import net_policy
 from ..engine.errors import TokenRejected
-from ..engine.types import AuthMethod, Credentials, FetchReport, RetrievalPolicy, ServerSpec
+from ..engine.types import (
+    AuthMethod,
+    Credentials,
+    FetchReport,
+    RetrievalPolicy,
+    RetrievedMessage,
+    ServerSpec,
+    Sink,
+)
 from ..runtime import get_state
 from ..storage.mailstore import SqlLedger, SqlSink
 from . import filtering, quota
@@ -23,6 +31,7 @@ from .credentials import refresh_refused
 
 if TYPE_CHECKING:
     from flask import Flask
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger("flask_popaccounts.services.fetching")
 
@@ -48,8 +57,8 @@ class Plan:
 
 
 def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
-             tracker: tracking.ProgressTracker, on_commit: Callable[[list[int]], None],
-             fence: Fence | None) -> tuple[FetchReport, Credentials]:
+                tracker: tracking.ProgressTracker, on_commit: Callable[[list[int]], None],
+                fence: Fence | None) -> tuple[FetchReport, Credentials]:
     """One POP3 session on a database session of its own; the report and the credentials
     it logged in with. An OAuth token the server refuses is refreshed once and the
     session tried again before the account is marked "re-authenticate"."""
@@ -67,7 +76,8 @@ def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
             try:
                 report = sync.fetch(plan.server, creds, plan.policy,
                                     SqlLedger(session, account_id),
-                                    quota.guard_sink(app, session, plan.owner_id, sink),
+                                    _released(session, quota.guard_sink(
+                                        app, session, plan.owner_id, sink)),
                                     net=net, progress=tracker, now=state.clock, **extra)
                 return report, creds
             except TokenRejected:
@@ -79,6 +89,45 @@ def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
                 tracker.current = None
         creds = refresh_refused(app, account_id, creds)  # outside any transaction
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class WriteReleasingSink:
+    """SQLite: a sink that never keeps the database's write lock across network I/O.
+
+    The store buffers small messages and writes them at the group commit, but a large
+    one (over a chunk) is streamed into its rows as it is added, and a full buffer is
+    written early: from then on the fetch's transaction holds SQLite's only write lock
+    while the next messages are read from the server, and every other writer (a page
+    saved, another account's commit) waits for it. When an ``add`` left rows written,
+    this commits them at once (the engine's group commit then finds them durable; they
+    are deleted from the server in a later session at the latest, never before).
+    """
+
+    def __init__(self, inner: Sink, session: Session) -> None:
+        self.inner = inner
+        self.session = session
+
+    def add(self, message: RetrievedMessage) -> None:
+        self.inner.add(message)
+        if self.session.in_transaction():
+            dbapi = self.session.connection().connection.dbapi_connection
+            if getattr(dbapi, "in_transaction", False):  # rows written, the lock held
+                self.inner.commit()
+
+    def commit(self) -> None:
+        self.inner.commit()
+
+    def rollback(self) -> None:
+        self.inner.rollback()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def _released(session: Session, sink: Sink) -> Sink:
+    if session.get_bind().dialect.name == "sqlite":
+        return WriteReleasingSink(sink, session)
+    return sink  # PostgreSQL: the open transaction locks only the rows it inserted
 
 
 def _takes_fence(sync: Any) -> bool:
