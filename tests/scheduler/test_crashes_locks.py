@@ -28,9 +28,10 @@ from flask_popaccounts.services import fetching, progress, scheduling
 from flask_popaccounts.signals import message_fetched
 from flask_popaccounts.storage.models import Account, AccountStatus, Message
 from tests.support.clock import FakeClock, use_clock
+from tests.support.flaskapp import dispose, make_app
 from tests.support.waiting import wait_until
 
-from .conftest import OWNER, account, add_account, messages
+from .conftest import OWNER, account, add_account, dovecot_config, messages
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -215,11 +216,18 @@ def test_sqlite_a_save_succeeds_promptly_while_two_accounts_fetch(
     assert account(app, ids[0]).name == "Renamed 4"
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql",
+                                                           marks=pytest.mark.postgres)])
 def test_two_accounts_of_one_owner_fetching_at_once_stay_within_the_quota(
-        sched_app, dovecot, new_user):
+        sched_app, dovecot, new_user, request, backend):
     size = len(messages("q", 1, body_size=4000)[0])
     quota = 12 * size + size // 2
-    app = sched_app(POPACCOUNTS_QUOTA_BYTES=quota)
+    if backend == "sqlite":
+        app = sched_app(POPACCOUNTS_QUOTA_BYTES=quota)
+    else:  # the owner's lock is an advisory lock there
+        url = request.getfixturevalue("postgres").create_database()
+        app = make_app(url, **dovecot_config(dovecot, POPACCOUNTS_QUOTA_BYTES=quota))
+        request.addfinalizer(lambda: dispose(app))
     ids = []
     for i in range(2):
         user, pw = f"{new_user[0]}q{i}", "pw"
