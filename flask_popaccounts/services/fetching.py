@@ -250,12 +250,15 @@ def run_claimed(app: Flask, account_id: int, owner: str, *,
                 progress: ProgressCallback | None = None) -> FetchReport:
     """Fetch an account whose lease ``owner`` holds; renews it meanwhile, releases after.
 
-    The lease is renewed by a :class:`~.scheduling.LeaseHeartbeat` every third of
-    ``POPACCOUNTS_LEASE_SECONDS``; if it is found taken over, the fetch stops at the
-    next message with :class:`~.scheduling.LeaseLost` (what was committed stays; the
-    ledger keeps the new owner from storing it again). The outcome's transaction also
-    releases the lease; when no outcome is written (skipped, lease lost, the write
-    failed) it is released on its own. Raises what :func:`fetch_account` raises.
+    The lease is renewed by a :class:`~.leases.LeaseHeartbeat` every quarter of
+    ``POPACCOUNTS_LEASE_SECONDS`` (on the heartbeat's own connection pool); if it is
+    found taken over, or could not be renewed for most of the lease, the fetch stops
+    before its next command (before a session's login, after each message, and before
+    DELE/QUIT where the engine takes a ``fence``) with :class:`~.leases.LeaseLost`
+    (what was committed stays; the ledger keeps the new owner from storing it again).
+    The outcome's transaction also releases the lease; when no outcome is written
+    (skipped, lease lost, the write failed) it is released on its own. Raises what
+    :func:`fetch_account` raises.
     """
     state = get_state(app)
     lease_seconds = float(app.config["POPACCOUNTS_LEASE_SECONDS"])
