@@ -31,7 +31,6 @@ from flask_login import (
 )
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect, FlaskForm
-from markupsafe import Markup
 from sqlalchemy import String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -40,6 +39,12 @@ from wtforms.validators import DataRequired
 
 from flask_popaccounts import PopAccounts, db_session
 from flask_popaccounts.services import health
+from flask_popaccounts.web.security import (
+    FRAME_SANDBOX,
+    add_security_headers,
+    download_response,
+    message_body_response,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_USERS = ("alice", "bob")
@@ -103,6 +108,7 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
     from cryptography.fernet import Fernet
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"),
+                static_folder=str(ROOT / "static"),
                 instance_path=instance_path, instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(
@@ -134,6 +140,9 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
     app.config["POPACCOUNTS_SCHEDULER_ENABLED"] = run_scheduler
 
     _register_routes(app)
+    # Every page of the webmail gets the extension's security headers (CSP: no inline
+    # script or style anywhere; a view's own headers, like a message body's, are kept).
+    app.after_request(add_security_headers)
     __import__("example_app.compose", fromlist=["x"]).register_compose(app)
     _register_cli(app)
 
@@ -195,7 +204,7 @@ def _local_path(target: str) -> bool:
 
 def _register_routes(app: Flask) -> None:
     from flask_popaccounts.services import accounts as account_svc
-    from flask_popaccounts.services.reading import read_message
+    from flask_popaccounts.services.reading import body_document, read_message, read_part
     from flask_popaccounts.storage import mailbox as store
 
     def side_pane() -> list[dict[str, Any]]:
@@ -252,17 +261,46 @@ def _register_routes(app: Flask) -> None:
                                messages=messages[:PAGE_SIZE], page=page,
                                has_more=len(messages) > PAGE_SIZE)
 
-    @app.route("/mail/<int:account_id>/<int:message_id>")
-    @login_required
-    def message(account_id: int, message_id: int) -> Any:
+    def owned_message(account_id: int, message_id: int) -> Any:
         session = db_session()
         account = account_svc.get_owned_account(session, str(current_user.get_id()), account_id)
         meta = store.get_message(session, account.id, message_id)
         if meta is None:
             abort(404)
+        return account, meta
+
+    @app.route("/mail/<int:account_id>/<int:message_id>")
+    @login_required
+    def message(account_id: int, message_id: int) -> Any:
+        account, meta = owned_message(account_id, message_id)
+        session = db_session()
         readable = read_message(session, meta.id)
         if not meta.is_read:
             store.mark_read(session, meta.id)
-        html = Markup(readable.html) if readable.html else None  # noqa: S704 - nh3-sanitised
         return render_template("message.html", pane=side_pane(), account=account, meta=meta,
-                               msg=readable, html=html)
+                               msg=readable, frame_sandbox=FRAME_SANDBOX)
+
+    @app.route("/mail/<int:account_id>/<int:message_id>/body")
+    @login_required
+    def message_body(account_id: int, message_id: int) -> Any:
+        """The sanitised HTML body alone, for the message page's sandboxed frame."""
+        _account, meta = owned_message(account_id, message_id)
+        readable = read_message(db_session(), meta.id)
+        return message_body_response(body_document(readable.html or ""))
+
+    @app.route("/mail/<int:account_id>/<int:message_id>/part/<part_id>")
+    @login_required
+    def message_part(account_id: int, message_id: int, part_id: str) -> Any:
+        """One attachment (or a part nested too deep to show, as .eml), downloaded."""
+        _account, meta = owned_message(account_id, message_id)
+        part = read_part(db_session(), meta.id, part_id)
+        if part is None:
+            abort(404)
+        return download_response(part.filename, part.data)
+
+    @app.route("/mail/<int:account_id>/<int:message_id>/original")
+    @login_required
+    def message_original(account_id: int, message_id: int) -> Any:
+        """The message exactly as it was fetched (.eml)."""
+        _account, meta = owned_message(account_id, message_id)
+        return download_response(f"message-{meta.id}.eml", store.read_raw(db_session(), meta.id))

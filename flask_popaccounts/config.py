@@ -66,6 +66,11 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_BASE_TEMPLATE": None,  # host layout the pages extend (blocks title/head/content)
     "POPACCOUNTS_LANG": "en",  # lang= of the standalone layout
     "POPACCOUNTS_TEXT_DIRECTION": "ltr",  # dir= of the standalone layout ("rtl" for Arabic)
+    # The pages' Content-Security-Policy (web/security.py PAGE_CSP); "" sends none (a
+    # host that sets its own, or whose POPACCOUNTS_BASE_TEMPLATE needs inline script)
+    "POPACCOUNTS_CONTENT_SECURITY_POLICY": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'self'"),
     # OAuth (Outlook.com / Office 365; see services/oauth.py)
     "POPACCOUNTS_MICROSOFT_CLIENT_ID": None,  # the host's Microsoft app registration
     "POPACCOUNTS_MICROSOFT_CLIENT_SECRET": None,

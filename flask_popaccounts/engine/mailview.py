@@ -7,12 +7,11 @@ Inputs are bounded so that no message can make a rule slow: header fields are cu
 
 from __future__ import annotations
 
-import email.policy
 import re
 from collections.abc import Callable
-from email.parser import BytesParser
 
-from .parse import all_headers
+from .mimeparts import walk
+from .parse import SINGLE_FIELDS, all_headers
 
 BODY_LIMIT = 64 * 1024  #: characters of body text a condition looks at
 BODY_READ_LIMIT = 512 * 1024  #: raw bytes after the header section read to find them
@@ -43,8 +42,16 @@ class MailView:
         return self._headers
 
     def header(self, name: str) -> str:
-        """Every value of one header field (any case), joined with ", "; "" when absent."""
-        return ", ".join(self.headers.get(name.lower(), []))
+        """One header field (any case) as a reader sees it; "" when absent.
+
+        A field a message has at most once (Subject, From, Date...: ``SINGLE_FIELDS``)
+        is its first occurrence, as the mailbox and the message page show it; any other
+        field is every value joined with ", ".
+        """
+        values = self.headers.get(name.lower(), [])
+        if name.lower() in SINGLE_FIELDS:
+            return values[0] if values else ""
+        return ", ".join(values)
 
     def body(self) -> str:
         """The message's text (see :func:`body_text`), read on first use."""
@@ -57,16 +64,19 @@ class MailView:
 def body_text(header_bytes: bytes, body: bytes, limit: int = BODY_LIMIT) -> str:
     """The text of a message's text parts (plain preferred, HTML tags dropped), bounded."""
     try:
-        msg = BytesParser(policy=email.policy.default).parsebytes(header_bytes + body)
+        raw = header_bytes + body
         texts: list[str] = []
         total = 0
-        for part in msg.walk():
-            if part.is_multipart() or part.get_content_maintype() != "text":
+        for leaf in walk(raw).leaves:  # no recursion, bounded depth (mimeparts)
+            if leaf.opaque:
+                continue
+            part = leaf.message(raw)
+            if part.get_content_maintype() != "text":
                 continue
             if part.get_content_disposition() == "attachment":
                 continue
             try:
-                content = part.get_content()
+                content = part.get_content()  # type: ignore[attr-defined]
             except Exception:
                 payload = part.get_payload(decode=True)
                 content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) \

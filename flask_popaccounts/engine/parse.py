@@ -14,56 +14,30 @@ import email.utils
 import re
 from collections.abc import Collection
 from datetime import UTC, datetime
-from typing import IO
 
 from .addresses import ATEXT
+from .headersection import HEADER_LIMIT, HeaderSection, header_section, read_header_section
 from .safety import CONTROL_CHARS, has_control_chars
 from .types import MessageMeta
 
-HEADER_LIMIT = 256 * 1024  #: at most this much of a message is read as its header section
+__all__ = ["HEADER_LIMIT", "HeaderSection", "all_headers", "display_text", "header_section",
+           "parse_meta", "read_header_section", "split_headers"]
+
 FIELD_LIMIT = 2000  #: decoded fields are cut to this many characters
+
+#: Fields a message has at most once (RFC 5322 3.6); a second occurrence is ignored
+#: (the first Subject is the subject, not "First, Second").
+SINGLE_FIELDS = frozenset({"date", "from", "sender", "reply-to", "subject", "message-id",
+                           "in-reply-to", "references"})
+
+#: Bidirectional formatting characters (UAX #9): the embeddings and overrides U+202A-E,
+#: the isolates U+2066-9 and the marks U+200E, U+200F and U+061C. In text from a sender
+#: they reorder what is shown ("\u202egnp.exe" displays as "exe.png"), so display text
+#: drops them (the page isolates each untrusted field with <bdi> for direction instead).
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _SURROGATE = re.compile("[\udc80-\udcff]")
-
-
-# A blank line: a line end (CRLF, or a bare LF from sloppy servers) right after another.
-_BLANK_LINE = re.compile(rb"\n\r?\n")
-
-
-def _header_end(data: bytes, start: int = 0) -> int:
-    """The offset just past the blank line that ends the header section, or -1."""
-    m = _BLANK_LINE.search(data, start)
-    return m.end() if m else -1
-
-
-def header_section(raw: bytes, limit: int = HEADER_LIMIT) -> bytes:
-    """The header section of a whole message held in memory, as :func:`read_header_section`.
-
-    The bytes up to and including the first blank line (CRLF or bare LF line ends); at
-    most ``limit`` bytes, which is all there is when no blank line comes before.
-    """
-    head = raw[:limit]
-    end = _header_end(head)
-    return head if end < 0 else head[:end]
-
-
-def read_header_section(spool: IO[bytes], limit: int = HEADER_LIMIT) -> bytes:
-    """The bytes up to and including the first blank line (bounded); leaves the spool at 0."""
-    spool.seek(0)
-    data = b""
-    while len(data) < limit:
-        chunk = spool.read(min(64 * 1024, limit - len(data)))
-        if not chunk:
-            break
-        start = max(0, len(data) - 2)  # a blank line may straddle two chunks
-        data += chunk
-        end = _header_end(data, start)
-        if end >= 0:
-            spool.seek(0)
-            return data[:end]
-    spool.seek(0)
-    return data
 
 
 def _has_surrogates(text: str) -> bool:
@@ -81,15 +55,23 @@ def _undo_surrogates(text: str) -> str:
         return raw.decode("cp1252", "replace")
 
 
-def _clean(text: str) -> str:
-    # Printable means no control character and no whitespace but the ASCII space (every
-    # other space, line or paragraph separator is not printable): already clean unless
-    # spaces need collapsing.
+def display_text(text: str, limit: int = FIELD_LIMIT) -> str:
+    """Untrusted text (a subject, a sender, a file or account name) as one line to show.
+
+    The one display rule, used for what is stored and again wherever it is shown:
+    control characters become spaces, bidirectional formatting characters
+    (:data:`BIDI_CONTROLS`) are removed, whitespace runs become one space, the ends are
+    trimmed, and the result is cut to ``limit`` characters.
+    """
+    # Printable means no control, format (bidi included) or separator character but the
+    # ASCII space: already clean unless spaces need collapsing.
     if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
-        return text[:FIELD_LIMIT]
-    text = CONTROL_CHARS.sub(" ", text)  # display text: cleaned, not refused
-    text = " ".join(text.split())
-    return text[:FIELD_LIMIT]
+        return text[:limit]
+    text = BIDI_CONTROLS.sub("", CONTROL_CHARS.sub(" ", text))  # cleaned, not refused
+    return " ".join(text.split())[:limit]
+
+
+_clean = display_text
 
 
 def _decode_words_leniently(value: str, defects: list[str]) -> str:
@@ -173,7 +155,7 @@ def _one_line(name: str, value: str, defects: list[str]) -> str:
         text = _decode_value(name, value, defects)
     except Exception:  # decoding is lenient already; a value is never lost to it
         text = _undo_surrogates(value)
-    return " ".join(text.split())[:FIELD_LIMIT]
+    return " ".join(BIDI_CONTROLS.sub("", text).split())[:FIELD_LIMIT]
 
 
 #: One mailbox whose display name is only encoded-words: ``=?..?= <local@domain>``.
@@ -259,7 +241,12 @@ def _decode_value(name: str, value: str, defects: list[str]) -> str:
 
 
 def _field(fields: dict[str, list[str]], name: str, defects: list[str]) -> str:
+    """One field decoded for display: the first occurrence of a :data:`SINGLE_FIELDS`
+    field (a second Subject is a defect, not part of the subject), else all, joined."""
     values = fields.get(name.lower(), [])
+    if name.lower() in SINGLE_FIELDS and len(values) > 1:
+        defects.append(f"{name}: {len(values)} fields, the first is used")
+        values = values[:1]
     return _clean(", ".join(_decode_value(name, v, defects) for v in values))
 
 

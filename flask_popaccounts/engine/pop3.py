@@ -17,6 +17,8 @@ cannot pipeline, and verifies no certificate unless told. This client:
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 import socket
 import ssl
 import tempfile
@@ -34,16 +36,24 @@ from .errors import (
     UIDLUnsupported,
     clean_detail,
 )
-from .pop3wire import POP3Error, Wire, error_for_response
+from .pop3wire import POP3Error, Wire, error_for_response, resp_code
 from .safety import check_fields
 from .sasl import plain_response, xoauth2_response
-from .types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
+from .types import AuthMethod, Credentials, NetPolicy, Refused, Security, ServerSpec
 
 SPOOL_MEMORY = 1024 * 1024  #: messages larger than this spill to a temporary file
 MAX_LISTING_LINES = 1_000_000  #: longest UIDL/LIST/CAPA answer we accept
 BODY_SLACK = 1024 * 1024  #: a body may exceed its LIST size by this much (then 2x)
 PIPELINE_MAX_COMMANDS = 256  #: RETRs in flight at once
 PIPELINE_MAX_BYTES = 8 * 1024 * 1024  #: LIST bytes in flight at once (at least one message)
+
+
+_UIDL_OK = re.compile(rb"[\x21-\x7e]{1,70}")
+
+
+def _hashed_uidl(data: bytes) -> str:
+    """The key of a UIDL RFC 1939 does not allow (or of a repeated one): 66 ASCII characters."""
+    return "h:" + hashlib.sha256(data).hexdigest()
 
 
 class POP3Client:
@@ -60,6 +70,8 @@ class POP3Client:
         self.sasl_mechanisms: frozenset[str] = frozenset()
         self.capa_supported = False
         self.greeting = b""
+        self.uidl_nonconforming = 0  #: UIDLs outside RFC 1939's rule in the last listing
+        self.uidl_duplicates = 0  #: messages whose UIDL an earlier one in the listing had
 
     @property
     def sock(self) -> socket.socket:
@@ -219,20 +231,36 @@ class POP3Client:
             raise ProtocolError("bad STAT answer", detail=line) from None
 
     def uidl(self) -> dict[int, str]:
-        """UIDL listing: message number -> unique id. -ERR -> :class:`UIDLUnsupported`."""
+        """UIDL listing: message number -> the message's key. -ERR -> :class:`UIDLUnsupported`.
+
+        The key is the UIDL itself when it is what RFC 1939 allows (1 to 70 characters
+        in 0x21-0x7E). Anything else (longer, control or 8-bit characters, spaces) is
+        keyed ``h:`` + the SHA-256 of its bytes, and the k-th message (k >= 2) listing a
+        UIDL already listed is keyed ``h:`` + the SHA-256 of ``dup``, k and the UIDL, so
+        every listed message has its own stable key of at most 66 characters and none is
+        skipped. ``uidl_nonconforming`` and ``uidl_duplicates`` count both cases.
+        """
         try:
             lines = self._multiline_command("UIDL")
         except POP3Error as exc:
             raise UIDLUnsupported(detail=exc.text) from None
         out: dict[int, str] = {}
+        seen: dict[bytes, int] = {}
+        self.uidl_nonconforming = self.uidl_duplicates = 0
         for raw in lines:
-            parts = raw.split()
-            if len(parts) != 2 or not parts[0].isdigit():
+            num, _, uid = raw.strip(b" ").partition(b" ")
+            uid = uid.strip(b" ")
+            if not num.isdigit() or not uid:
                 raise ProtocolError("bad UIDL line", detail=raw)
-            uid = parts[1]
-            if not (1 <= len(uid) <= 512) or any(b < 0x21 or b > 0x7E for b in uid):
-                raise ProtocolError("bad UIDL value", detail=raw)
-            out[int(parts[0])] = uid.decode("ascii")
+            copies = seen[uid] = seen.get(uid, 0) + 1
+            if copies > 1:
+                self.uidl_duplicates += 1
+                out[int(num)] = _hashed_uidl(b"dup\n%d\n" % copies + uid)
+            elif _UIDL_OK.fullmatch(uid):
+                out[int(num)] = uid.decode("ascii")
+            else:
+                self.uidl_nonconforming += 1
+                out[int(num)] = _hashed_uidl(uid)
         return out
 
     def list_sizes(self) -> dict[int, int]:
@@ -255,13 +283,13 @@ class POP3Client:
 
     def retrieve(
         self, msgnums: Iterable[int], sizes: dict[int, int] | None = None
-    ) -> Iterator[tuple[int, int, IO[bytes]]]:
+    ) -> Iterator[tuple[int, int, IO[bytes]] | Refused]:
         """RETR each message; yields ``(msgno, octets, spool)`` in order.
 
         The spool (positioned at 0) holds the message exactly as sent, dot-unstuffed,
         CRLF kept; it is closed when the generator resumes. A message is yielded only
-        after its terminating line was read. An -ERR for one message raises
-        :class:`ProtocolError` (the server said the number exists in its listing).
+        after its terminating line was read. A message the server answers with -ERR is
+        yielded as :class:`~.types.Refused` in its place, and the session goes on.
         """
         sizes = sizes or {}
         pending = deque(msgnums)
@@ -290,7 +318,9 @@ class POP3Client:
             line = self._wire.readline()
             if not line.startswith(b"+OK"):
                 if line.startswith(b"-ERR"):
-                    raise error_for_response(line[4:], ProtocolError, f"RETR {n} failed")
+                    text = line[4:].strip()
+                    yield Refused(n, resp_code(text), clean_detail(text))
+                    continue
                 raise ProtocolError("unexpected answer to RETR", detail=line)
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
             try:

@@ -35,6 +35,7 @@ from .types import (
     NetPolicy,
     Progress,
     ProgressCallback,
+    Refused,
     RetrievalPolicy,
     RetrievedMessage,
     ServerSpec,
@@ -132,7 +133,7 @@ class _Mailbox:
     """What the server lists, side by side with what the ledger knows."""
 
     uidl_by_num: dict[int, str]
-    num_by_uidl: dict[str, int]  #: one number per UIDL, even when the server lists it twice
+    num_by_uidl: dict[str, int]
     entries: Mapping[str, LedgerEntry]
     known_on_server: set[str]  #: UIDLs the ledger believes are still on the server
 
@@ -147,10 +148,10 @@ def _survey(client: POP3Client, ledger: Ledger, policy: RetrievalPolicy, report:
     uidl_by_num = client.uidl()
     entries = ledger.entries()
     report.server_count = len(uidl_by_num)
-    num_by_uidl: dict[str, int] = {}
-    for num in sorted(uidl_by_num):
-        # A UIDL listed twice is a server bug; take the first, never both.
-        num_by_uidl.setdefault(uidl_by_num[num], num)
+    # Keys are unique: the client keys a repeated or non-RFC UIDL by a hash (pop3.uidl).
+    report.uidl_duplicates = client.uidl_duplicates
+    report.uidl_nonconforming = client.uidl_nonconforming
+    num_by_uidl = {uidl: num for num, uidl in uidl_by_num.items()}
     known_on_server = {u for u, e in entries.items() if e.on_server}
     mailbox = _Mailbox(uidl_by_num, num_by_uidl, entries, known_on_server)
     server_uidls = mailbox.server_uidls
@@ -224,7 +225,13 @@ def _retrieve(client: POP3Client, wanted: list[int], sizes: dict[int, int], mail
     """RETR ``wanted`` (pipelined), each complete message to the sink; commit them all."""
     total_bytes = sum(sizes.get(n, 0) for n in wanted)
     done = 0
-    for num, octets, spool in client.retrieve(wanted, sizes):
+    for item in client.retrieve(wanted, sizes):
+        if isinstance(item, Refused):
+            # Not stored, so never deleted; asked for again next session.
+            report.refused[mailbox.uidl_by_num[item.num]] = item.text
+            done += 1
+            continue
+        num, octets, spool = item
         uidl = mailbox.uidl_by_num[num]
         meta = parse_meta(read_header_section(spool), octets, clock())
         batch.add(RetrievedMessage(uidl=uidl, size=octets, spool=spool, meta=meta))

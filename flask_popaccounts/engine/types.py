@@ -132,6 +132,19 @@ class RetrievedMessage:
     meta: MessageMeta
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A message the server would not hand over: RETR answered ``-ERR``.
+
+    Yielded by :meth:`~.pop3.POP3Client.retrieve` in the message's place; the session
+    goes on with the next one.
+    """
+
+    num: int  #: the message number in this session
+    code: str  #: the RESP-CODE (RFC 2449), e.g. ``"SYS/TEMP"``; ``""`` when none
+    text: str  #: the server's words, cleaned and truncated (for ``detail`` only)
+
+
 class Sink(Protocol):
     """Stores messages durably, each together with its ledger row."""
 
@@ -175,4 +188,8 @@ class FetchReport:
     deleted: int = 0  #: DELEs confirmed by QUIT
     skipped_too_large: list[str] = field(default_factory=list)  #: UIDLs over the size limit
     more_pending: bool = False  #: max_messages_per_session was reached
+    #: UIDL -> the server's words when it refused to hand it over (RETR -ERR)
+    refused: dict[str, str] = field(default_factory=dict)
+    uidl_duplicates: int = 0  #: messages listed under a UIDL an earlier one had
+    uidl_nonconforming: int = 0  #: UIDLs outside RFC 1939 (keyed by their hash)
     capabilities: frozenset[str] = frozenset()

@@ -179,7 +179,7 @@ class FilterClassifier:
         header = read_header_section(spool)
 
         def body_source() -> bytes:
-            spool.seek(len(header))
+            spool.seek(header.body_offset)
             data = spool.read(BODY_READ_LIMIT)
             spool.seek(0)
             return data
@@ -279,7 +279,7 @@ def _stored_view(session: Session, message: Message) -> MailView:
         if len(buf) >= HEADER_LIMIT + BODY_READ_LIMIT:
             break
     header = header_section(buf)
-    body = buf[len(header):len(header) + BODY_READ_LIMIT]
+    body = buf[header.body_offset:header.body_offset + BODY_READ_LIMIT]
     return MailView(header, int(message.size or 0), lambda: body)
 
 

@@ -1,7 +1,14 @@
 """Turn a stored raw message into what a page can show, safely.
 
+- The MIME structure is walked by :mod:`..engine.mimeparts` (no recursion, at most
+  ``MAX_DEPTH`` levels and ``MAX_PARTS`` parts): content nested deeper, and attached
+  messages, are offered as ``.eml`` attachments instead of being parsed; every
+  attachment is downloadable (:func:`read_part`), the original message too.
 - Headers are decoded (RFC 2047) with the standard ``email`` package (``policy.default``);
-  a header too broken to parse is shown as its raw text, never raises.
+  a header too broken to parse is shown as its raw text, never raises. A field that
+  occurs more than once (two Subjects) shows its first occurrence, as the stored
+  metadata does; every shown field goes through the one display rule
+  (:func:`..engine.parse.display_text`: no control or bidi formatting characters).
 - Text parts are decoded with their charset (unknown charsets fall back to UTF-8 with
   replacement characters).
 - The HTML part is sanitised with nh3 (ammonia): scripts, forms, frames and event
@@ -9,13 +16,13 @@
   ``@import``); images keep only inline ``data:image/...`` sources, so remote images
   (tracking pixels) and ``cid:`` parts are blocked and reported; links keep http(s)
   and mailto targets only and get ``rel="noopener noreferrer"`` and ``target="_blank"``.
-- Attachments are listed (name, type, size), not rendered.
+  Pages show it through :func:`body_document` in a sandboxed frame with its own
+  Content-Security-Policy (``web.security``), so even HTML the sanitiser missed cannot
+  run script.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message
@@ -25,9 +32,13 @@ from typing import Any
 import nh3
 from sqlalchemy.orm import Session
 
+from ..engine import mimeparts
+from ..engine.parse import display_text
+
 #: Tags kept in sanitised HTML: nh3's defaults minus nothing, plus nothing that loads.
 _LINK_SCHEMES = {"http", "https", "mailto"}
 _MAX_TEXT = 2 * 1024 * 1024  #: characters of one part we show; the rest is cut
+_MAX_FIELD = 16 * 1024  #: characters of one header field we show
 
 
 @dataclass
@@ -35,6 +46,17 @@ class Attachment:
     filename: str
     content_type: str
     size: int
+    part_id: str = ""  #: for :func:`read_part` (dotted, as in IMAP: "2", "1.3")
+    nested: bool = False  #: a container not opened (nested too deep, or a message)
+
+
+@dataclass
+class Download:
+    """One part's bytes as a file: decoded content, or the entity as written (.eml)."""
+
+    filename: str
+    content_type: str
+    data: bytes
 
 
 @dataclass
@@ -52,6 +74,8 @@ class ReadableMessage:
     html: str | None = None
     remote_content_blocked: bool = False
     attachments: list[Attachment] = field(default_factory=list)
+    too_deep: bool = False  #: content nested deeper than shown (offered as attachments)
+    parts_omitted: int = 0  #: parts beyond the listed ones (in the original message)
 
 
 def read_message(session: Session, message_id: int) -> ReadableMessage:
@@ -63,14 +87,17 @@ def read_message(session: Session, message_id: int) -> ReadableMessage:
 
 def render_raw(raw: bytes) -> ReadableMessage:
     """Parse raw RFC 5322 bytes into a :class:`ReadableMessage`; never raises on bad mail."""
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    tree = mimeparts.walk(raw)
+    root = mimeparts.headers_of(raw)
     out = ReadableMessage(
-        subject=_header(msg, "Subject"),
-        from_=_header(msg, "From"),
-        to=_header(msg, "To"),
-        cc=_header(msg, "Cc"),
-        reply_to=_header(msg, "Reply-To"),
-        date_text=_header(msg, "Date"),
+        subject=_header(root, "Subject"),
+        from_=_header(root, "From"),
+        to=_header(root, "To"),
+        cc=_header(root, "Cc"),
+        reply_to=_header(root, "Reply-To"),
+        date_text=_header(root, "Date"),
+        too_deep=tree.too_deep,
+        parts_omitted=tree.omitted,
     )
     if out.date_text:
         try:
@@ -80,35 +107,62 @@ def render_raw(raw: bytes) -> ReadableMessage:
 
     texts: list[str] = []
     htmls: list[str] = []
-    for part in msg.walk():
-        if part.is_multipart():
+    for leaf in tree.leaves:
+        if leaf.opaque:
+            out.attachments.append(Attachment(_eml_name(leaf), leaf.content_type,
+                                              leaf.end - leaf.start, leaf.part_id, True))
             continue
+        part = leaf.message(raw)
         ctype = part.get_content_type()
         disposition = (part.get_content_disposition() or "").lower()
         filename = _filename(part)
-        if disposition == "attachment" or (filename and disposition != "inline") or (
-            not ctype.startswith("text/") and ctype != "message/rfc822"
-        ):
-            payload = part.get_payload(decode=True)
-            size = len(payload) if isinstance(payload, bytes) else 0
-            out.attachments.append(Attachment(filename or "(unnamed)", ctype, size))
+        if ctype in ("text/plain", "text/html") and disposition != "attachment" and (
+                not filename or disposition == "inline"):
+            (texts if ctype == "text/plain" else htmls).append(_text(part))
             continue
-        if ctype == "text/plain":
-            texts.append(_text(part))
-        elif ctype == "text/html":
-            htmls.append(_text(part))
-        elif ctype == "message/rfc822":
-            out.attachments.append(Attachment(filename or "forwarded message.eml", ctype, 0))
-        else:  # other text/* (calendar, csv...): offer as attachment
-            payload = part.get_payload(decode=True)
-            size = len(payload) if isinstance(payload, bytes) else 0
-            out.attachments.append(Attachment(filename or "(unnamed)", ctype, size))
+        payload = part.get_payload(decode=True)
+        size = len(payload) if isinstance(payload, bytes) else 0
+        out.attachments.append(Attachment(filename or "(unnamed)", ctype, size, leaf.part_id))
 
     if texts:
         out.text = "\n\n".join(texts)
     if htmls:
         out.html, out.remote_content_blocked = sanitize_html("\n".join(htmls))
     return out
+
+
+def read_part(session: Session, message_id: int, part_id: str) -> Download | None:
+    """One listed part of a stored message as a file (None: no such part)."""
+    from ..storage.mailbox import read_raw
+
+    return part_download(read_raw(session, message_id), part_id)
+
+
+def part_download(raw: bytes, part_id: str) -> Download | None:
+    """The bytes of the part :func:`render_raw` lists under ``part_id``."""
+    leaf = mimeparts.find(raw, part_id)
+    if leaf is None:
+        return None
+    if leaf.opaque:
+        return Download(_eml_name(leaf), "message/rfc822", leaf.entity(raw))
+    part = leaf.message(raw)
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else leaf.entity(raw)[leaf.body_start
+                                                                       - leaf.start:]
+    return Download(_filename(part) or f"part-{part_id}", part.get_content_type(), data)
+
+
+def body_document(html: str) -> str:
+    """A whole HTML document for a message's sanitised HTML (``html``), for a frame.
+
+    Served by the host with ``web.security.message_body_response`` (sandboxed, its own
+    CSP); links open in a new window (``<base target="_blank">``).
+    """
+    return ("<!doctype html><html><head><meta charset=\"utf-8\">"
+            "<base target=\"_blank\"><style>body{margin:0;padding:1rem;"
+            "font:15px/1.5 system-ui,sans-serif;overflow-wrap:anywhere}"
+            "img{max-width:100%;height:auto}</style></head><body>"
+            f"{html}</body></html>")
 
 
 def sanitize_html(html: str) -> tuple[str, bool]:
@@ -146,6 +200,7 @@ def sanitize_html(html: str) -> tuple[str, bool]:
 # -- helpers ----------------------------------------------------------------------------
 
 def _header(msg: Message, name: str) -> str:
+    """The first ``name`` field of ``msg``, decoded, through the display rule."""
     try:
         value: Any = msg.get(name)
     except Exception:  # a header the parser chokes on: show its raw form
@@ -154,8 +209,7 @@ def _header(msg: Message, name: str) -> str:
         value = raw[0] if raw else ""
     if value is None:
         return ""
-    text = str(value)
-    return "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    return display_text(str(value), _MAX_FIELD)
 
 
 def _filename(part: Message) -> str:
@@ -163,7 +217,16 @@ def _filename(part: Message) -> str:
         name = part.get_filename()
     except Exception:
         return ""
-    return "".join(ch for ch in (name or "") if ch.isprintable()).strip()
+    return display_text(name or "", 255)
+
+
+def _eml_name(leaf: mimeparts.MimePart) -> str:
+    name = _filename(leaf.headers)
+    if name:
+        return name if name.lower().endswith(".eml") else f"{name}.eml"
+    if leaf.content_type.startswith("message/"):
+        return "forwarded message.eml"
+    return f"nested part {leaf.part_id}.eml"
 
 
 def _text(part: Message) -> str:

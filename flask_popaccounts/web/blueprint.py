@@ -10,7 +10,10 @@ linking to the pages (the example webmail's compose page, a host layout given as
 be the host's own static folder. The views themselves use ``url_for(".x")``, which
 always runs inside the blueprint's requests.
 
-Templates live under ``popaccounts/`` and each can be overridden by the host.
+Templates live under ``popaccounts/`` and each can be overridden by the host. Every
+response carries the security headers of :mod:`.security`; the app's templates get the
+``display_text`` filter (``engine.parse.display_text``), the one rule for showing text
+a sender or a user chose (names, subjects): no control or bidi formatting characters.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from typing import Any
 from flask import Blueprint, url_for
 from flask.blueprints import BlueprintSetupState
 
+from ..engine.parse import display_text
 from . import accounts, filters, oauth, sending, settings
 from .helpers import require_login, template_helpers
+from .security import add_security_headers
 
 
 def create_blueprint(name: str = "popaccounts") -> Blueprint:
@@ -30,6 +35,7 @@ def create_blueprint(name: str = "popaccounts") -> Blueprint:
                    static_url_path="/static")
     bp.before_request(require_login)
     bp.context_processor(template_helpers)
+    bp.after_request(add_security_headers)  # CSP, nosniff, Referrer-Policy (web/security)
     bp.record_once(_add_url_global)
     accounts.register(bp)  # the list, the wizard, edit, delete, check now
     oauth.register(bp)  # OAuth sign-in, re-authenticate, switch (R12, R13)
@@ -52,3 +58,5 @@ def _add_url_global(state: BlueprintSetupState) -> None:
         return url_for(f"{full_name}.{endpoint}", **values)
 
     state.app.add_template_global(popaccounts_url, "popaccounts_url")
+    # The one display rule for untrusted text (no control or bidi formatting characters)
+    state.app.add_template_filter(display_text, "display_text")

@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from flask_popaccounts.engine.parse import (
+    HEADER_LIMIT,
     all_headers,
+    display_text,
     header_section,
     parse_meta,
     read_header_section,
@@ -104,8 +106,11 @@ def test_read_header_section_is_bounded_and_rewinds() -> None:
     spool = io.BytesIO(b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore")
     assert read_header_section(spool) == b"A: 1\r\nB: 2\r\n\r\n"
     assert spool.tell() == 0
-    huge = io.BytesIO(b"X: " + b"y" * 1_000_000)
-    assert len(read_header_section(huge, limit=1000)) == 1000
+    huge = io.BytesIO(b"X: " + b"y" * 1_000_000)  # one field past the limit, not used
+    assert read_header_section(huge, limit=1000) == b""
+    used = io.BytesIO(b"Subject: " + b"y" * 1_000_000)  # used: kept, cut, still one field
+    assert read_header_section(used, limit=1000) == b"Subject: " + b"y" * (8 * 1024 - 9) \
+        + b"\r\n"
     lf = io.BytesIO(b"A: 1\n\nbody")
     assert read_header_section(lf) == b"A: 1\n\n"
 
@@ -133,9 +138,54 @@ def test_the_header_section_of_a_message_in_memory(raw: bytes, expected: bytes) 
 
 
 def test_the_header_section_in_memory_is_bounded_like_the_spools() -> None:
-    raw = b"X: " + b"y" * 1_000_000 + b"\r\n\r\nbody"
+    raw = b"A: 1\r\nX: " + b"y" * 1_000_000 + b"\r\n\r\nbody"
     assert header_section(raw, limit=1000) == read_header_section(io.BytesIO(raw), limit=1000)
-    assert len(header_section(raw, limit=1000)) == 1000
+    assert header_section(raw, limit=1000) == b"A: 1\r\n\r\n"
+    assert header_section(raw, limit=1000).body_offset == len(raw) - 4
+
+
+def big_header_message(filler: int = 400 * 1024) -> bytes:
+    """A 400 KB block of trace fields first; what a reader needs comes after it."""
+    line = b"X-Trace: " + b"t" * 90 + b"\r\n"
+    return (b"Received: from a.example by b.example; Tue, 01 Jul 2025 10:00:00 +0000\r\n"
+            + line * (filler // len(line))
+            + b"From: Late Sender <late@example.org>\r\nTo: me@example.com\r\n"
+            + b"Subject: =?utf-8?q?Found_after_400_KB?=\r\n"
+            + b"Date: Wed, 02 Jul 2025 11:00:00 +0000\r\nMessage-ID: <late@example.org>\r\n"
+            + b"X-Ignored: " + b"z" * 100_000 + b"\r\n"
+            + b"Content-Type: text/plain; charset=utf-8\r\n\r\nThe body.\r\n")
+
+
+def test_fields_after_a_header_block_of_several_hundred_kb_are_parsed() -> None:
+    raw = big_header_message()
+    spool = io.BytesIO(raw)
+    header = read_header_section(spool)
+    assert spool.tell() == 0 and spool.getvalue() == raw  # the message itself is unchanged
+    assert header.body_offset == raw.index(b"The body.")
+    assert len(header) < HEADER_LIMIT + 64 * 1024  # bounded: only used fields kept past it
+    assert b"X-Ignored" not in header and header.endswith(b"\r\n\r\n")
+    m = parse_meta(header, len(raw), FETCHED)
+    assert m.subject == "Found after 400 KB"
+    assert m.from_addr == "Late Sender <late@example.org>"
+    assert m.message_id == "<late@example.org>"
+    assert m.sent_at == datetime(2025, 7, 2, 11, 0, tzinfo=UTC) and m.sent_at_source == "date"
+
+
+def test_two_subject_fields_the_first_is_the_subject() -> None:
+    m = meta("Subject: First\r\nFrom: a@example.org\r\nSubject: Second\r\n"
+             "From: b@example.org\r\n\r\n")
+    assert m.subject == "First" and m.from_addr == "a@example.org"
+    assert "Subject: 2 fields, the first is used" in m.defects
+
+
+def test_bidi_controls_are_dropped_from_stored_fields() -> None:
+    m = meta("Subject: invoice \u202egnp.exe\r\n"
+             "From: =?utf-8?b?" + base64.b64encode(
+                 "\u2067Bank\u2069 \u200f".encode()).decode() + "?= <x@example.org>\r\n\r\n")
+    assert m.subject == "invoice gnp.exe"
+    assert m.from_addr == "Bank <x@example.org>"
+    arabic = "\u0645\u0631\u062d\u0628\u0627"  # marhaba: letters stay, marks go
+    assert display_text(f"\u061c{arabic}\u200e a\u202ab") == f"{arabic} ab"
 
 
 def test_a_blank_line_across_two_spool_reads_is_found() -> None:

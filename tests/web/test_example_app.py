@@ -136,8 +136,20 @@ def test_message_view_sanitises_html(make_app: Any, dovecot: Dovecot,
     assert wait_for_check(app, account_id, timeout=30)
     box = client.get(f"/mail/{account_id}/").text
     link = re.search(rf'href="(/mail/{account_id}/\d+)"', box).group(1)  # type: ignore[union-attr]
-    page = client.get(link).text
+    resp = client.get(link)
+    page = resp.text
     assert "Remote images were blocked" in page
     assert "tracker.example" not in page and "<script>alert" not in page
-    assert 'href="https://example.org/read"' in page and "noopener noreferrer" in page
+    assert "Read more" not in page  # the body is not part of the page: it is framed
+    csp = resp.headers["Content-Security-Policy"]
+    assert csp.startswith("default-src 'self'; script-src 'self'")
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    frame = re.search(r'<iframe [^>]*sandbox="([^"]*)"[^>]*src="([^"]+)"', page)
+    assert frame is not None and "allow-scripts" not in frame.group(1)
+    body = client.get(frame.group(2))
+    assert 'href="https://example.org/read"' in body.text and "noopener noreferrer" in body.text
+    assert "tracker.example" not in body.text and "<script>alert" not in body.text
+    csp = body.headers["Content-Security-Policy"]
+    assert csp.startswith("default-src 'none'; img-src data:;") and "sandbox " in csp
+    assert "allow-scripts" not in csp
     assert client.get(f"/mail/{account_id}/999999").status_code == 404
