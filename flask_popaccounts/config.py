@@ -19,6 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_DATABASE_URI": None,  # used only when no db= is given
     "POPACCOUNTS_SECRET_KEYS": None,  # Fernet keys, first one encrypts
     "POPACCOUNTS_QUOTA_BYTES": None,  # per-user storage quota (None: unlimited)
+    "POPACCOUNTS_SQLITE_BUSY_TIMEOUT": 30.0,  # SQLite: seconds a writer waits for the lock
     # Network policy
     "POPACCOUNTS_ALLOW_PRIVATE_HOSTS": False,  # allow loopback/private servers (tests, on-premise)
     "POPACCOUNTS_ALLOWED_POP3_PORTS": (110, 995),
@@ -60,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_SCHEDULER_ENABLED": False,
     "POPACCOUNTS_SCHEDULER_TICK_SECONDS": 30,
     "POPACCOUNTS_WORKERS": 16,  # fetches at once per process (mostly waiting on the network)
-    "POPACCOUNTS_LEASE_SECONDS": 600,
+    "POPACCOUNTS_LEASE_SECONDS": 60,  # renewed every quarter; a crashed fetch's expires
     # Pages
     "POPACCOUNTS_URL_PREFIX": "/settings/mail-accounts",
     "POPACCOUNTS_BLUEPRINT_NAME": "popaccounts",  # the blueprint's name (endpoints name.*)

@@ -8,6 +8,9 @@ recorded on the account by :mod:`.health` (success, back-off, or stopped until t
 acts); then the mail the filters queued (forwards, vacation replies) is sent
 (:mod:`.outbox`) and the host's signals fire.
 
+One POP3 session (the engine on a database session, the OAuth retry) is
+:mod:`.popsession`'s; before each, an OAuth token is refreshed when near expiry.
+
 Claims: one implementation, in :mod:`.scheduling`. Whoever claimed an account runs it
 with :func:`run_claimed`, which keeps the lease renewed while the fetch runs (a
 heartbeat; a lost lease stops the fetch at the next message) and releases it
@@ -24,15 +27,11 @@ from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..config import net_policy
 from ..engine.errors import PopAccountsError
 from ..engine.types import (
-    Credentials,
     FetchReport,
     Progress,
     ProgressCallback,
-    RetrievalPolicy,
-    ServerSpec,
 )
 from ..runtime import PopAccountsState, get_state
 from ..signals import (
@@ -42,13 +41,14 @@ from ..signals import (
     account_recovered,
     message_fetched,
 )
+from ..signals import send as send_signal
 from ..storage.mailbox import folder_id_for
-from ..storage.mailstore import SqlLedger, SqlSink
 from ..storage.models import Account, AccountStatus, value_of
-from . import filtering, health, outbox, quota, scheduling
+from . import health, outbox, quota, scheduling
 from . import progress as tracking
 from .accounts import retrieval_policy_for, server_spec_for
-from .credentials import credentials_for
+from .credentials import already_recorded, credentials_for, session_credentials
+from .popsession import Fence, Plan, run_session
 from .scheduling import LeaseHeartbeat, LeaseLost
 
 if TYPE_CHECKING:
@@ -69,12 +69,6 @@ class FetchSkipped(RuntimeError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"account not fetched: {reason}")
         self.reason = reason
-
-
-def _engine_sync() -> Any:
-    from ..engine import sync
-
-    return sync
 
 
 # -- the lease given back with the outcome ------------------------------------------------
@@ -111,18 +105,7 @@ def _lease_for(account_id: int) -> _LeaseToRelease | None:
 # -- the fetch ---------------------------------------------------------------------------
 
 
-@dataclass
-class _Plan:
-    """What one fetch needs, read from the account in one short transaction."""
-
-    owner_id: str
-    server: ServerSpec
-    creds: Credentials = field(repr=False)
-    policy: RetrievalPolicy
-    inbox_id: int
-
-
-def _plan(app: Flask, state: PopAccountsState, account_id: int) -> _Plan:
+def _plan(app: Flask, state: PopAccountsState, account_id: int) -> Plan:
     """The account's settings and credentials, or :class:`FetchSkipped` (no login)."""
     with state.session_factory() as session:
         account = session.get(Account, account_id)
@@ -134,7 +117,7 @@ def _plan(app: Flask, state: PopAccountsState, account_id: int) -> _Plan:
             raise FetchSkipped(value_of(account.status))
         if quota.paused_for_quota(app, session, account):  # R19: full, no login at all
             raise FetchSkipped(AccountStatus.PAUSED_QUOTA.value)
-        return _Plan(owner_id=account.owner_id, server=server_spec_for(account),
+        return Plan(owner_id=account.owner_id, server=server_spec_for(account),
                      creds=credentials_for(app, account),
                      policy=retrieval_policy_for(app, account),
                      inbox_id=folder_id_for(session, account_id))
@@ -152,33 +135,24 @@ def _add_reports(total: FetchReport, part: FetchReport, *, first: bool) -> None:
     total.capabilities = part.capabilities
 
 
-def _run_sessions(app: Flask, account_id: int, plan: _Plan, tracker: tracking.ProgressTracker,
-                  *, max_sessions: int) -> FetchReport:
+def _run_sessions(app: Flask, account_id: int, plan: Plan, tracker: tracking.ProgressTracker,
+                  *, max_sessions: int, fence: Fence | None = None) -> FetchReport:
     """POP3 sessions until the server has nothing more; the sum report."""
-    state = get_state(app)
-    sync = _engine_sync()
-    net = net_policy(app.config)
     total = tracker.total
 
     def on_commit(ids: list[int]) -> None:
         tracking.update_local(app, account_id, stored=total.stored + len(ids))
+        tracker.committed()  # the row's progress, now that no write transaction is open
         for mid in ids:
-            message_fetched.send(app, account_id=account_id, message_id=mid)
+            send_signal(message_fetched, app, account_id=account_id, message_id=mid)
 
+    creds = plan.creds
     for n in range(max_sessions):
-        with state.session_factory() as session:
-            tracker.current = session
-            ledger = SqlLedger(session, account_id)
-            sink = SqlSink(session, account_id, plan.inbox_id, on_commit=on_commit,
-                           classifier=filtering.classifier_for(session, account_id,
-                                                                 clock=state.clock),
-                           clock=state.clock)
-            try:
-                report = sync.fetch(plan.server, plan.creds, plan.policy, ledger,
-                                    quota.guard_sink(app, session, plan.owner_id, sink),
-                                    net=net, progress=tracker, now=state.clock)
-            finally:
-                tracker.current = None
+        if fence is not None:
+            fence()  # no login once the lease cannot be proven ours
+        if n:  # a long sync: the token may expire between sessions (issue 11 item 22)
+            creds = session_credentials(app, account_id, creds)
+        report, creds = run_session(app, account_id, plan, creds, tracker, on_commit, fence)
         _add_reports(total, report, first=n == 0)
         tracker.session_done(report)
         if not report.more_pending:
@@ -187,12 +161,14 @@ def _run_sessions(app: Flask, account_id: int, plan: _Plan, tracker: tracking.Pr
 
 
 def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | None = None,
-                  max_sessions: int = 1000) -> FetchReport:
+                  max_sessions: int = 1000, fence: Fence | None = None) -> FetchReport:
     """Fetch everything new for one account; records its health; returns the sum report.
 
     The caller holds the account's claim. Raises :class:`FetchSkipped` (no server
     contact) when the account is missing, disabled or stopped for its credentials, and
-    re-raises the engine's named error after recording it.
+    re-raises the engine's named error after recording it. ``fence`` (the lease's
+    check) is called before each session's login, after each message and (when the
+    engine takes it) before DELE and QUIT; it raises to stop the fetch.
     """
     state = get_state(app)
     lease = _lease_for(account_id)
@@ -202,8 +178,12 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
     tracker = tracking.ProgressTracker(app, account_id, FetchReport(), started=started,
                                        then=progress)
     try:
-        total = _run_sessions(app, account_id, plan, tracker, max_sessions=max_sessions)
+        total = _run_sessions(app, account_id, plan, tracker, max_sessions=max_sessions,
+                              fence=fence)
     except PopAccountsError as exc:
+        if already_recorded(exc):  # a refused token refresh, recorded by credentials
+            tracking.finish(app, account_id, error=exc.code)
+            raise
         _failed(app, account_id, exc, started, lease)
         raise
     except LeaseLost:
@@ -240,9 +220,9 @@ def _failed(app: Flask, account_id: int, exc: PopAccountsError, started: Any,
         app, s, a, exc, now=started, release_owner=owner))
     tracking.finish(app, account_id, error=exc.code)
     outbox.deliver_after_fetch(app, account_id)
-    account_failed.send(app, account_id=account_id, code=exc.code, transient=exc.transient)
+    send_signal(account_failed, app, account_id=account_id, code=exc.code, transient=exc.transient)
     if stopped:
-        account_disabled.send(app, account_id=account_id, code=exc.code)
+        send_signal(account_disabled, app, account_id=account_id, code=exc.code)
 
 
 def _crashed(app: Flask, account_id: int, started: Any, lease: _LeaseToRelease | None) -> None:
@@ -261,29 +241,32 @@ def _succeeded(app: Flask, account_id: int, total: FetchReport, started: Any,
     log.info("fetched account %s: %d new, %d stored, %d deleted", account_id, total.new,
              total.stored, total.deleted)
     if recovered:
-        account_recovered.send(app, account_id=account_id)
+        send_signal(account_recovered, app, account_id=account_id)
     outbox.deliver_after_fetch(app, account_id)
-    account_fetched.send(app, account_id=account_id, report=total)
+    send_signal(account_fetched, app, account_id=account_id, report=total)
 
 
 def run_claimed(app: Flask, account_id: int, owner: str, *,
                 progress: ProgressCallback | None = None) -> FetchReport:
     """Fetch an account whose lease ``owner`` holds; renews it meanwhile, releases after.
 
-    The lease is renewed by a :class:`~.scheduling.LeaseHeartbeat` every third of
-    ``POPACCOUNTS_LEASE_SECONDS``; if it is found taken over, the fetch stops at the
-    next message with :class:`~.scheduling.LeaseLost` (what was committed stays; the
-    ledger keeps the new owner from storing it again). The outcome's transaction also
-    releases the lease; when no outcome is written (skipped, lease lost, the write
-    failed) it is released on its own. Raises what :func:`fetch_account` raises.
+    The lease is renewed by a :class:`~.leases.LeaseHeartbeat` every quarter of
+    ``POPACCOUNTS_LEASE_SECONDS`` (on the heartbeat's own connection pool); if it is
+    found taken over, or could not be renewed for most of the lease, the fetch stops
+    before its next command (before a session's login, after each message, and before
+    DELE/QUIT where the engine takes a ``fence``) with :class:`~.leases.LeaseLost`
+    (what was committed stays; the ledger keeps the new owner from storing it again).
+    The outcome's transaction also releases the lease; when no outcome is written
+    (skipped, lease lost, the write failed) it is released on its own. Raises what
+    :func:`fetch_account` raises.
     """
     state = get_state(app)
-    lease_seconds = int(app.config["POPACCOUNTS_LEASE_SECONDS"])
+    lease_seconds = float(app.config["POPACCOUNTS_LEASE_SECONDS"])
     lease = _LeaseToRelease(owner, account_id)
     token = _lease_to_release.set(lease)
     try:
-        with LeaseHeartbeat(state.session_factory, owner, account_id, lease_seconds,
-                            clock=state.clock) as hb:
+        with LeaseHeartbeat(state.heartbeat_factory, owner, account_id,
+                            lease_seconds) as hb:
             lease.heartbeat = hb
 
             def guarded(p: Progress) -> None:
@@ -292,7 +275,7 @@ def run_claimed(app: Flask, account_id: int, owner: str, *,
                     progress(p)
 
             # (a module global, looked up at call time: hosts and tests may wrap it)
-            return fetch_account(app, account_id, progress=guarded)
+            return fetch_account(app, account_id, progress=guarded, fence=hb.check)
     finally:
         _lease_to_release.reset(token)
         if not lease.released:  # skipped, lease lost, or the outcome was not written
@@ -330,14 +313,14 @@ def check_now(app: Flask, account_id: int) -> bool:
         now = state.clock()
         sched = state.scheduler
         if sched is not None and getattr(sched, "running", False):
-            if scheduling.lease_is_live(session, account_id, now=now):
+            if scheduling.lease_is_live(session, account_id):
                 return False
             scheduling.make_due_now(session, account_id, now=now)
             sched.poke()
             return True
         owner = scheduling.new_worker_id()
-        lease = int(app.config["POPACCOUNTS_LEASE_SECONDS"])
-        if not scheduling.claim(session, owner, account_id, lease, now=now):
+        lease = float(app.config["POPACCOUNTS_LEASE_SECONDS"])
+        if not scheduling.claim(session, owner, account_id, lease):
             return False
 
     def run() -> None:

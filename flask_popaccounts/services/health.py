@@ -37,6 +37,7 @@ from ..engine.errors import (
     error_for_code,
 )
 from ..signals import account_recovered
+from ..signals import send as send_signal
 from ..storage.models import Account, AccountStatus, value_of
 from . import progress, scheduling
 
@@ -57,6 +58,20 @@ def backoff_seconds(failures: int, *, base: float, cap: float,
     """
     delay = min(cap, base * (2 ** max(0, failures - 1)))
     return float(delay * rng.uniform(0.5, 1.0))
+
+
+#: Share of the interval by which the next check may come early: spreads the polls of
+#: accounts fetched together (all at once after a restart or a first sync) over time.
+INTERVAL_JITTER = 0.1
+
+
+def spread_interval(seconds: float, rng: random.Random | Any = random) -> float:
+    """The time to the next check: the interval, up to :data:`INTERVAL_JITTER` less.
+
+    Never later than the user's interval; accounts that were polled in the same second
+    drift apart by a random share at every check instead of staying in lock-step.
+    """
+    return float(seconds * (1 - INTERVAL_JITTER * rng.random()))
 
 
 def fetch_backoff_seconds(app: Flask, failures: int) -> float:
@@ -99,7 +114,7 @@ def record_success(app: Flask, session: Session, account: Account, *, now: datet
     account.last_error_code = None
     account.consecutive_failures = 0
     account.accept_uidl_reset = False  # a confirmation is good for one import only
-    account.next_due_at = now + timedelta(seconds=interval_seconds(app, account))
+    account.next_due_at = now + timedelta(seconds=spread_interval(interval_seconds(app, account)))
     session.commit()
     return recovered
 
@@ -161,7 +176,7 @@ def reset_health(app: Flask, account: Account, *, now: datetime) -> None:
     account.last_error_code = None
     account.consecutive_failures = 0
     account.next_due_at = now
-    account_recovered.send(app, account_id=account.id)
+    send_signal(account_recovered, app, account_id=account.id)
 
 
 @dataclass(frozen=True)
