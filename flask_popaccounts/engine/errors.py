@@ -142,8 +142,8 @@ class ConnectionTimeout(ConnectionFailed):
     code = "timeout"
     title = "The server did not answer in time"
     help = (
-        "Connecting timed out: nothing answered at that host name and port. Check the incoming POP "
-        "host name and port in your mail provider's help pages."
+        "Nothing answered in time at that host name and port. Check the incoming POP (and outgoing "
+        "SMTP) host names and port numbers in your mail provider's help pages."
     )
 
 

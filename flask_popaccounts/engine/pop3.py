@@ -106,6 +106,7 @@ class POP3Client:
         line = self._wire.readline()
         if line.startswith(b"+OK"):
             self.greeting = line
+            self._wire.check_idle("the greeting")
             return
         if line.startswith(b"-ERR"):
             raise error_for_response(line[4:], ServerUnavailable)

@@ -86,6 +86,18 @@ def test_a_message_shifted_by_one_answer_is_never_stored_under_another_uidl(
         assert not any(cmd.startswith(b"DELE") for cmd in srv.commands)
 
 
+def test_estimated_list_sizes_are_no_reason_to_stop(tmp_path: Path) -> None:
+    """LIST is only an estimate on some servers: the body is not held to it (only bounded)."""
+    box = _mailbox(3)
+    with HostilePOP(box) as srv:
+        srv.quirks.retr_octets = False
+        srv.quirks.list_size = {n: int(len(raw) * f) for n, (_, raw), f
+                                in zip((1, 2, 3), box, (0.6, 1.4, 1.0), strict=True)}
+        store = _store(tmp_path)
+        assert _fetch(srv, store, delete=DeletePolicy.DELETE).stored == 3
+        assert sorted(store.raw_messages()) == sorted(raw for _, raw in box)
+
+
 # -- 5. line ends ------------------------------------------------------------------------
 
 TRICKY = (b"From: a@example.com\r\nSubject: dots\r\n\r\n"

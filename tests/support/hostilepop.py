@@ -81,6 +81,8 @@ class Quirks:
     uidl: bool = True
     #: send RETR bodies without byte-stuffing lines that begin with "." (a sloppy server)
     no_stuffing: bool = False
+    #: RETR's +OK announces "n octets" (False: "+OK message follows", as some servers do)
+    retr_octets: bool = True
 
 
 class _Session:
@@ -294,7 +296,7 @@ class _Session:
             self.line(self.q.retr_error[num])
             return None
         self.srv.retrieved.append(num)
-        self.line(b"+OK %d octets" % len(raw))
+        self.line(b"+OK %d octets" % len(raw) if self.q.retr_octets else b"+OK message follows")
         lines = raw.split(b"\r\n")
         if raw.endswith(b"\r\n"):
             lines = lines[:-1]
