@@ -1,7 +1,8 @@
-"""LOGIN-DELAY (RFC 2449) honoured by the services: the next login waits, a refusal is
-the server's pace, never a failure (issue 11, item 6). Against HostilePOP, which
+"""Hostile POP3 servers through the services: what the account card says, what is
+stored and deleted (issue 11, items 1, 6, 9). Against HostilePOP; LOGIN-DELAY: it
 announces ``LOGIN-DELAY 900`` and refuses a login sooner than that with
-``-ERR [LOGIN-DELAY]``."""
+``-ERR [LOGIN-DELAY]``: the next login waits, a refusal is the server's pace, never a
+failure."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from flask import Flask
 
 from flask_popaccounts import get_state
-from flask_popaccounts.engine.errors import LoginDelay
+from flask_popaccounts.engine.errors import ListingTooLarge, LoginDelay, ProtocolOutOfStep
 from flask_popaccounts.engine.types import DeletePolicy, Security
 from flask_popaccounts.services import accounts as svc
 from flask_popaccounts.services import fetching, health
@@ -40,12 +41,12 @@ def app(tmp_path: Path, srv: HostilePOP) -> Iterator[Flask]:
     dispose(app)
 
 
-def _account(app: Flask, srv: HostilePOP) -> int:
+def _account(app: Flask, srv: HostilePOP, delete: DeletePolicy = DeletePolicy.KEEP) -> int:
     data = svc.AccountInput(
         email="me@example.net", name="me", send_from="", reply_to="", is_default=False,
         provider="other", pop_host="127.0.0.1", pop_port=srv.port,
         pop_security=Security.STARTTLS, pop_username=USER, password=PASSWORD,
-        delete_policy=DeletePolicy.KEEP, delete_after_days=0, fetch_interval_minutes=5)
+        delete_policy=delete, delete_after_days=0, fetch_interval_minutes=5)
     with get_state(app).session_factory() as session:
         account = svc.create_account(app, session, "owner-1", data)
         session.commit()
@@ -82,3 +83,31 @@ def test_next_login_waits_for_the_delay_and_a_refusal_is_no_failure(
     assert view.label == "Retrying: The server asks us to wait between checks"
     assert "password" not in view.explanation
     assert srv.logins == 1
+
+
+def test_out_of_step_server_card_says_so_and_nothing_is_deleted(
+        app: Flask, srv: HostilePOP) -> None:
+    srv.quirks.login_delay = None
+    srv.quirks.extra_line_after = {1: b"+OK\r\n"}
+    before = list(srv.messages)
+    account_id = _account(app, srv, DeletePolicy.DELETE)
+    with pytest.raises(ProtocolOutOfStep):
+        fetching.fetch_account(app, account_id)
+    view = health.status_view(_get(app, account_id))
+    assert view.label == "Retrying: The server's answers got out of step"
+    assert "stopped before deleting anything" in view.explanation
+    assert "host name and port" not in view.explanation
+    assert srv.messages == before
+    assert not any(cmd.startswith(b"DELE") for cmd in srv.commands)
+
+
+def test_huge_mailbox_card_names_the_problem(app: Flask, srv: HostilePOP) -> None:
+    srv.quirks.login_delay = None
+    srv.quirks.fake_count = 10_000_000
+    account_id = _account(app, srv)
+    with pytest.raises(ListingTooLarge, match="lists 10,000,000 messages"):
+        fetching.fetch_account(app, account_id)
+    view = health.status_view(_get(app, account_id))
+    assert view.label == ("Needs your attention: The server lists more messages than this "
+                          "site fetches at once")
+    assert "Delete or archive old mail at the provider" in view.explanation
