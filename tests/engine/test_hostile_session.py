@@ -254,3 +254,41 @@ def test_an_untrusted_certificate_on_a_starttls_port_does_not_talk_about_995() -
             check_login(srv.server_spec(), srv.creds(), net=srv.net_policy(ca_file=None))
         assert "995" not in _words(info.value)
         assert not any(c.startswith((b"USER", b"PASS", b"AUTH")) for c in srv.commands)
+
+
+# -- the line-end rule at every read boundary ---------------------------------------------
+
+def _stuffed(raw: bytes, eol: bytes) -> bytes:
+    lines = raw.split(b"\r\n")[:-1]
+    return b"".join((b"." + ln if ln.startswith(b".") else ln) + eol for ln in lines)
+
+
+@pytest.mark.parametrize("recv_size", [1, 2, 3, 5, 64 * 1024])
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_bodies_split_at_any_byte_are_read_exactly(monkeypatch: pytest.MonkeyPatch,
+                                                   recv_size: int, eol: bytes) -> None:
+    import socket
+    import tempfile
+
+    from flask_popaccounts.engine import pop3wire
+    from flask_popaccounts.engine.types import NetPolicy
+
+    monkeypatch.setattr(pop3wire, "RECV_SIZE", recv_size)
+    messages = [TRICKY, make_message(3), b"Subject: e\r\n\r\n.\r\n"] if eol == b"\r\n" else \
+        [make_message(3), b"Subject: e\r\n\r\n.\r\n..\r\n"]
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        stream = b"+OK hi" + eol + b"".join(
+            b"+OK" + eol + _stuffed(raw, eol) + b"." + eol for raw in messages)
+        theirs.sendall(stream)
+        theirs.shutdown(socket.SHUT_WR)
+        wire = pop3wire.Wire(ours, NetPolicy(read_timeout=5))
+        assert wire.readline() == b"+OK hi" and wire.eol == eol
+        for raw in messages:
+            assert wire.readline() == b"+OK"
+            with tempfile.TemporaryFile() as out:
+                n = wire.read_body_into(out)
+                out.seek(0)
+                expected = raw if eol == b"\r\n" else raw.replace(b"\r\n", b"\n")
+                assert out.read() == expected and n == len(expected)
+        wire.check_idle("the last body")  # every byte sent was accounted for
