@@ -52,8 +52,6 @@ PIPELINE_MAX_COMMANDS = 256  #: RETRs in flight at once
 PIPELINE_MAX_BYTES = 8 * 1024 * 1024  #: LIST bytes in flight at once (at least one message)
 
 
-
-
 class POP3Client:
     """One POP3 session over a connected socket.
 
