@@ -14,7 +14,15 @@ import pytest
 
 from flask_popaccounts.engine import DeletePolicy, RetrievalPolicy, check_login, fetch
 from flask_popaccounts.engine import errors as E
-from flask_popaccounts.engine.types import FetchReport
+from flask_popaccounts.engine.types import (
+    AuthMethod,
+    Credentials,
+    FetchReport,
+    NetPolicy,
+    Security,
+    ServerSpec,
+)
+from tests.support.dovecot import BAD_CERT_HOSTS, Dovecot
 from tests.support.hostilepop import HostilePOP
 from tests.support.mail import make_message
 from tests.support.sqlite_store import SqliteStore
@@ -292,3 +300,14 @@ def test_bodies_split_at_any_byte_are_read_exactly(monkeypatch: pytest.MonkeyPat
                 expected = raw if eol == b"\r\n" else raw.replace(b"\r\n", b"\n")
                 assert out.read() == expected and n == len(expected)
         wire.check_idle("the last body")  # every byte sent was accounted for
+
+
+@pytest.mark.parametrize("case", ["expired", "self_signed", "untrusted", "wrong_host"])
+def test_dovecot_starttls_certificate_errors_never_talk_about_995(
+        dovecot: Dovecot, new_user: tuple[str, str], dovecot_net: NetPolicy, case: str) -> None:
+    user, pw = new_user
+    spec = ServerSpec(BAD_CERT_HOSTS[case], dovecot.pop3_port, Security.STARTTLS, user)
+    with pytest.raises(E.CertificateInvalid) as info:
+        check_login(spec, Credentials(AuthMethod.PASSWORD, pw), net=dovecot_net)
+    assert info.value.title == "Invalid certificate"
+    assert "995" not in _words(info.value) and NOT_REACHABLE not in _words(info.value)
