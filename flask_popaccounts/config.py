@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     # Retrieval
     "POPACCOUNTS_MAX_MESSAGE_SIZE": 50 * 1024 * 1024,
     "POPACCOUNTS_MAX_MESSAGES_PER_SESSION": 1000,
+    "POPACCOUNTS_MAX_LISTING": 300_000,  # a mailbox listing more messages is refused, named
     "POPACCOUNTS_DEFAULT_INTERVAL_MINUTES": 5,
     "POPACCOUNTS_MIN_INTERVAL_MINUTES": 3,  # the allowed range of per-account intervals
     "POPACCOUNTS_MAX_INTERVAL_MINUTES": 60,
@@ -105,4 +106,5 @@ def net_policy(config: Mapping[str, Any], kind: str = "pop3") -> NetPolicy:
         read_timeout=float(config["POPACCOUNTS_READ_TIMEOUT"]),
         session_timeout=None if session_timeout is None else float(session_timeout),
         source_address=(src, 0) if isinstance(src, str) else src,
+        max_listing=int(config["POPACCOUNTS_MAX_LISTING"]),
     )

@@ -52,6 +52,7 @@ class NetPolicy:
     #: beat read_timeout must not hold a worker forever (None: no limit)
     session_timeout: float | None = 1800.0
     source_address: tuple[str, int] | None = None  #: bind before connecting (tests)
+    max_listing: int = 300_000  #: most messages a mailbox may list (POPACCOUNTS_MAX_LISTING)
 
 
 @dataclass(frozen=True)
@@ -193,3 +194,11 @@ class FetchReport:
     uidl_duplicates: int = 0  #: messages listed under a UIDL an earlier one had
     uidl_nonconforming: int = 0  #: UIDLs outside RFC 1939 (keyed by their hash)
     capabilities: frozenset[str] = frozenset()
+
+    @property
+    def login_delay(self) -> int | None:
+        """Seconds the server wants between logins (its CAPA ``LOGIN-DELAY n``), if any."""
+        for cap in self.capabilities:
+            if cap.startswith("LOGIN-DELAY=") and cap[12:].isdigit():
+                return int(cap[12:])
+        return None

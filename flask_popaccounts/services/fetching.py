@@ -155,7 +155,7 @@ def _run_sessions(app: Flask, account_id: int, plan: Plan, tracker: tracking.Pro
         report, creds = run_session(app, account_id, plan, creds, tracker, on_commit, fence)
         _add_reports(total, report, first=n == 0)
         tracker.session_done(report)
-        if not report.more_pending:
+        if not report.more_pending or report.login_delay:  # LOGIN-DELAY: the next login later
             break
     return total
 
@@ -236,7 +236,7 @@ def _crashed(app: Flask, account_id: int, started: Any, lease: _LeaseToRelease |
 def _succeeded(app: Flask, account_id: int, total: FetchReport, started: Any,
                lease: _LeaseToRelease | None) -> None:
     recovered = _outcome(app, account_id, lease, lambda s, a, owner: health.record_success(
-        app, s, a, now=started, release_owner=owner))
+        app, s, a, now=started, release_owner=owner, login_delay=total.login_delay))
     tracking.finish(app, account_id, stored=total.stored)
     log.info("fetched account %s: %d new, %d stored, %d deleted", account_id, total.new,
              total.stored, total.deleted)
