@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import ColumnElement, Dialect, func, literal, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..engine.clock import utcnow
@@ -161,6 +162,15 @@ class LeaseHeartbeat:
             keeper.remove(self)
 
     def __enter__(self) -> LeaseHeartbeat:
+        # A claim may have waited in the workers' queue for longer than its lease, and
+        # another process may have taken the account over meanwhile: prove the lease is
+        # still ours before the fetch's first command. (If the database cannot be asked
+        # right now, the fence falls after fence_seconds as for any failed renewal.)
+        try:
+            self.beat()
+        except SQLAlchemyError as exc:
+            log.warning("lease on account %s not confirmed at start: %s", self.account_id, exc)
+        self.check()
         self._keeper = _Keeper.add(self)
         return self
 

@@ -82,6 +82,29 @@ def test_a_fetch_that_cannot_renew_its_lease_stops_before_its_next_command(tmp_p
     assert hb.lost and hb.renewals == 0
 
 
+def test_a_claim_taken_over_while_it_waited_for_a_worker_never_logs_in(sched_app, dovecot,
+                                                                       new_user):
+    # The dispatcher claimed the account, the claim waited in the queue past its lease,
+    # and another process took the account over: the late worker must not log in.
+    app = sched_app()
+    user, pw = new_user
+    aid = add_account(app, dovecot, user, pw)
+    dovecot.deliver_many(user, messages(user, 3))
+    factory = get_state(app).session_factory
+    with factory() as s:
+        assert scheduling.claim(s, "late-worker", aid, 60)
+        s.execute(update(Account).where(Account.id == aid).values(lease_owner="other-process"))
+        s.commit()
+    logins_before = dovecot.log().count(f"Login: user=<{user}>")
+    with pytest.raises(scheduling.LeaseLost):
+        fetching.run_claimed(app, aid, "late-worker")
+    assert dovecot.log().count(f"Login: user=<{user}>") == logins_before
+    with factory() as s:
+        row = s.get(Account, aid)
+        assert row is not None and row.lease_owner == "other-process"  # not released by us
+        assert s.scalar(select(Message.id).where(Message.account_id == aid)) is None
+
+
 def _raises(check) -> bool:
     try:
         check()
