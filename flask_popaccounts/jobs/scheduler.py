@@ -53,6 +53,7 @@ class FetchScheduler:
         self.worker_id = scheduling.new_worker_id()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="popaccounts-fetch")
         self._in_flight: set[int] = set()
+        self._reserved = 0  #: worker slots a claim in progress has counted as taken
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._scheduler = BackgroundScheduler(daemon=True)
@@ -92,13 +93,23 @@ class FetchScheduler:
 
     # -- jobs --------------------------------------------------------------------
     def _claim(self, limit: int) -> list[int]:
+        # The slots are reserved under the lock before the database is asked, so the
+        # dispatcher and a worker that just finished cannot both count the same free
+        # worker and claim one account more than can start (it would wait in the queue
+        # while its lease runs).
         with self._lock:
-            limit = min(limit, self.workers - len(self._in_flight))
-        if limit <= 0 or self._stopping.is_set():
-            return []
-        with get_state(self.app).session_factory() as session:
-            claimed = scheduling.claim_due(session, self.worker_id, limit, self.lease_seconds,
-                                           now=get_state(self.app).clock())
+            limit = min(limit, self.workers - len(self._in_flight) - self._reserved)
+            if limit <= 0 or self._stopping.is_set():
+                return []
+            self._reserved += limit
+        try:
+            with get_state(self.app).session_factory() as session:
+                claimed = scheduling.claim_due(session, self.worker_id, limit,
+                                               self.lease_seconds,
+                                               now=get_state(self.app).clock())
+        finally:
+            with self._lock:
+                self._reserved -= limit
         with self._lock:
             self._in_flight.update(claimed)
         return claimed

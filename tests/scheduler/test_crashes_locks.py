@@ -352,3 +352,36 @@ def test_after_a_sigkill_the_cli_says_busy_then_the_account_is_taken_over(
     assert len(uidls) == len(set(uidls)) == 60
     acc = account(app, aid)
     assert acc.lease_owner is None and acc.progress_done is None
+
+
+def test_two_claims_at_once_never_take_more_accounts_than_free_workers(sched_app, dovecot,
+                                                                       monkeypatch):
+    # The dispatcher and a worker that just finished ask for accounts at the same
+    # moment: with one free worker, only one account may be claimed between them
+    # (an extra one would wait in the queue while its lease runs out).
+    from flask_popaccounts.jobs.scheduler import FetchScheduler
+
+    app = sched_app(POPACCOUNTS_WORKERS=1)
+    for i in range(3):
+        add_account(app, dovecot, f"nobody{i}", "x")
+    sched = FetchScheduler(app)
+    inside = threading.Barrier(2, timeout=1)
+    real = scheduling.claim_due
+
+    def slow_claim(*args, **kw):
+        try:
+            inside.wait()  # both claimers inside at once (only if both got a slot)
+        except threading.BrokenBarrierError:
+            pass
+        return real(*args, **kw)
+
+    monkeypatch.setattr(scheduling, "claim_due", slow_claim)
+    results: list[list[int]] = []
+    threads = [threading.Thread(target=lambda: results.append(sched._claim(1)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(len(r) for r in results) == [0, 1]
+    assert len(sched.in_flight) == 1
