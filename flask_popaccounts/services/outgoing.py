@@ -48,6 +48,17 @@ class SMTPPasswordNeeded(InvalidInput):
     field = "smtp_password"
 
 
+class SMTPPasswordElsewhere(SMTPPasswordNeeded):
+    """A first outgoing server outside the incoming server's domain, "same" credentials."""
+
+    code = "smtp_password_for_other_domain"
+    title = "Enter the incoming password once more"
+    help = (
+        "This outgoing server is not in the incoming server's domain. Your stored "
+        "password is only sent there once you type it in “SMTP password”."
+    )
+
+
 @dataclass
 class OutgoingInput:
     """What the outgoing step collects."""
@@ -69,6 +80,23 @@ def _moved(account: Account, data: OutgoingInput) -> bool:
             or int(account.smtp_port or 0) != int(data.port)
             or (data.auth_mode == "custom"
                 and (account.smtp_username or "") != data.username))
+
+
+def _beside_incoming(pop_host: str, smtp_host: str) -> bool:
+    """Whether ``smtp_host`` is the incoming server's own host or a sibling of it.
+
+    The sibling rule drops the incoming host's first label (``pop.gmail.com`` ->
+    ``gmail.com``, ``pop.example.co.uk`` -> ``example.co.uk``) and wants the outgoing
+    host to be that domain or under it; a two-label incoming host must be matched
+    exactly or from below. Nothing else counts, so another customer of the same public
+    suffix (``attacker.co.uk``) never does.
+    """
+    pop = pop_host.strip().rstrip(".").lower()
+    smtp = smtp_host.strip().rstrip(".").lower()
+    labels = pop.split(".")
+    base = ".".join(labels[1:]) if len(labels) >= 3 and not pop.replace(".", "").isdigit() \
+        else pop
+    return smtp in (pop, base) or smtp.endswith("." + base)
 
 
 def outgoing_creds(app: Flask, account: Account, data: OutgoingInput | None = None
@@ -102,6 +130,11 @@ def outgoing_creds(app: Flask, account: Account, data: OutgoingInput | None = No
     had_creds = account.smtp_host is not None and account.smtp_auth_mode in ("same", "custom")
     if data is not None and had_creds and _moved(account, data):
         raise SMTPPasswordNeeded()
+    if (data is not None and mode == "same" and not had_creds
+            and not _beside_incoming(account.pop_host, data.host)):
+        # A first outgoing server: the stored incoming password goes, untyped, only to
+        # the incoming server's own domain (smtp.gmail.com beside pop.gmail.com).
+        raise SMTPPasswordElsewhere()
     if mode == "same":
         return account.pop_username, credentials.credentials_for(app, account)
     if account.smtp_secret_enc is None:

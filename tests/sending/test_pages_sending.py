@@ -525,3 +525,37 @@ def test_bcc_is_kept_in_the_sent_copy_and_never_sent(
         head = read_raw(session, plain.id).split(b"\r\n\r\n")[0]
         assert not re.search(rb"(?im)^bcc:", head)
         session.close()
+
+
+def test_a_first_outgoing_server_of_another_domain_needs_the_password_typed(
+        send_app: Flask, smtpd: SMTPServers, smtp_user: tuple[str, str]) -> None:
+    # "Same credentials as incoming" on a first outgoing setup: the stored incoming
+    # password goes untyped only to the incoming server's own domain, never to a host
+    # typed (or planted) elsewhere.
+    import socket
+
+    login_name, secret = smtp_user
+    account_id = make_account(send_app, login_name, login_name, secret)  # incoming 127.0.0.1
+    client = login(send_app.test_client())
+    trap = socket.socket()
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(1)
+    trap.settimeout(0.5)
+    port = trap.getsockname()[1]
+    send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"] = (
+        *send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"], port)
+    try:
+        resp = outgoing(client, account_id, smtp_host="localhost", smtp_port=str(port))
+        assert resp.status_code == 422, resp.text
+        assert 'id="smtp_password-error"' in resp.text
+        assert "Enter the incoming password once more" in resp.text
+        with pytest.raises(TimeoutError):
+            trap.accept()  # nothing connected: the password never left
+    finally:
+        trap.close()
+    assert account_row(send_app, account_id).smtp_host is None
+    # typed once: tested with it and saved
+    resp = outgoing(client, account_id, smtp_host="localhost", smtp_port=str(smtpd.smtps_port),
+                    smtp_password=secret)
+    assert resp.status_code == 302, resp.text
+    assert account_row(send_app, account_id).smtp_host == "localhost"
