@@ -45,7 +45,7 @@ from ..signals import (
 from ..storage.mailbox import folder_id_for
 from ..storage.mailstore import SqlLedger, SqlSink
 from ..storage.models import Account, AccountStatus, value_of
-from . import filtering, health, outbox, quota, scheduling
+from . import filtering, health, mailproblems, outbox, quota, scheduling
 from . import progress as tracking
 from .accounts import retrieval_policy_for, server_spec_for
 from .credentials import credentials_for
@@ -150,14 +150,48 @@ def _add_reports(total: FetchReport, part: FetchReport, *, first: bool) -> None:
     total.skipped_too_large = sorted(set(total.skipped_too_large) | set(part.skipped_too_large))
     total.more_pending = part.more_pending
     total.capabilities = part.capabilities
+    total.refused.update(part.refused)
+    total.too_large.update(part.too_large)
+    total.dele_refused = sorted(set(total.dele_refused) | set(part.dele_refused))
+    total.reappeared = sorted(set(total.reappeared) | set(part.reappeared))
+    total.uidl_duplicates = part.uidl_duplicates
+    total.uidl_nonconforming = part.uidl_nonconforming
+
+
+def _one_session(app: Flask, account_id: int, plan: _Plan, tracker: tracking.ProgressTracker,
+                 known: mailproblems.Known, on_commit: Any) -> FetchReport:
+    """One POP3 session into the account's store; its problem messages recorded."""
+    state = get_state(app)
+    report = FetchReport()
+    try:
+        with state.session_factory() as session:
+            tracker.current = session
+            policy = known.policy(plan.policy, state.clock())
+            ledger = SqlLedger(session, account_id)
+            sink = SqlSink(session, account_id, plan.inbox_id, on_commit=on_commit,
+                           classifier=filtering.classifier_for(session, account_id,
+                                                                 clock=state.clock),
+                           clock=state.clock)
+            _engine_sync().fetch(plan.server, plan.creds, policy, ledger,
+                                 quota.guard_sink(app, session, plan.owner_id, sink),
+                                 net=net_policy(app.config), progress=tracker,
+                                 now=state.clock, report=report)
+    except PopAccountsError:
+        # What the failed session still tells (refused, in flight) counts too.
+        mailproblems.record(state.session_factory, account_id, report, known,
+                            now=state.clock())
+        raise
+    finally:
+        tracker.current = None
+    mailproblems.record(state.session_factory, account_id, report, known, now=state.clock())
+    return report
 
 
 def _run_sessions(app: Flask, account_id: int, plan: _Plan, tracker: tracking.ProgressTracker,
-                  *, max_sessions: int) -> FetchReport:
-    """POP3 sessions until the server has nothing more; the sum report."""
+                  *, max_sessions: int) -> tuple[FetchReport, str | None]:
+    """POP3 sessions until the server has nothing more; the sum report and the
+    account's ``fetch_warning`` (:func:`.mailproblems.warning_for`)."""
     state = get_state(app)
-    sync = _engine_sync()
-    net = net_policy(app.config)
     total = tracker.total
 
     def on_commit(ids: list[int]) -> None:
@@ -165,25 +199,15 @@ def _run_sessions(app: Flask, account_id: int, plan: _Plan, tracker: tracking.Pr
         for mid in ids:
             message_fetched.send(app, account_id=account_id, message_id=mid)
 
+    with state.session_factory() as session:
+        known = mailproblems.load(session, account_id)
     for n in range(max_sessions):
-        with state.session_factory() as session:
-            tracker.current = session
-            ledger = SqlLedger(session, account_id)
-            sink = SqlSink(session, account_id, plan.inbox_id, on_commit=on_commit,
-                           classifier=filtering.classifier_for(session, account_id,
-                                                                 clock=state.clock),
-                           clock=state.clock)
-            try:
-                report = sync.fetch(plan.server, plan.creds, plan.policy, ledger,
-                                    quota.guard_sink(app, session, plan.owner_id, sink),
-                                    net=net, progress=tracker, now=state.clock)
-            finally:
-                tracker.current = None
+        report = _one_session(app, account_id, plan, tracker, known, on_commit)
         _add_reports(total, report, first=n == 0)
         tracker.session_done(report)
         if not report.more_pending:
             break
-    return total
+    return total, mailproblems.warning_for(known, total)
 
 
 def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | None = None,
@@ -202,7 +226,8 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
     tracker = tracking.ProgressTracker(app, account_id, FetchReport(), started=started,
                                        then=progress)
     try:
-        total = _run_sessions(app, account_id, plan, tracker, max_sessions=max_sessions)
+        total, warning = _run_sessions(app, account_id, plan, tracker,
+                                       max_sessions=max_sessions)
     except PopAccountsError as exc:
         _failed(app, account_id, exc, started, lease)
         raise
@@ -215,7 +240,7 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
         if isinstance(exc, Exception):
             _crashed(app, account_id, started, lease)
         raise
-    _succeeded(app, account_id, total, started, lease)
+    _succeeded(app, account_id, total, started, lease, warning)
     return total
 
 
@@ -254,9 +279,12 @@ def _crashed(app: Flask, account_id: int, started: Any, lease: _LeaseToRelease |
 
 
 def _succeeded(app: Flask, account_id: int, total: FetchReport, started: Any,
-               lease: _LeaseToRelease | None) -> None:
-    recovered = _outcome(app, account_id, lease, lambda s, a, owner: health.record_success(
-        app, s, a, now=started, release_owner=owner))
+               lease: _LeaseToRelease | None, warning: str | None) -> None:
+    def record(s: Any, a: Account, owner: str | None) -> bool:
+        a.fetch_warning = warning  # in the outcome's own transaction
+        return health.record_success(app, s, a, now=started, release_owner=owner)
+
+    recovered = _outcome(app, account_id, lease, record)
     tracking.finish(app, account_id, stored=total.stored)
     log.info("fetched account %s: %d new, %d stored, %d deleted", account_id, total.new,
              total.stored, total.deleted)

@@ -24,7 +24,7 @@ def test_db_upgrade_on_empty_database(tmp_path):
     assert "base" in result.output
     result = runner.invoke(args=["popaccounts", "db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "0004_filters_vacation" in result.output
+    assert "0005_fetch_faults" in result.output
     with app.app_context():
         tables = inspect(get_state(app).engine).get_table_names()
     assert "popaccounts_account" in tables and "popaccounts_message_chunk" in tables

@@ -26,7 +26,7 @@ def upgrade_and_compare(url: str, monkeypatch) -> None:
     engine = create_engine(url)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert set(ctx.get_current_heads()) == {"0004_filters_vacation", "e0001_users"}
+        assert set(ctx.get_current_heads()) == {"0005_fetch_faults", "e0001_users"}
         assert compare_metadata(ctx, [example_db.metadata, Base.metadata]) == []
     tables = set(inspect(engine).get_table_names())
     assert "example_user" in tables and "popaccounts_account" in tables

@@ -52,7 +52,7 @@ def run_upgrade(installed: Path, workdir: Path, url: str) -> str:
 
 def test_installed_upgrade_sqlite(installed, tmp_path):
     url = f"sqlite:///{tmp_path / 'host.db'}"
-    assert "0004_filters_vacation" in run_upgrade(installed, tmp_path, url)
+    assert "0005_fetch_faults" in run_upgrade(installed, tmp_path, url)
     engine = create_engine(url)
     assert schema_diff(engine) == []
     engine.dispose()

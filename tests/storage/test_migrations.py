@@ -27,7 +27,7 @@ def check_lineage(engine) -> None:
         conn.execute(text("CREATE TABLE host_users (id INTEGER PRIMARY KEY, name VARCHAR(50))"))
     assert migrations.current(engine) is None
     migrations.upgrade(engine)
-    assert migrations.current(engine) == "0004_filters_vacation"
+    assert migrations.current(engine) == "0005_fetch_faults"
     assert schema_diff(engine) == []
     tables = set(inspect(engine).get_table_names())
     assert {t.name for t in Base.metadata.sorted_tables} <= tables
