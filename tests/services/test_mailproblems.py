@@ -118,7 +118,8 @@ def test_a_message_refused_three_times_is_set_aside_and_named(
     account_id = _account(app, srv)
     srv.quirks.retr_error = {2: b"-ERR [SYS/TEMP] storage hiccup"}
     for _ in range(3):
-        assert fetching.fetch_account(app, account_id).refused == {"u1": "[SYS/TEMP] storage hiccup"}
+        report = fetching.fetch_account(app, account_id)
+        assert report.refused == {"u1": "[SYS/TEMP] storage hiccup"}
     retrs = sum(1 for c in srv.commands if c == b"RETR 2")
     assert fetching.fetch_account(app, account_id).refused == {}
     assert sum(1 for c in srv.commands if c == b"RETR 2") == retrs  # not asked again
