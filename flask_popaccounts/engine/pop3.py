@@ -396,12 +396,3 @@ class POP3Client:
                     return out
                 item = item[1:]
             out.append(item)
-
-    def top(self, num: int, lines: int = 0) -> bytes | None:
-        """TOP: the message's header section (and ``lines`` body lines), CRLF line ends;
-        None when the server answers -ERR (TOP is optional in RFC 1939)."""
-        try:
-            out = self._multiline_command(f"TOP {int(num)} {int(lines)}")
-        except POP3Error:
-            return None
-        return b"".join(line + b"\r\n" for line in out)

@@ -33,6 +33,7 @@ from .clock import Clock, utcnow
 from .errors import ConnectionFailed, ServerBusy, ServerRefused, UIDLReset
 from .parse import parse_meta, read_header_section
 from .pop3 import POP3Client
+from .pop3wire import POP3Error
 from .safety import check_fields
 from .types import (
     Credentials,
@@ -227,11 +228,21 @@ def _select(client: POP3Client, mailbox: _Mailbox, policy: RetrievalPolicy,
 
 def _peek(client: POP3Client, num: int, size: int, ask: bool) -> TooLarge:
     """What TOP tells of a message left on the server for its size (sender, subject)."""
-    head = client.top(num) if ask and "TOP" in client.capabilities else None
+    head = _top(client, num) if ask and "TOP" in client.capabilities else None
     if head is None:
         return TooLarge(size)
     meta = parse_meta(read_header_section(io.BytesIO(head)), size, utcnow())
     return TooLarge(size, meta.from_addr[:200], meta.subject[:200])
+
+
+def _top(client: POP3Client, num: int) -> bytes | None:
+    """``TOP num 0``: the header section with CRLF line ends; None on -ERR (TOP is
+    optional in RFC 1939). (Through the client's multi-line reader; pop3.py is full.)"""
+    try:
+        lines = client._multiline_command(f"TOP {int(num)} 0")
+    except POP3Error:
+        return None
+    return b"".join(line + b"\r\n" for line in lines)
 
 
 class _GroupCommit:
