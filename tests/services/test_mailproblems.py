@@ -51,7 +51,7 @@ def app(srv: HostilePOP, tmp_path: Path) -> Iterator[Flask]:
 
 
 def _account(app: Flask, srv: HostilePOP, **kw: Any) -> int:
-    data = dict(email="me@example.net", name="me", send_from="", reply_to="", is_default=False,
+    data: dict[str, Any] = dict(email="me@example.net", name="me", send_from="", reply_to="", is_default=False,
                 provider="other", pop_host="127.0.0.1", pop_port=srv.port,
                 pop_security=Security.STARTTLS, pop_username=USER, password=PASSWORD,
                 delete_policy=DeletePolicy.KEEP, delete_after_days=0, fetch_interval_minutes=5)
@@ -126,6 +126,14 @@ def test_a_message_refused_three_times_is_set_aside_and_named(
     assert len(_stored(app, account_id)) == 5
     assert ("1 message could not be downloaded: the server refused to send it "
             "(3 attempts).") in _card(app)
+    app.config["WTF_CSRF_ENABLED"] = True
+    assert _post(app, account_id, "retry", "u1") == 400  # no CSRF token: refused
+    assert "could not be downloaded" in _card(app)
+    app.config["WTF_CSRF_ENABLED"] = False
+    srv.quirks.retr_error = {}
+    assert _post(app, account_id, "retry", "u1") == 302
+    assert fetching.fetch_account(app, account_id).stored == 1
+    assert len(_stored(app, account_id)) == 6
 
 
 def test_too_large_messages_are_shown_need_no_list_when_idle_and_can_be_fetched_anyway(
