@@ -203,8 +203,7 @@ def _select(client: POP3Client, mailbox: _Mailbox, policy: RetrievalPolicy,
     """
     known = mailbox.entries
     skip = policy.skip_uidls - policy.fetch_anyway
-    remembered = policy.skip_uidls | policy.fetch_anyway | policy.hold_dele
-    report.not_listed = sorted(remembered - mailbox.server_uidls)
+    report.not_listed = sorted(policy.remembered - mailbox.server_uidls)
     new_nums = sorted(n for u, n in mailbox.num_by_uidl.items()
                       if u not in known and u not in skip)
     # Sizes matter only for new mail: an idle poll saves LIST's round trip.

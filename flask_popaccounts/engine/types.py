@@ -93,6 +93,8 @@ class RetrievalPolicy:
     fetch_anyway: frozenset[str] = frozenset()
     #: UIDLs not to DELE this session: refused or ignored before, retried later
     hold_dele: frozenset[str] = frozenset()
+    #: UIDLs the caller keeps notes on: ``FetchReport.not_listed`` says which are gone
+    remembered: frozenset[str] = frozenset()
     #: at most this many TOP requests per session for messages over the size limit
     max_top: int = 20
 
@@ -221,5 +223,5 @@ class FetchReport:
     dele_refused: list[str] = field(default_factory=list)  #: DELE answered -ERR
     #: UIDLs deleted earlier (DELE and QUIT accepted) that the server lists again
     reappeared: list[str] = field(default_factory=list)
-    #: UIDLs of the policy's skip/fetch_anyway/hold_dele sets the server no longer lists
+    #: UIDLs of the policy's ``remembered`` the server no longer lists
     not_listed: list[str] = field(default_factory=list)

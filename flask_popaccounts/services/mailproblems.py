@@ -49,6 +49,7 @@ class Known:
     """The account's rows as the fetch started (kind, last_seen), kept up to date."""
 
     rows: dict[str, tuple[str, datetime, bool, int]] = field(default_factory=dict)
+    held: frozenset[str] = frozenset()  #: DELEs the last :meth:`policy` held back
 
     def policy(self, base: RetrievalPolicy, now: datetime) -> RetrievalPolicy:
         """``base`` with the UIDLs to skip, to fetch anyway and whose DELE waits."""
@@ -62,8 +63,10 @@ class Known:
                 anyway.add(uidl)
             if kind in _DELE and last_seen + DELE_RETRY > now:
                 hold.add(uidl)
+        self.held = frozenset(hold)
         return dataclasses.replace(base, skip_uidls=frozenset(skip),
-                                   fetch_anyway=frozenset(anyway), hold_dele=frozenset(hold))
+                                   fetch_anyway=frozenset(anyway), hold_dele=self.held,
+                                   remembered=frozenset(self.rows))
 
 
 def load(session: Session, account_id: int) -> Known:
@@ -77,7 +80,7 @@ def load(session: Session, account_id: int) -> Known:
 def _needs_write(known: Known, report: FetchReport) -> bool:
     return bool(report.refused or report.in_flight or report.too_large or report.dele_refused
                 or report.not_listed or (report.stored and known.rows)
-                or set(report.reappeared) - set(known.rows))
+                or set(report.reappeared) - known.held)
 
 
 def record(session_factory: Callable[[], Session], account_id: int, report: FetchReport,
@@ -111,7 +114,7 @@ def record(session_factory: Callable[[], Session], account_id: int, report: Fetc
             row.size, row.from_addr, row.subject = info.size, info.from_addr, info.subject
         for kind, uidls in (("dele_refused", report.dele_refused),
                             ("dele_ignored", report.reappeared)):
-            for uidl in uidls:
+            for uidl in set(uidls) - known.held:  # (a held one had no DELE sent)
                 _dele_sent(session, rows, account_id, uidl, kind, now)
         session.commit()
         known.rows = {u: (r.kind, r.last_seen, r.fetch_anyway, r.size) for u, r in rows.items()}
@@ -146,10 +149,7 @@ def _strike(session: Session, rows: dict[str, FetchFault], account_id: int, uidl
 def _dele_sent(session: Session, rows: dict[str, FetchFault], account_id: int, uidl: str,
                kind: str, now: datetime) -> None:
     """A DELE of ``uidl`` was refused, or (reappeared) did not take."""
-    row = rows.get(uidl)
-    if row is not None and row.kind == kind and row.last_seen + DELE_RETRY > now:
-        return  # held this session: no DELE was sent
-    row = row or _new(session, rows, account_id, uidl, kind, now)
+    row = rows.get(uidl) or _new(session, rows, account_id, uidl, kind, now)
     row.kind, row.last_seen = kind, now
     row.attempts = int(row.attempts or 0) + 1
 

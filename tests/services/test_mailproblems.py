@@ -21,6 +21,7 @@ from flask_popaccounts.services import accounts as svc
 from flask_popaccounts.services import fetching, health
 from flask_popaccounts.storage import mailbox
 from flask_popaccounts.storage.models import Account, UidlEntry
+from tests.support.clock import FakeClock, use_clock
 from tests.support.flaskapp import dispose, make_app
 from tests.support.hostilepop import PASSWORD, USER, HostilePOP
 from tests.support.mail import make_message
@@ -51,7 +52,8 @@ def app(srv: HostilePOP, tmp_path: Path) -> Iterator[Flask]:
 
 
 def _account(app: Flask, srv: HostilePOP, **kw: Any) -> int:
-    data: dict[str, Any] = dict(email="me@example.net", name="me", send_from="", reply_to="", is_default=False,
+    data: dict[str, Any] = dict(
+                email="me@example.net", name="me", send_from="", reply_to="", is_default=False,
                 provider="other", pop_host="127.0.0.1", pop_port=srv.port,
                 pop_security=Security.STARTTLS, pop_username=USER, password=PASSWORD,
                 delete_policy=DeletePolicy.KEEP, delete_after_days=0, fetch_interval_minutes=5)
@@ -158,6 +160,8 @@ def test_too_large_messages_are_shown_need_no_list_when_idle_and_can_be_fetched_
 
 
 def test_dele_refused_is_named_and_not_resent_every_session(app: Flask, srv: HostilePOP) -> None:
+    clock = FakeClock()
+    use_clock(app, clock)
     account_id = _account(app, srv, delete_policy=DeletePolicy.DELETE)
     srv.quirks.dele_error = b"-ERR [SYS/PERM] deleting is not allowed here"
     assert fetching.fetch_account(app, account_id).stored == 6
@@ -169,6 +173,18 @@ def test_dele_refused_is_named_and_not_resent_every_session(app: Flask, srv: Hos
     fetching.fetch_account(app, account_id)
     assert not any(c.startswith(b"DELE") for c in srv.sessions[-1])  # held for a day
     assert len(srv.messages) == 6
+    clock.advance(hours=25)  # a day later: tried once more, then held again
+    fetching.fetch_account(app, account_id)
+    assert sum(1 for c in srv.sessions[-1] if c.startswith(b"DELE")) == 6
+    clock.advance(hours=1)
+    fetching.fetch_account(app, account_id)
+    assert not any(c.startswith(b"DELE") for c in srv.sessions[-1])
+    srv.quirks.dele_error = None  # the provider fixed it: deleted the day after, warning gone
+    clock.advance(hours=25)
+    fetching.fetch_account(app, account_id)
+    assert srv.messages == []
+    fetching.fetch_account(app, account_id)
+    assert "Working, but" not in _card(app) and "still on the server" not in _card(app)
 
 
 def test_dele_accepted_but_ignored_is_detected_next_session(app: Flask, srv: HostilePOP) -> None:
