@@ -4,7 +4,7 @@ One row per UIDL in ``popaccounts_fetch_fault`` (:class:`~..storage.models.Fetch
 ``kind``:
 
 - ``failing``: RETR was refused, or the connection died while the message was in
-  flight; ``attempts`` counts the sessions it failed in. At :data:`SET_ASIDE_AFTER`
+  flight; ``attempts`` counts the sessions it failed in that way. At :data:`SET_ASIDE_AFTER`
   it becomes ``set_aside``: not asked for again (the rest of the mailbox goes on) until
   the user presses Retry (:func:`retry`), which forgets the row.
 - ``too_large``: over the account's size limit, left on the server; remembered with its
@@ -138,7 +138,9 @@ def _strike(session: Session, rows: dict[str, FetchFault], account_id: int, uidl
         row = row or _new(session, rows, account_id, uidl, "failing", now)
         row.kind, row.attempts = "failing", 0
     elif row.kind == "too_large":  # fetched anyway, and that failed
-        row.kind = "failing"
+        row.kind, row.attempts = "failing", 0
+    if row.reason.split(":", 1)[0] != reason.split(":", 1)[0]:
+        row.attempts = 0  # counted per way of failing: refused, or cut in flight
     row.attempts = int(row.attempts or 0) + 1
     row.reason, row.last_seen = reason[:200], now
     row.size = size or row.size
