@@ -19,6 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_DATABASE_URI": None,  # used only when no db= is given
     "POPACCOUNTS_SECRET_KEYS": None,  # Fernet keys, first one encrypts
     "POPACCOUNTS_QUOTA_BYTES": None,  # per-user storage quota (None: unlimited)
+    "POPACCOUNTS_SQLITE_BUSY_TIMEOUT": 30.0,  # SQLite: seconds a writer waits for the lock
     # Network policy
     "POPACCOUNTS_ALLOW_PRIVATE_HOSTS": False,  # allow loopback/private servers (tests, on-premise)
     "POPACCOUNTS_ALLOWED_POP3_PORTS": (110, 995),
@@ -44,10 +45,14 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_VERIFICATION_CODE_DIGITS": 6,  # at least 6
     "POPACCOUNTS_VERIFICATION_MAX_ATTEMPTS": 5,  # wrong tries before a code is locked
     "POPACCOUNTS_VERIFICATION_RESEND_SECONDS": 60,  # minimum time between two codes
-    "POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_DAY": 5,  # codes per address per 24 h
+    "POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_DAY": 5,  # codes per target address per 24 h
+    "POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_USER_PER_DAY": 20,  # codes one user asks for
+    "POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_SITE_PER_HOUR": 200,  # all users together
+    "POPACCOUNTS_DNS_NAMESERVERS": None,  # DMARC look-ups: ["ip" or "ip:port"]; None: system
     # Retrieval
     "POPACCOUNTS_MAX_MESSAGE_SIZE": 50 * 1024 * 1024,
     "POPACCOUNTS_MAX_MESSAGES_PER_SESSION": 1000,
+    "POPACCOUNTS_MAX_LISTING": 300_000,  # a mailbox listing more messages is refused, named
     "POPACCOUNTS_DEFAULT_INTERVAL_MINUTES": 5,
     "POPACCOUNTS_MIN_INTERVAL_MINUTES": 3,  # the allowed range of per-account intervals
     "POPACCOUNTS_MAX_INTERVAL_MINUTES": 60,
@@ -57,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_SCHEDULER_ENABLED": False,
     "POPACCOUNTS_SCHEDULER_TICK_SECONDS": 30,
     "POPACCOUNTS_WORKERS": 16,  # fetches at once per process (mostly waiting on the network)
-    "POPACCOUNTS_LEASE_SECONDS": 600,
+    "POPACCOUNTS_LEASE_SECONDS": 60,  # renewed every quarter; a crashed fetch's expires
     # Pages
     "POPACCOUNTS_URL_PREFIX": "/settings/mail-accounts",
     "POPACCOUNTS_BLUEPRINT_NAME": "popaccounts",  # the blueprint's name (endpoints name.*)
@@ -101,4 +106,5 @@ def net_policy(config: Mapping[str, Any], kind: str = "pop3") -> NetPolicy:
         read_timeout=float(config["POPACCOUNTS_READ_TIMEOUT"]),
         session_timeout=None if session_timeout is None else float(session_timeout),
         source_address=(src, 0) if isinstance(src, str) else src,
+        max_listing=int(config["POPACCOUNTS_MAX_LISTING"]),
     )

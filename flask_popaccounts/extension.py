@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, make_url
 
 from .config import DEFAULTS
 from .engine.clock import Clock
@@ -59,7 +59,9 @@ class PopAccounts:
         development = app.debug or app.testing or os.environ.get("FLASK_DEBUG") == "1"
         state = PopAccountsState(self, self._engine_getter(app),
                                  secret_box(app.config, development=development),
-                                 clock=self.clock)
+                                 clock=self.clock,
+                                 sqlite_busy_timeout=float(
+                                     app.config["POPACCOUNTS_SQLITE_BUSY_TIMEOUT"]))
         app.extensions["popaccounts"] = state
 
         from .jobs.cli import popaccounts_cli
@@ -86,7 +88,14 @@ class PopAccounts:
                     "PopAccounts needs a database: pass db= (Flask-SQLAlchemy or an Engine) "
                     "or set POPACCOUNTS_DATABASE_URI."
                 )
-            return lambda: create_engine(uri)
+            # Our own engine: a pool with a connection for every fetch worker (one
+            # each) and room for the pages beside them.
+            workers = max(1, int(app.config["POPACCOUNTS_WORKERS"]))
+            options: dict[str, Any] = {}
+            url = make_url(uri)
+            if url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:"):
+                options = {"pool_size": workers + 5, "max_overflow": 10}
+            return lambda: create_engine(uri, **options)
         if isinstance(db, Engine):
             return lambda: db
         if hasattr(type(db), "engines"):  # Flask-SQLAlchemy 3: engines are per app

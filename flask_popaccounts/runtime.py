@@ -47,11 +47,13 @@ class PopAccountsState:
     """Everything the extension keeps for one app."""
 
     def __init__(self, ext: Any, engine_getter: Callable[[], Engine], secrets: SecretBox, *,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, sqlite_busy_timeout: float = 30.0) -> None:
         self.ext = ext
         self._engine_getter = engine_getter
         self._engine: Engine | None = None
         self._session_factory: sessionmaker[Session] | None = None
+        self._heartbeat_factory: sessionmaker[Session] | None = None
+        self.sqlite_busy_timeout = sqlite_busy_timeout
         self._lock = threading.Lock()
         self.secrets = secrets
         #: the app's clock (tests inject one to move time on)
@@ -70,7 +72,7 @@ class PopAccountsState:
             with self._lock:
                 if self._engine is None:
                     engine = self._engine_getter()
-                    tune_sqlite(engine)
+                    tune_sqlite(engine, busy_timeout=self.sqlite_busy_timeout)
                     self._engine = engine
         return self._engine
 
@@ -90,6 +92,45 @@ class PopAccountsState:
         if self._session_factory is None:
             self._session_factory = sessionmaker(bind=self.engine, expire_on_commit=False)
         return self._session_factory
+
+
+    @property
+    def heartbeat_factory(self) -> sessionmaker[Session]:
+        """Sessions for lease renewals, on a connection pool of their own.
+
+        The heartbeat must renew even when every pooled connection is busy with a fetch
+        (or the host's requests): waiting behind them for ``pool_timeout`` would let
+        leases run out under load. A second pool with the same connect function (and
+        the same connect hooks: ``Pool.recreate``) gives it its own connection. SQLite
+        in memory has one connection for everything: its pool is shared.
+        """
+        if self._heartbeat_factory is None:
+            with self._lock:
+                if self._heartbeat_factory is None:
+                    self._heartbeat_factory = sessionmaker(bind=_own_pool(self.engine),
+                                                           expire_on_commit=False)
+        return self._heartbeat_factory
+
+
+def _own_pool(engine: Engine) -> Engine:
+    """An Engine like ``engine`` on a fresh pool of its own (``engine`` where it cannot)."""
+    from sqlalchemy.pool import QueuePool
+
+    if not isinstance(engine.pool, QueuePool):  # in-memory SQLite: one shared connection
+        return engine
+    pool = engine.pool.recreate()
+    return Engine(pool, engine.dialect, engine.url)
+
+
+def pool_capacity(engine: Engine) -> int | None:
+    """How many connections ``engine``'s pool gives out at once (None: no limit known)."""
+    from sqlalchemy.pool import QueuePool
+
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):
+        return None
+    overflow = int(getattr(pool, "_max_overflow", 0))
+    return None if overflow < 0 else pool.size() + overflow
 
 
 def get_state(app: Flask | None = None) -> PopAccountsState:
@@ -126,17 +167,33 @@ def close_request_session(exc: BaseException | None) -> None:
         sess.close()
 
 
-def tune_sqlite(engine: Engine) -> None:
-    """SQLite: enforce foreign keys, wait for locks instead of failing, WAL for readers."""
-    if engine.dialect.name != "sqlite":
-        return
+def tune_sqlite(engine: Engine, *, busy_timeout: float = 30.0) -> None:
+    """SQLite: foreign keys enforced, locks waited for (``busy_timeout`` seconds), WAL.
 
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    Applied to every connection the extension gets from the pool, also to those the
+    host opened before the extension first touched the engine (they are already in the
+    pool and never "connect" again): each pooled connection is tuned once, when it is
+    first checked out after registration, and new ones when they connect.
+    """
+    if engine.dialect.name != "sqlite" or getattr(engine, "_popaccounts_tuned", False):
+        return
+    engine._popaccounts_tuned = True  # type: ignore[attr-defined]
+    file_db = engine.url.database not in (None, "", ":memory:")
+    millis = int(busy_timeout * 1000)
+
+    def apply(dbapi_conn: Any, record: Any) -> None:
+        if record.info.get("popaccounts_tuned"):
+            return
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        if engine.url.database not in (None, "", ":memory:"):
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-        cur.close()
+        try:
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={millis}")
+            if file_db:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=FULL")
+        finally:
+            cur.close()
+        record.info["popaccounts_tuned"] = True
+
+    event.listen(engine, "connect", apply)
+    event.listen(engine, "checkout", lambda conn, record, _proxy: apply(conn, record))

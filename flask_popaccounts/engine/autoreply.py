@@ -14,6 +14,19 @@ why (a short reason code, for logs and tests). It replies only when all hold:
 The "once per sender per N days" rule needs memory, so it lives in the services;
 :func:`reply_to_address` gives the normalised key they remember the sender by.
 
+**Old mail never triggers anything** (vacation replies and filter forwards alike): a
+first sync or a re-import brings years of mail, and none of it may be answered or
+forwarded. :func:`arrival_time` says when a message arrived: the newest timestamp of
+its ``Received:`` fields (written by the receiving servers, so the best witness),
+else its ``Date:`` (the sender's clock), else the time we fetched it.
+:func:`arrived_since` compares that with when the rule or reply was switched on, to
+the second (header dates have no fractions): mail that arrived in or after that
+second triggers it, earlier mail never does.
+
+**Forwards carry a loop marker**, :data:`LOOP_HEADER`; a message that carries it (one
+of our own forwards, come back through another account or a second site running
+this extension) is never forwarded again.
+
 :func:`build_reply` makes the reply: ``Auto-Submitted: auto-replied``, ``In-Reply-To``
 / ``References`` to the original, a "Re:" subject, sent to the sender; the caller sends
 it with a null envelope sender (``MAIL FROM:<>``) so nothing ever answers it (3.3).
@@ -24,10 +37,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import getaddresses, parseaddr
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from .message import build_message
 
@@ -36,6 +49,46 @@ _NOREPLY = re.compile(
     r"notifications?|listserv|majordomo|owner-.*|.*-request|.*-bounces?|.*-owner|"
     r"root|daemon|nobody)(\+.*)?$", re.IGNORECASE)
 _BULK = {"bulk", "list", "junk"}
+
+
+#: Added to every forward we send; mail carrying it is never forwarded again.
+LOOP_HEADER = "X-PopAccounts-Forwarded"
+
+
+def _when(value: str) -> datetime | None:
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+
+
+def arrival_time(headers: Mapping[str, Sequence[str]], fetched_at: datetime) -> datetime:
+    """When the message arrived: newest ``Received:`` timestamp, else ``Date:``, else
+    ``fetched_at`` (``headers``: lower-case name -> values)."""
+    received = [w for w in (_when(v.rpartition(";")[2]) for v in headers.get("received", [])
+                            if ";" in v) if w is not None]
+    if received:
+        return max(received)
+    dates = [w for w in (_when(v) for v in headers.get("date", [])) if w is not None]
+    return dates[0] if dates else fetched_at
+
+
+def arrived_since(arrival: datetime, switched_on: datetime | None,
+                  not_before: datetime | None = None) -> bool:
+    """Whether mail that arrived at ``arrival`` may trigger a rule switched on at
+    ``switched_on`` (never when None) and, for a vacation, not before ``not_before``."""
+    if switched_on is None:
+        return False
+    start = max(switched_on, not_before) if not_before is not None else switched_on
+    return arrival >= start.replace(microsecond=0)
+
+
+def is_our_forward(headers: Mapping[str, Sequence[str]]) -> bool:
+    """The message carries our loop marker in its header (it is one of our forwards)."""
+    return LOOP_HEADER.lower() in headers
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,14 @@ Exception tree::
      │    ├── PortNotAllowed .............. port_not_allowed        (R23)
      │    └── PlaintextNotAllowed ......... plaintext_not_allowed
      ├── ConnectionFailed ................. connection_failed       (R20)   transient
-     │    └── ConnectionTimeout ........... timeout                         transient
+     │    ├── ConnectionTimeout ........... timeout                         transient
+     │    │    ├── ServerStoppedAnswering . stopped_answering               transient
+     │    │    └── SessionTooLong ......... session_too_long                transient
+     │    └── ConnectionLost .............. connection_lost                 transient
      ├── CertificateInvalid ............... certificate_invalid     (R22)
      ├── TLSUnavailable ................... tls_unavailable
-     │    └── SMTPStartTLSUnavailable ..... smtp_tls_unavailable    (R9)
+     │    ├── SMTPStartTLSUnavailable ..... smtp_tls_unavailable    (R9)
+     │    └── TLSInjection ................ tls_injection
      ├── AuthenticationFailed ............. auth_failed             (R21, R24) needs the user
      │    ├── TokenRejected ............... token_rejected          (R13)      needs the user
      │    └── SMTPAuthFailed .............. smtp_auth_failed        (R9, R10)  needs the user
@@ -30,6 +34,10 @@ Exception tree::
      │    └── ServerUnavailable ........... server_unavailable                transient
      ├── ServerRefused .................... server_refused          ([SYS/PERM])
      ├── ProtocolError .................... protocol_error                    transient
+     │    ├── ProtocolOutOfStep ........... out_of_step                     transient
+     │    ├── BadServerAnswer ............. bad_answer                      transient
+     │    └── MessageSizeMismatch ......... size_mismatch                   transient
+     ├── ListingTooLarge .................. listing_too_large
      ├── UIDLUnsupported .................. no_uidl
      ├── UIDLReset ........................ uidl_reset                        needs the user
      └── QuotaExceeded .................... quota_exceeded          (R19)      paused till freed
@@ -99,13 +107,12 @@ class InvalidInput(PopAccountsError):
 class PolicyRefused(PopAccountsError):
     """The connection was refused here, before any packet left."""
 
-
 class AddressNotAllowed(PolicyRefused):
     code = "address_not_allowed"
     title = "This server address is not allowed"
     help = (
-        "The host name points to a private, local or reserved network address. "
-        "Use the public host name your mail provider gives for POP3."
+        "The host name points to a private, local or reserved network address. Use the public host"
+        " name your mail provider gives for POP3."
     )
 
 
@@ -125,8 +132,8 @@ class ConnectionFailed(PopAccountsError):
     code = "connection_failed"
     title = "Connection failed"
     help = (
-        "The server cannot be reached at that host name and port. Check the incoming POP "
-        "(and outgoing SMTP) host names and port numbers in your mail provider's help pages."
+        "The server cannot be reached at that host name and port. Check the incoming POP (and "
+        "outgoing SMTP) host names and port numbers in your mail provider's help pages."
     )
     transient = True
 
@@ -134,16 +141,42 @@ class ConnectionFailed(PopAccountsError):
 class ConnectionTimeout(ConnectionFailed):
     code = "timeout"
     title = "The server did not answer in time"
+    help = (
+        "Nothing answered in time at that host name and port. Check the incoming POP (and outgoing "
+        "SMTP) host names and port numbers in your mail provider's help pages."
+    )
+
+
+class ServerStoppedAnswering(ConnectionTimeout):
+    code = "stopped_answering"
+    title = "The server stopped answering"
+    help = (
+        "The server was reached and answered, then stopped answering mid-session (a problem at the "
+        "provider, not in your settings). We will try again later."
+    )
+
+
+class SessionTooLong(ConnectionTimeout):
+    code = "session_too_long"
+    title = "The server sent mail too slowly"
+    help = "The server answered, but sent mail so slowly that the session ran out of time."
+
+
+class ConnectionLost(ConnectionFailed):
+    code = "connection_lost"
+    title = "The server closed the connection"
+    help = (
+        "The server was reached and answered, then closed the connection mid-session (a problem at "
+        "the provider or on the network). We will try again later."
+    )
 
 
 class CertificateInvalid(PopAccountsError):
     code = "certificate_invalid"
     title = "Invalid certificate"
     help = (
-        "The server offers SSL, but its certificate is not valid (self-signed, expired, "
-        "issued for another host name, or from an unknown authority). Self-signed "
-        "certificates are refused, so port 995 cannot be used without a valid certificate. "
-        "Check the host name, or ask your provider for the server name its certificate covers."
+        "The server's certificate is not valid (self-signed, expired, for another host name or "
+        "from an unknown authority). Check the host name, or ask your provider which name it has."
     )
 
 
@@ -151,20 +184,30 @@ class TLSUnavailable(PopAccountsError):
     code = "tls_unavailable"
     title = "The server does not offer STARTTLS"
     help = (
-        "The server did not agree to encrypt the connection on port 110, so we did not "
-        "send your password. Use SSL on port 995 if your provider offers it."
+        "The server did not agree to encrypt the connection on port 110, so we did not send your "
+        "password. Use SSL on port 995 if your provider offers it."
     )
+
+
+class TLSInjection(TLSUnavailable):
+    code = "tls_injection"
+    title = "Unencrypted data was slipped in before encryption started"
+    help = (
+        "Right after the server agreed to encrypt, unencrypted data arrived: how an attacker on the"
+        " network injects answers. We stopped without sending your password."
+    )
+    transient = True
 
 
 class AuthenticationFailed(PopAccountsError):
     code = "auth_failed"
     title = "Authentication failed"
     help = (
-        "The server was reached but refused the username or password, or the password was "
-        "changed at the provider. Check the username format (some providers want the full "
-        "email address, others domain\\username), update the password here, and check that "
-        "POP access is enabled at your provider (some require it to be switched on, or an "
-        "app password) and that your administrator allows POP retrieval."
+        "The server was reached but refused the username or password, or the password was changed "
+        "at the provider. Check the username format (some providers want the full email address, "
+        "others domain\\username), update the password here, and check that POP access is enabled "
+        "at your provider (some require it to be switched on, or an app password) and that your "
+        "administrator allows POP retrieval."
     )
     needs_user = True
 
@@ -173,15 +216,13 @@ class TokenRejected(AuthenticationFailed):
     code = "token_rejected"
     title = "Re-authentication needed"
     help = (
-        "The provider no longer accepts this account's authorization (it was revoked, "
-        "expired, or the provider moved to OAuth). Click Authenticate and sign in again."
+        "The provider no longer accepts this account's authorization (it was revoked, expired, or "
+        "the provider moved to OAuth). Click Authenticate and sign in again."
     )
 
 
 class ServerBusy(PopAccountsError):
-    """The server asked us to come back later."""
-
-    transient = True
+    transient = True  # the server asked us to come back later
 
 
 class MailboxInUse(ServerBusy):
@@ -194,6 +235,7 @@ class LoginDelay(ServerBusy):
     code = "login_delay"
     title = "The server asks us to wait between checks"
     help = "Your provider limits how often mail can be checked. We will try again later."
+    seconds: int | None = None  #: the wait the server announced (CAPA LOGIN-DELAY), if any
 
 
 class ServerUnavailable(ServerBusy):
@@ -206,8 +248,8 @@ class ServerRefused(PopAccountsError):
     code = "server_refused"
     title = "The server refused access"
     help = (
-        "The mail server reported a permanent problem with this mailbox. "
-        "Check with your provider that the account is active and allows POP retrieval."
+        "The mail server reported a permanent problem with this mailbox. Check with your provider "
+        "that the account is active and allows POP retrieval."
     )
 
 
@@ -218,12 +260,49 @@ class ProtocolError(PopAccountsError):
     transient = True
 
 
+class ProtocolOutOfStep(ProtocolError):
+    code = "out_of_step"
+    title = "The server's answers got out of step"
+    help = (
+        "The server sent data no command asked for, or an answer that does not fit its command. We "
+        "stopped before deleting anything, keeping nothing from that point; we try again later."
+    )
+
+
+class BadServerAnswer(ProtocolError):
+    code = "bad_answer"
+    title = "The server sent an answer that breaks the POP3 rules"
+    help = (
+        "The server greeted us as a POP3 server, then sent a malformed answer. Nothing was deleted;"
+        " we will try again later. If it keeps happening, tell your provider."
+    )
+
+
+class MessageSizeMismatch(ProtocolError):
+    code = "size_mismatch"
+    title = "A message is much larger than the server said"
+    help = (
+        "The server kept sending far more data for a message than it announced, so we stopped "
+        "reading it and deleted nothing. We will try again later."
+    )
+
+
+class ListingTooLarge(PopAccountsError):
+    code = "listing_too_large"
+    title = "The server lists more messages than this site fetches at once"
+    help = (
+        "The mailbox on the server holds more messages than this site handles at once, so nothing "
+        "was fetched. Delete or archive old mail at the provider, or ask the site's administrator "
+        "to raise the limit."
+    )
+
+
 class UIDLUnsupported(PopAccountsError):
     code = "no_uidl"
     title = "The server cannot identify messages"
     help = (
-        "This POP3 server does not support UIDL, so we cannot tell new mail from mail "
-        "already fetched. To avoid duplicates we do not fetch from it."
+        "This POP3 server does not support UIDL, so we cannot tell new mail from mail already "
+        "fetched. To avoid duplicates we do not fetch from it."
     )
 
 
@@ -231,10 +310,9 @@ class UIDLReset(PopAccountsError):
     code = "uidl_reset"
     title = "The server renumbered every message"
     help = (
-        "None of the messages on the server match what was fetched before, which usually "
-        "means the provider rebuilt the mailbox. Nothing was imported, so you get no "
-        "duplicates. If you want everything on the server fetched again, confirm it on the "
-        "account page."
+        "None of the messages on the server match what was fetched before, which usually means the"
+        " provider rebuilt the mailbox. Nothing was imported, so you get no duplicates. If you "
+        "want everything on the server fetched again, confirm it on the account page."
     )
     needs_user = True
 
@@ -250,9 +328,9 @@ class QuotaExceeded(PopAccountsError):
     code = "quota_exceeded"
     title = "Your mail storage is full"
     help = (
-        "Fetching is paused: the mail already fetched is kept, and the rest waits on the "
-        "server (nothing was deleted there that is not stored here). Free space on the "
-        "Storage page (empty Trash, delete old mail); fetching resumes by itself."
+        "Fetching is paused: the mail already fetched is kept, and the rest waits on the server "
+        "(nothing was deleted there that is not stored here). Free space on the Storage page "
+        "(empty Trash, delete old mail); fetching resumes by itself."
     )
 
 
@@ -260,8 +338,8 @@ class InvalidAddress(InvalidInput):
     code = "invalid_address"
     title = "An email address is not valid"
     help = (
-        "Check the addresses: each one must look like name@example.com, optionally with a "
-        "display name (\"Ann Example\" <ann@example.com>), separated by commas."
+        "Check the addresses: each one must look like name@example.com, optionally with a display "
+        "name (\"Ann Example\" <ann@example.com>), separated by commas."
     )
 
 
@@ -269,8 +347,8 @@ class HeaderInjection(InvalidInput):
     code = "header_injection"
     title = "A field contains a line break"
     help = (
-        "Line breaks and control characters are not allowed in addresses or the subject "
-        "(they could add hidden headers to the message). Remove them and send again."
+        "Line breaks and control characters are not allowed in addresses or the subject (they "
+        "could add hidden headers to the message). Remove them and send again."
     )
 
 
@@ -278,9 +356,9 @@ class SMTPStartTLSUnavailable(TLSUnavailable):
     code = "smtp_tls_unavailable"
     title = "The outgoing server does not offer STARTTLS"
     help = (
-        "The server did not agree to encrypt the connection, so we did not send your "
-        "password or any mail. Use port 465 (SSL) if your provider offers it, or check the "
-        "outgoing server name and port."
+        "The server did not agree to encrypt the connection, so we did not send your password or "
+        "any mail. Use port 465 (SSL) if your provider offers it, or check the outgoing server "
+        "name and port."
     )
 
 
@@ -288,10 +366,9 @@ class SMTPAuthFailed(AuthenticationFailed):
     code = "smtp_auth_failed"
     title = "Authentication failed"
     help = (
-        "The outgoing (SMTP) server was reached but refused the username or password. "
-        "Check the username format (often the full email address), the password (some "
-        "providers need an app password for SMTP) and that SMTP sending is enabled for the "
-        "account at your provider."
+        "The outgoing (SMTP) server was reached but refused the username or password. Check the "
+        "username format (often the full email address), the password (some providers need an app "
+        "password for SMTP) and that SMTP sending is enabled for the account at your provider."
     )
 
 
@@ -299,10 +376,9 @@ class SendingNotAllowed(PopAccountsError):
     code = "sending_not_allowed"
     title = "Sending not allowed"
     help = (
-        "The outgoing server accepted the connection but does not let this account send "
-        "mail from this address (or offers no way to sign in). Check with your provider "
-        "that this address may send through this server, or skip the custom server and "
-        "verify the address instead."
+        "The outgoing server accepted the connection but does not let this account send mail from "
+        "this address (or offers no way to sign in). Check with your provider that this address "
+        "may send through this server, or skip the custom server and verify the address instead."
     )
 
 

@@ -11,14 +11,15 @@ cannot pipeline, and verifies no certificate unless told. This client:
   lock-step otherwise;
 * never puts a control character on a command line;
 * maps RESP-CODES to the named errors, and keeps server text out of messages
-  (it only goes, cleaned and truncated, into ``detail``).
+  (it only goes, cleaned and truncated, into ``detail``);
+* checks that answers stay in step with commands (:mod:`.pop3wire`, ``read_message``),
+  raising :class:`~.errors.ProtocolOutOfStep` before any DELE is sent; bounds listings
+  (:mod:`.pop3list`), asking STAT first so a huge mailbox is named before it is read.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import re
 import socket
 import ssl
 import tempfile
@@ -29,31 +30,26 @@ from typing import IO
 from . import net as _net
 from .errors import (
     AuthenticationFailed,
+    BadServerAnswer,
+    LoginDelay,
     ProtocolError,
+    ProtocolOutOfStep,
     ServerUnavailable,
     TLSUnavailable,
     TokenRejected,
     UIDLUnsupported,
     clean_detail,
 )
-from .pop3wire import POP3Error, Wire, error_for_response, resp_code
+from .pop3list import UidlKeys, check_count, listing_lines, scan_listing, stat_answer
+from .pop3wire import POP3Error, Wire, error_for_response, read_message, resp_code
 from .safety import check_fields
 from .sasl import plain_response, xoauth2_response
 from .types import AuthMethod, Credentials, NetPolicy, Refused, Security, ServerSpec
 
 SPOOL_MEMORY = 1024 * 1024  #: messages larger than this spill to a temporary file
-MAX_LISTING_LINES = 1_000_000  #: longest UIDL/LIST/CAPA answer we accept
-BODY_SLACK = 1024 * 1024  #: a body may exceed its LIST size by this much (then 2x)
+MAX_CAPA_LINES = 1000  #: longest CAPA answer we accept
 PIPELINE_MAX_COMMANDS = 256  #: RETRs in flight at once
 PIPELINE_MAX_BYTES = 8 * 1024 * 1024  #: LIST bytes in flight at once (at least one message)
-
-
-_UIDL_OK = re.compile(rb"[\x21-\x7e]{1,70}")
-
-
-def _hashed_uidl(data: bytes) -> str:
-    """The key of a UIDL RFC 1939 does not allow (or of a repeated one): 66 ASCII characters."""
-    return "h:" + hashlib.sha256(data).hexdigest()
 
 
 class POP3Client:
@@ -72,6 +68,9 @@ class POP3Client:
         self.greeting = b""
         self.uidl_nonconforming = 0  #: UIDLs outside RFC 1939's rule in the last listing
         self.uidl_duplicates = 0  #: messages whose UIDL an earlier one in the listing had
+        self.login_delay: int | None = None  #: seconds between logins (CAPA LOGIN-DELAY)
+        self._max_listing = net.max_listing
+        self._stat_count: int | None = None  #: the count STAT gave this session, if asked
 
     @property
     def sock(self) -> socket.socket:
@@ -105,6 +104,7 @@ class POP3Client:
         line = self._wire.readline()
         if line.startswith(b"+OK"):
             self.greeting = line
+            self._wire.check_idle("the greeting")
             return
         if line.startswith(b"-ERR"):
             raise error_for_response(line[4:], ServerUnavailable)
@@ -113,7 +113,7 @@ class POP3Client:
     def capa(self) -> frozenset[str]:
         """CAPA; remembers capability names and SASL mechanisms. Empty when unsupported."""
         try:
-            lines = self._multiline_command("CAPA")
+            lines = list(self._listing("CAPA", MAX_CAPA_LINES))
         except POP3Error:
             self.capa_supported = False
             self.capabilities = frozenset()
@@ -129,6 +129,10 @@ class POP3Client:
             names.add(name)
             if name == "SASL":
                 mechs.update(p.upper() for p in parts[1:])
+            if name == "LOGIN-DELAY" and len(parts) > 1 and parts[1].isdigit():
+                # RFC 2449: seconds between logins; exposed as "LOGIN-DELAY=n" too.
+                self.login_delay = int(parts[1])
+                names.add(f"LOGIN-DELAY={self.login_delay}")
         self.capa_supported = True
         self.capabilities = frozenset(names)
         self.sasl_mechanisms = frozenset(mechs)
@@ -139,7 +143,9 @@ class POP3Client:
         if "STLS" not in self.capabilities:
             raise TLSUnavailable("the server does not offer STLS")
         try:
-            self._simple_command("STLS")
+            # Not checked for idleness here: bytes after this +OK are TLS injection,
+            # which start_tls names as such.
+            self._simple_command("STLS", check=False)
         except POP3Error as exc:
             raise TLSUnavailable("the server refused STLS", detail=exc.text) from None
         self._wire.start_tls(self.host)
@@ -150,14 +156,19 @@ class POP3Client:
     def login(self, username: str, creds: Credentials) -> frozenset[str]:
         """Authenticate; returns the capabilities. Raises the named auth/busy errors."""
         check_fields(username=username, secret=creds.secret)
-        if creds.method is AuthMethod.XOAUTH2:
-            self._auth_xoauth2(username, creds.secret)
-        elif not self.capa_supported or "USER" in self.capabilities:
-            self._user_pass(username, creds.secret)
-        elif "PLAIN" in self.sasl_mechanisms:
-            self._auth_plain(username, creds.secret)
-        else:
-            self._user_pass(username, creds.secret)
+        try:
+            if creds.method is AuthMethod.XOAUTH2:
+                self._auth_xoauth2(username, creds.secret)
+            elif not self.capa_supported or "USER" in self.capabilities:
+                self._user_pass(username, creds.secret)
+            elif "PLAIN" in self.sasl_mechanisms:
+                self._auth_plain(username, creds.secret)
+            else:
+                self._user_pass(username, creds.secret)
+        except LoginDelay as exc:
+            exc.seconds = self.login_delay  # the refusal is temporary, never an auth failure
+            raise
+        self._wire.check_idle("logging in")
         return self.capabilities
 
     def _user_pass(self, username: str, secret: str) -> None:
@@ -170,7 +181,7 @@ class POP3Client:
                 if line.startswith(b"-ERR"):
                     raise error_for_response(line[4:], AuthenticationFailed)
                 if not line.startswith(b"+OK"):
-                    raise ProtocolError("unexpected answer to USER/PASS", detail=line)
+                    raise ProtocolOutOfStep("unexpected answer to USER/PASS", detail=line)
             return
         try:
             self._simple_command("USER " + username)
@@ -188,7 +199,7 @@ class POP3Client:
         if line.startswith(b"-ERR"):
             raise error_for_response(line[4:], error)
         if not line.startswith(b"+"):
-            raise ProtocolError("unexpected answer to AUTH", detail=line)
+            raise ProtocolOutOfStep("unexpected answer to AUTH", detail=line)
         self._wire.send(base64.b64encode(payload) + b"\r\n")
         line = self._wire.readline()
         if line.startswith(b"+OK"):
@@ -202,14 +213,14 @@ class POP3Client:
             if line.startswith(b"+OK"):
                 return
             if not line.startswith(b"-ERR"):
-                raise ProtocolError("unexpected answer to AUTH", detail=line)
+                raise ProtocolOutOfStep("unexpected answer to AUTH", detail=line)
             err = error_for_response(line[4:], error)
             if not err.detail:
                 err.detail = clean_detail(challenge)
             raise err
         if line.startswith(b"-ERR"):
             raise error_for_response(line[4:], error)
-        raise ProtocolError("unexpected answer to AUTH", detail=line)
+        raise ProtocolOutOfStep("unexpected answer to AUTH", detail=line)
 
     def _auth_plain(self, username: str, secret: str) -> None:
         self._sasl("PLAIN", plain_response(username, secret), AuthenticationFailed)
@@ -223,12 +234,9 @@ class POP3Client:
         try:
             line = self._simple_command("STAT")
         except POP3Error as exc:
-            raise error_for_response(exc.text, ProtocolError, "STAT failed") from None
-        try:
-            count, size = line.split()[:2]
-            return int(count), int(size)
-        except ValueError:
-            raise ProtocolError("bad STAT answer", detail=line) from None
+            raise error_for_response(exc.text, BadServerAnswer, "STAT failed") from None
+        self._stat_count, size = stat_answer(line)
+        return self._stat_count, size
 
     def uidl(self) -> dict[int, str]:
         """UIDL listing: message number -> the message's key. -ERR -> :class:`UIDLUnsupported`.
@@ -238,44 +246,38 @@ class POP3Client:
         keyed ``h:`` + the SHA-256 of its bytes, and the k-th message (k >= 2) listing a
         UIDL already listed is keyed ``h:`` + the SHA-256 of ``dup``, k and the UIDL, so
         every listed message has its own stable key of at most 66 characters and none is
-        skipped. ``uidl_nonconforming`` and ``uidl_duplicates`` count both cases.
+        skipped (:class:`~.pop3list.UidlKeys`). ``uidl_nonconforming`` and
+        ``uidl_duplicates`` count both cases.
         """
+        # STAT first (in the same write when pipelining): a mailbox too large for this
+        # site is named before a single listing line is read.
+        sent = self._stat_count is None and self.pipelining
+        if self._stat_count is not None:
+            check_count(self._max_listing, self._stat_count, exact=True)
+        elif self.pipelining:
+            self._send_lines(["STAT", "UIDL"])
+            try:
+                count, _ = stat_answer(self._status_line("STAT"))
+            except POP3Error as exc:
+                raise error_for_response(exc.text, BadServerAnswer, "STAT failed") from None
+            check_count(self._max_listing, count, exact=True)
+        else:
+            check_count(self._max_listing, self.stat()[0], exact=True)
         try:
-            lines = self._multiline_command("UIDL")
+            lines = self._listing("UIDL", self._max_listing, sent=sent)
         except POP3Error as exc:
             raise UIDLUnsupported(detail=exc.text) from None
-        out: dict[int, str] = {}
-        seen: dict[bytes, int] = {}
-        self.uidl_nonconforming = self.uidl_duplicates = 0
-        for raw in lines:
-            num, _, uid = raw.strip(b" ").partition(b" ")
-            uid = uid.strip(b" ")
-            if not num.isdigit() or not uid:
-                raise ProtocolError("bad UIDL line", detail=raw)
-            copies = seen[uid] = seen.get(uid, 0) + 1
-            if copies > 1:
-                self.uidl_duplicates += 1
-                out[int(num)] = _hashed_uidl(b"dup\n%d\n" % copies + uid)
-            elif _UIDL_OK.fullmatch(uid):
-                out[int(num)] = uid.decode("ascii")
-            else:
-                self.uidl_nonconforming += 1
-                out[int(num)] = _hashed_uidl(uid)
-        return out
+        keys = UidlKeys.of(lines)
+        self.uidl_nonconforming, self.uidl_duplicates = keys.nonconforming, keys.duplicates
+        return keys.by_num
 
     def list_sizes(self) -> dict[int, int]:
         """LIST: message number -> size in octets."""
         try:
-            lines = self._multiline_command("LIST")
+            lines = self._listing("LIST", self._max_listing)
         except POP3Error as exc:
-            raise error_for_response(exc.text, ProtocolError, "LIST failed") from None
-        out: dict[int, int] = {}
-        for raw in lines:
-            parts = raw.split()
-            if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
-                raise ProtocolError("bad LIST line", detail=raw)
-            out[int(parts[0])] = int(parts[1])
-        return out
+            raise error_for_response(exc.text, BadServerAnswer, "LIST failed") from None
+        return scan_listing(lines)
 
     @property
     def pipelining(self) -> bool:
@@ -316,20 +318,14 @@ class POP3Client:
             n = inflight.popleft()
             inflight_bytes -= sizes.get(n, 0)
             line = self._wire.readline()
-            if not line.startswith(b"+OK"):
-                if line.startswith(b"-ERR"):
-                    text = line[4:].strip()
-                    yield Refused(n, resp_code(text), clean_detail(text))
-                    continue
-                raise ProtocolError("unexpected answer to RETR", detail=line)
+            if line.startswith(b"-ERR"):
+                text = line[4:].strip()
+                yield Refused(n, resp_code(text), clean_detail(text))
+                continue
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
             try:
-                # LIST sizes are approximate (RFC 1939), but a body far beyond its
-                # announced size is a broken or hostile server filling our disk.
-                listed = sizes.get(n)
-                limit = None if listed is None else max(2 * listed, listed + BODY_SLACK)
-                octets = self._wire.read_body_into(spool, limit)
-                spool.seek(0)
+                octets = read_message(self._wire, line, sizes.get(n), spool,
+                                      more=bool(inflight))
                 yield n, octets, spool
             finally:
                 spool.close()
@@ -347,7 +343,8 @@ class POP3Client:
                 if line.startswith(b"+OK"):
                     accepted.append(n)
                 elif not line.startswith(b"-ERR"):
-                    raise ProtocolError("unexpected answer to DELE", detail=line)
+                    raise ProtocolOutOfStep("unexpected answer to DELE", detail=line)
+            self._wire.check_idle("DELE")
         return accepted
 
     def quit(self) -> None:
@@ -374,25 +371,28 @@ class POP3Client:
             check_fields(command=line)
         self._wire.send(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
 
-    def _simple_command(self, line: str) -> bytes:
-        """Send one command; return the text after +OK, raise POP3Error on -ERR."""
-        self._send_line(line)
+    def _status_line(self, command: str) -> bytes:
+        """The answer to ``command`` (already sent): text after +OK; POP3Error on -ERR."""
         resp = self._wire.readline()
         if resp.startswith(b"+OK"):
             return resp[3:].strip()
         if resp.startswith(b"-ERR"):
             raise POP3Error(resp[4:].strip())
-        raise ProtocolError("unexpected answer", detail=resp)
+        raise ProtocolOutOfStep(f"unexpected answer to {command}", detail=resp)
 
-    def _multiline_command(self, line: str) -> list[bytes]:
-        self._simple_command(line)
-        out: list[bytes] = []
-        while True:
-            if len(out) > MAX_LISTING_LINES:
-                raise ProtocolError(f"{line} answer too long")
-            item = self._wire.readline()
-            if item.startswith(b"."):
-                if item == b".":
-                    return out
-                item = item[1:]
-            out.append(item)
+    def _simple_command(self, line: str, *, check: bool = True) -> bytes:
+        """Send one command; return the text after +OK, raise POP3Error on -ERR."""
+        self._send_line(line)
+        verb = line.split(" ", 1)[0]
+        text = self._status_line(verb)
+        if check:
+            self._wire.check_idle(verb)
+        return text
+
+    def _listing(self, line: str, cap: int, *, sent: bool = False) -> Iterator[bytes]:
+        """Send ``line`` (unless ``sent``), read its +OK now; its lines come lazily."""
+        verb = line.split(" ", 1)[0]
+        if not sent:
+            self._send_line(line)
+        self._status_line(verb)
+        return listing_lines(self._wire, verb, cap)

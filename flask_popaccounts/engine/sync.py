@@ -56,6 +56,10 @@ from .types import (
 #: read were framed correctly; the connection or the server just ended the session).
 SALVAGE_ON = (ConnectionFailed, ServerBusy, ServerRefused)
 
+#: TOP of a message over the size limit: lines accepted, bytes of them kept
+TOP_MAX_LINES = 100_000
+TOP_KEEP = 64 * 1024
+
 #: UIDL reset detection: how many known on-server UIDLs make the signal meaningful
 UIDL_RESET_MIN_KNOWN = 5
 
@@ -235,13 +239,18 @@ def _peek(client: POP3Client, num: int, size: int, ask: bool) -> TooLarge:
 
 
 def _top(client: POP3Client, num: int) -> bytes | None:
-    """``TOP num 0``: the header section with CRLF line ends; None on -ERR (TOP is
-    optional in RFC 1939). (Through the client's multi-line reader; pop3.py is full.)"""
+    """``TOP num 0``: the header section (its first :data:`TOP_KEEP` bytes, CRLF line
+    ends); None on -ERR (TOP is optional in RFC 1939). Every line is read, so the
+    session stays in step. (Through the client's listing reader; pop3.py is full.)"""
     try:
-        lines = client._multiline_command(f"TOP {int(num)} 0")
+        lines = client._listing(f"TOP {int(num)} 0", TOP_MAX_LINES)
     except POP3Error:
         return None
-    return b"".join(line + b"\r\n" for line in lines)
+    head = bytearray()
+    for line in lines:
+        if len(head) < TOP_KEEP:
+            head += line + b"\r\n"
+    return bytes(head)
 
 
 class _GroupCommit:

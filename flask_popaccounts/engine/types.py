@@ -52,6 +52,7 @@ class NetPolicy:
     #: beat read_timeout must not hold a worker forever (None: no limit)
     session_timeout: float | None = 1800.0
     source_address: tuple[str, int] | None = None  #: bind before connecting (tests)
+    max_listing: int = 300_000  #: most messages a mailbox may list (POPACCOUNTS_MAX_LISTING)
 
 
 @dataclass(frozen=True)
@@ -225,3 +226,11 @@ class FetchReport:
     reappeared: list[str] = field(default_factory=list)
     #: UIDLs of the policy's ``remembered`` the server no longer lists
     not_listed: list[str] = field(default_factory=list)
+
+    @property
+    def login_delay(self) -> int | None:
+        """Seconds the server wants between logins (its CAPA ``LOGIN-DELAY n``), if any."""
+        for cap in self.capabilities:
+            if cap.startswith("LOGIN-DELAY=") and cap[12:].isdigit():
+                return int(cap[12:])
+        return None

@@ -84,8 +84,21 @@ def db_current_command() -> None:
     click.echo(migrations.current(get_state().engine) or "base (no popaccounts tables)")
 
 
-def _fetch_one(account_id: int, label: str) -> bool:
-    """Fetch one account through a claim, with a progress bar; True on success.
+#: Exit statuses of ``flask popaccounts fetch`` (sysexits.h where one fits); with
+#: ``--all`` the most serious one over the accounts (FAILED first).
+EXIT_FETCHED = 0
+EXIT_FAILED = 1  #: the fetch failed (the named error is printed and recorded on the card)
+EXIT_BUSY = 75  #: EX_TEMPFAIL: not fetched now, it will be (fetched elsewhere, taken over,
+#: storage full): try again later
+EXIT_NEEDS_USER = 77  #: EX_NOPERM: not fetched until its user acts (disabled, password
+#: refused, re-authenticate)
+_SEVERITY = (EXIT_FETCHED, EXIT_BUSY, EXIT_NEEDS_USER, EXIT_FAILED)
+
+_WAITING_FOR_USER = ("disabled", "needs_password", "needs_reauth", "missing")
+
+
+def _fetch_one(account_id: int, label: str) -> int:
+    """Fetch one account through a claim, with a progress bar; the exit status.
 
     The lease is renewed while the fetch runs (services.fetching.run_claimed), so a
     long first sync from the command line keeps its claim against the scheduler.
@@ -97,10 +110,11 @@ def _fetch_one(account_id: int, label: str) -> bool:
     state = get_state(app)
     owner = new_worker_id()
     with state.session_factory() as session:
-        if not claim(session, owner, account_id, int(app.config["POPACCOUNTS_LEASE_SECONDS"]),
-                     now=state.clock()):
-            click.echo(f"{label}: being fetched elsewhere right now; skipped.")
-            return True
+        if not claim(session, owner, account_id,
+                     float(app.config["POPACCOUNTS_LEASE_SECONDS"])):
+            click.echo(f"{label}: not fetched: being fetched elsewhere right now "
+                       "(try again later).", err=True)
+            return EXIT_BUSY
     bar: Any = None
     seen = 0
 
@@ -119,20 +133,21 @@ def _fetch_one(account_id: int, label: str) -> bool:
     try:
         report = run_claimed(app, account_id, owner, progress=progress)
     except FetchSkipped as exc:
-        click.echo(f"{label}: not fetched ({exc.reason}).")
-        return exc.reason not in ("needs_password", "needs_reauth")
+        click.echo(f"{label}: not fetched ({exc.reason}).", err=True)
+        return EXIT_NEEDS_USER if exc.reason in _WAITING_FOR_USER else EXIT_BUSY
     except PopAccountsError as exc:
         click.echo(f"{label}: failed: {exc.title} ({exc.code}). {exc.help}", err=True)
-        return False
+        return EXIT_BUSY if exc.code == "quota_exceeded" else EXIT_FAILED
     except LeaseLost:
-        click.echo(f"{label}: taken over by another process; stopped.", err=True)
-        return False
+        click.echo(f"{label}: not finished: taken over by another process; stopped.",
+                   err=True)
+        return EXIT_BUSY
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
     click.echo(f"{label}: {report.new} new on the server, {report.stored} stored "
                f"({report.bytes_stored} bytes), {report.deleted} deleted from the server.")
-    return True
+    return EXIT_FETCHED
 
 
 @popaccounts_cli.command("fetch")
@@ -140,7 +155,12 @@ def _fetch_one(account_id: int, label: str) -> bool:
 @click.option("--all", "all_", is_flag=True, help="Every enabled account.")
 @with_appcontext
 def fetch_command(account_id: int | None, all_: bool) -> None:
-    """Fetch mail now, with a progress bar (through the same claim as the scheduler)."""
+    """Fetch mail now, with a progress bar (through the same claim as the scheduler).
+
+    Exit status: 0 fetched; 1 the fetch failed; 75 not fetched now (being fetched
+    elsewhere, taken over, storage full: try later); 77 not fetched until the user
+    acts (disabled, password refused, re-authenticate). With --all, the most serious.
+    """
     if (account_id is None) == (not all_):
         raise click.UsageError("give either --account ID or --all")
     state = get_state()
@@ -153,11 +173,11 @@ def fetch_command(account_id: int | None, all_: bool) -> None:
         rows = session.execute(stmt).all()
     if account_id is not None and not rows:
         raise click.ClickException(f"no account with id {account_id}")
-    ok = True
+    status = EXIT_FETCHED
     for aid, email in rows:
-        ok = _fetch_one(int(aid), f"#{aid} {email}") and ok
-    if not ok:
-        raise SystemExit(1)
+        status = max(status, _fetch_one(int(aid), f"#{aid} {email}"), key=_SEVERITY.index)
+    if status != EXIT_FETCHED:
+        raise SystemExit(status)
 
 
 @popaccounts_cli.command("scheduler")

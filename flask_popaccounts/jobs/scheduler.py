@@ -2,10 +2,12 @@
 
 One ``BackgroundScheduler`` runs the dispatcher every
 ``POPACCOUNTS_SCHEDULER_TICK_SECONDS``: it claims as many due accounts as there are
-free workers (services.scheduling.claim_due) and hands each to a bounded thread pool
-(``POPACCOUNTS_WORKERS``). A worker fetches its account inside an app context through
-services.fetching.run_claimed, which keeps the lease renewed while the fetch runs (so
-a long first sync keeps its claim) and releases it at the end; then the worker claims
+free workers (services.scheduling.claim_due: never more than it can start at once) and
+hands each to a bounded thread pool (``POPACCOUNTS_WORKERS``, bounded by the database
+pool: one connection per worker, see :func:`_workers_for_pool`). A worker fetches its
+account inside an app context through services.fetching.run_claimed, which keeps the
+lease renewed while the fetch runs (so a long first sync keeps its claim, and a fetch
+that cannot renew stops) and releases it at the end; then the worker claims
 the next due account itself, so a backlog is worked off at the pool's pace rather than
 a few accounts per tick. A crashed process stops renewing; its leases expire and
 another process takes the accounts over.
@@ -33,7 +35,7 @@ from flask import Flask
 
 from ..engine.clock import utcnow
 from ..engine.errors import PopAccountsError
-from ..runtime import get_state
+from ..runtime import get_state, pool_capacity
 from ..services import scheduling
 
 log = logging.getLogger("flask_popaccounts.scheduler")
@@ -45,9 +47,9 @@ class FetchScheduler:
     def __init__(self, app: Flask) -> None:
         self.app = app
         cfg = app.config
-        self.workers = max(1, int(cfg["POPACCOUNTS_WORKERS"]))
+        self.workers = _workers_for_pool(app, max(1, int(cfg["POPACCOUNTS_WORKERS"])))
         self.tick = float(cfg["POPACCOUNTS_SCHEDULER_TICK_SECONDS"])
-        self.lease_seconds = int(cfg["POPACCOUNTS_LEASE_SECONDS"])
+        self.lease_seconds = float(cfg["POPACCOUNTS_LEASE_SECONDS"])
         self.worker_id = scheduling.new_worker_id()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="popaccounts-fetch")
         self._in_flight: set[int] = set()
@@ -150,6 +152,25 @@ class FetchScheduler:
         finally:
             with self._lock:
                 self._in_flight.discard(account_id)
+
+
+#: Pool connections left for the host's requests beside the fetch workers.
+POOL_RESERVE = 2
+
+
+def _workers_for_pool(app: Flask, wanted: int) -> int:
+    """The workers the database pool can serve: one connection each (a fetch uses one
+    at a time; lease renewals have a pool of their own), with :data:`POOL_RESERVE` left
+    for the host's requests. More workers than that would wait for connections
+    (``QueuePool limit ... reached``) and, worse, hold claims they cannot serve."""
+    capacity = pool_capacity(get_state(app).engine)
+    if capacity is None or wanted <= capacity - POOL_RESERVE:
+        return wanted
+    workers = max(1, capacity - POOL_RESERVE)
+    log.warning("POPACCOUNTS_WORKERS=%d but the database pool gives out %d connections: "
+                "running %d workers (raise the pool's pool_size/max_overflow for more)",
+                wanted, capacity, workers)
+    return workers
 
 
 def _soon() -> datetime:

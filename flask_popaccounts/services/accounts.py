@@ -9,7 +9,6 @@ data commits its own transaction; none of them ever returns or logs a secret.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
@@ -17,7 +16,6 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
 from ..config import net_policy
-from ..engine import safety
 from ..engine.errors import InvalidInput, UIDLReset
 from ..engine.types import (
     AuthMethod,
@@ -31,62 +29,31 @@ from ..runtime import get_state
 from ..storage.mailbox import delete_account_data, ensure_default_folders
 from ..storage.models import Account, AccountStatus, value_of
 from . import credentials, health, oauth
+from .account_input import (
+    AccountInput,
+    AddressInUse,
+    FieldError,
+    OAuthAccountInput,
+    PasswordNeededForNewServer,
+    ServerFixedByProvider,
+    _destination_changed,
+    _server_changed,
+    _unique_address,
+    check_address_free,
+    check_input,
+    clamp_interval,
+    existing_with_address,
+)
+
+__all__ = ["AccountInput", "AddressInUse", "FieldError", "OAuthAccountInput",
+           "PasswordNeededForNewServer", "ServerFixedByProvider", "check_address_free",
+           "check_input", "clamp_interval", "create_account", "existing_with_address",
+           "update_account"]
 
 if TYPE_CHECKING:
     from flask import Flask
 
 log = logging.getLogger("flask_popaccounts.services.accounts")
-
-
-@dataclass
-class AccountInput:
-    """What the add/edit form collects (already validated for format by the form)."""
-
-    email: str
-    name: str
-    send_from: str
-    reply_to: str
-    is_default: bool
-    provider: str
-    pop_host: str
-    pop_port: int
-    pop_security: Security
-    pop_username: str
-    password: str | None  #: None keeps the stored secret (edit without a new password)
-    delete_policy: DeletePolicy = DeletePolicy.KEEP
-    delete_after_days: int = 0
-    fetch_interval_minutes: int = 5
-
-    def __repr__(self) -> str:  # the password never reaches a log line
-        return f"AccountInput(email={self.email!r}, pop_host={self.pop_host!r}, password=<hidden>)"
-
-
-@dataclass
-class OAuthAccountInput:
-    """What the OAuth wizard collects besides the sign-in itself (R12)."""
-
-    name: str = ""
-    delete_policy: DeletePolicy = DeletePolicy.KEEP
-    delete_after_days: int = 0
-    is_default: bool = False
-
-
-def check_input(data: AccountInput) -> None:
-    """Refuse CR/LF and control characters in anything that reaches a protocol line."""
-    safety.check_fields(email=data.email, name=data.name, send_from=data.send_from,
-                        reply_to=data.reply_to, host=data.pop_host,
-                        username=data.pop_username, provider=data.provider,
-                        password=data.password)
-    host = data.pop_host.strip()
-    if not host or " " in host:
-        raise InvalidInput("The host name is empty or contains spaces")
-
-
-def clamp_interval(app: Flask, minutes: int) -> int:
-    """The fetch interval within the allowed range (3-60 minutes, as the seed's product)."""
-    lo = int(app.config.get("POPACCOUNTS_MIN_INTERVAL_MINUTES", 3))
-    hi = int(app.config.get("POPACCOUNTS_MAX_INTERVAL_MINUTES", 60))
-    return max(lo, min(hi, int(minutes)))
 
 
 # -- engine inputs -----------------------------------------------------------------------
@@ -130,9 +97,15 @@ def test_incoming(app: Flask, data: AccountInput, *, existing: Account | None = 
     engine's named errors (:mod:`flask_popaccounts.engine.errors`).
     """
     check_input(data)
+    if existing is not None and _destination_changed(existing, data) and (
+            value_of(existing.auth_method) == AuthMethod.XOAUTH2.value):
+        raise ServerFixedByProvider(field="pop_host")
     if data.password is None or data.password == "":
         if existing is None or existing.secret_enc is None:
             raise InvalidInput("A password is required")
+        if _destination_changed(existing, data):
+            # Never hand the stored password to a server it was not entered for.
+            raise PasswordNeededForNewServer(field="password")
         creds = credentials.credentials_for(app, existing)
     else:
         creds = Credentials(method=AuthMethod.PASSWORD, secret=data.password)
@@ -181,21 +154,26 @@ def _insert_account(app: Flask, session: Session, account: Account, *,
     has_any = session.scalar(select(Account.id).where(Account.owner_id == account.owner_id)
                              .limit(1))
     account.is_default = bool(want_default) or has_any is None
-    session.add(account)
-    session.flush()
-    ensure_default_folders(session, account)
-    if account.is_default:
-        _unset_other_defaults(session, account.owner_id, account.id)
-    session.commit()
+    with _unique_address(session, account.owner_id, account.email, None):
+        session.add(account)
+        session.flush()
+        ensure_default_folders(session, account)
+        if account.is_default:
+            _unset_other_defaults(session, account.owner_id, account.id)
+        session.commit()
     log.info("account %s created for owner %s", account.id, account.owner_id)
     return account
 
 
 def create_account(app: Flask, session: Session, owner_id: str, data: AccountInput) -> Account:
-    """Save a new password account (after :func:`test_incoming` passed); commits."""
+    """Save a new password account (after :func:`test_incoming` passed); commits.
+
+    Raises :class:`AddressInUse` when the owner has an account with this address.
+    """
     check_input(data)
     if not data.password:
         raise InvalidInput("A password is required")
+    check_address_free(session, owner_id, data.email)
     account = Account(owner_id=str(owner_id), auth_method=AuthMethod.PASSWORD.value)
     _apply(app, account, data)
     account.secret_enc = credentials.encrypt_password(app, data.password)
@@ -207,6 +185,7 @@ def create_oauth_account(app: Flask, session: Session, owner_id: str, provider_k
     """Save a new OAuth account after :func:`.oauth.test_login` passed; commits."""
     provider = oauth.get_provider(app, provider_key)
     email = grant.email
+    check_address_free(session, owner_id, email)
     policy = DeletePolicy(data.delete_policy)
     account = Account(
         owner_id=str(owner_id), email=email, name=(data.name or "").strip() or email,
@@ -221,13 +200,6 @@ def create_oauth_account(app: Flask, session: Session, owner_id: str, provider_k
     )
     account.secret_enc = credentials.encrypt_token(app, grant.token)
     return _insert_account(app, session, account, want_default=data.is_default)
-
-
-def _server_changed(account: Account, data: AccountInput) -> bool:
-    return (account.pop_host != data.pop_host.strip()
-            or int(account.pop_port) != int(data.pop_port)
-            or value_of(account.pop_security) != Security(data.pop_security).value
-            or account.pop_username != data.pop_username)
 
 
 def update_account(app: Flask, session: Session, account: Account, data: AccountInput
@@ -245,6 +217,12 @@ def update_account(app: Flask, session: Session, account: Account, data: Account
         raise InvalidInput("This account signs in with its provider; use Authenticate instead "
                            "of a password")
     server_changed = _server_changed(account, data)
+    moved = _destination_changed(account, data)
+    if moved and value_of(account.auth_method) == AuthMethod.XOAUTH2.value:
+        raise ServerFixedByProvider(field="pop_host")
+    if moved and not data.password:
+        raise PasswordNeededForNewServer(field="password")
+    check_address_free(session, account.owner_id, data.email, account.id)
     _apply(app, account, data)
     if data.password:
         account.secret_enc = credentials.encrypt_password(app, data.password)
@@ -253,11 +231,12 @@ def update_account(app: Flask, session: Session, account: Account, data: Account
     )
     if stopped and (data.password or server_changed):
         health.reset_health(app, account, now=get_state(app).clock())
-    if data.is_default and not account.is_default:
-        account.is_default = True
-        session.flush()
-        _unset_other_defaults(session, account.owner_id, account.id)
-    session.commit()
+    with _unique_address(session, account.owner_id, account.email, account.id):
+        if data.is_default and not account.is_default:
+            account.is_default = True
+            session.flush()
+            _unset_other_defaults(session, account.owner_id, account.id)
+        session.commit()
     return account
 
 

@@ -36,6 +36,7 @@ from ..engine.errors import InvalidInput, PopAccountsError, TokenRejected
 from ..engine.types import AuthMethod, Credentials
 from ..runtime import get_state
 from ..signals import account_disabled, account_failed
+from ..signals import send as send_signal
 from ..storage.models import Account, AccountStatus, value_of
 from . import health, oauth
 
@@ -132,16 +133,49 @@ def ensure_fresh_credentials(app: Flask, account_id: int) -> Credentials:
     return Credentials(method=AuthMethod.XOAUTH2, secret=str(token["access_token"]))
 
 
-def _refresh_locked(app: Flask, account_id: int) -> dict[str, Any]:
-    """Refresh the account's token set under its row lock; the fresh set."""
+def session_credentials(app: Flask, account_id: int, current: Credentials) -> Credentials:
+    """What the next POP3 session of a running fetch signs in with.
+
+    A password does not change during a fetch; an OAuth token is read afresh and
+    refreshed when it expires within the margin, so a sync of many sessions never
+    logs in with a token past its lifetime.
+    """
+    if current.method is not AuthMethod.XOAUTH2:
+        return current
+    return ensure_fresh_credentials(app, account_id)
+
+
+def refresh_refused(app: Flask, account_id: int, refused: Credentials) -> Credentials:
+    """The server refused this access token although it looked valid (revoked early,
+    the provider's own clock): refresh once, whatever its expiry says, and return the
+    new one. If another process replaced the token meanwhile, that one is used.
+    A refused refresh marks the account NEEDS_REAUTH (and raises TokenRejected)."""
+    token = _refresh_locked(app, account_id, refused=refused.secret)
+    return Credentials(method=AuthMethod.XOAUTH2, secret=str(token["access_token"]))
+
+
+def already_recorded(exc: BaseException) -> bool:
+    """Whether this error's outcome was already recorded on the account (a refused
+    refresh: :func:`_record_refresh_failure`), so the fetch must not record it twice."""
+    return bool(getattr(exc, "popaccounts_recorded", False))
+
+
+def _refresh_locked(app: Flask, account_id: int, *, refused: str | None = None
+                    ) -> dict[str, Any]:
+    """Refresh the account's token set under its row lock; the fresh set.
+
+    ``refused``: the access token the server just refused; it is replaced even when its
+    expiry says it is fresh (unless someone else already replaced it).
+    """
     with get_state(app).session_factory() as session:
         if not _lock_account_row(session, account_id):
             raise InvalidInput("This account no longer exists")
         account = session.get(Account, account_id, populate_existing=True)
         assert account is not None
         token = read_token(app, account.secret_enc)
-        if _is_fresh(app, token):  # refreshed by someone else while we waited
-            session.commit()
+        replaced = refused is not None and token.get("access_token") != refused
+        if replaced or (refused is None and _is_fresh(app, token)):
+            session.commit()  # refreshed by someone else while we waited
             return token
         if value_of(account.status) == AccountStatus.NEEDS_REAUTH.value:
             # refused while we waited: the provider is not asked again (R13)
@@ -166,9 +200,10 @@ def _record_refresh_failure(app: Flask, session: Session, account: Account,
                 f" ({exc.detail})" if exc.detail else "")
     account_id = account.id
     stopped = health.record_failure(app, session, account, exc, now=get_state(app).clock())
-    account_failed.send(app, account_id=account_id, code=exc.code, transient=exc.transient)
+    exc.popaccounts_recorded = True  # type: ignore[attr-defined]
+    send_signal(account_failed, app, account_id=account_id, code=exc.code, transient=exc.transient)
     if stopped:
-        account_disabled.send(app, account_id=account_id, code=exc.code)
+        send_signal(account_disabled, app, account_id=account_id, code=exc.code)
 
 
 def revoke_grant(app: Flask, account: Account) -> bool:

@@ -8,6 +8,9 @@ recorded on the account by :mod:`.health` (success, back-off, or stopped until t
 acts); then the mail the filters queued (forwards, vacation replies) is sent
 (:mod:`.outbox`) and the host's signals fire.
 
+One POP3 session (the engine on a database session, the OAuth retry) is
+:mod:`.popsession`'s; before each, an OAuth token is refreshed when near expiry.
+
 Claims: one implementation, in :mod:`.scheduling`. Whoever claimed an account runs it
 with :func:`run_claimed`, which keeps the lease renewed while the fetch runs (a
 heartbeat; a lost lease stops the fetch at the next message) and releases it
@@ -17,6 +20,7 @@ afterwards, in the transaction that records the outcome: the scheduler's pool, t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -24,15 +28,12 @@ from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..config import net_policy
 from ..engine.errors import PopAccountsError
 from ..engine.types import (
     Credentials,
     FetchReport,
     Progress,
     ProgressCallback,
-    RetrievalPolicy,
-    ServerSpec,
 )
 from ..runtime import PopAccountsState, get_state
 from ..signals import (
@@ -42,13 +43,14 @@ from ..signals import (
     account_recovered,
     message_fetched,
 )
+from ..signals import send as send_signal
 from ..storage.mailbox import folder_id_for
-from ..storage.mailstore import SqlLedger, SqlSink
 from ..storage.models import Account, AccountStatus, value_of
-from . import filtering, health, mailproblems, outbox, quota, scheduling
+from . import health, mailproblems, outbox, quota, scheduling
 from . import progress as tracking
 from .accounts import retrieval_policy_for, server_spec_for
-from .credentials import credentials_for
+from .credentials import already_recorded, credentials_for, session_credentials
+from .popsession import Fence, Plan, run_session
 from .scheduling import LeaseHeartbeat, LeaseLost
 
 if TYPE_CHECKING:
@@ -69,12 +71,6 @@ class FetchSkipped(RuntimeError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"account not fetched: {reason}")
         self.reason = reason
-
-
-def _engine_sync() -> Any:
-    from ..engine import sync
-
-    return sync
 
 
 # -- the lease given back with the outcome ------------------------------------------------
@@ -111,18 +107,7 @@ def _lease_for(account_id: int) -> _LeaseToRelease | None:
 # -- the fetch ---------------------------------------------------------------------------
 
 
-@dataclass
-class _Plan:
-    """What one fetch needs, read from the account in one short transaction."""
-
-    owner_id: str
-    server: ServerSpec
-    creds: Credentials = field(repr=False)
-    policy: RetrievalPolicy
-    inbox_id: int
-
-
-def _plan(app: Flask, state: PopAccountsState, account_id: int) -> _Plan:
+def _plan(app: Flask, state: PopAccountsState, account_id: int) -> Plan:
     """The account's settings and credentials, or :class:`FetchSkipped` (no login)."""
     with state.session_factory() as session:
         account = session.get(Account, account_id)
@@ -134,7 +119,7 @@ def _plan(app: Flask, state: PopAccountsState, account_id: int) -> _Plan:
             raise FetchSkipped(value_of(account.status))
         if quota.paused_for_quota(app, session, account):  # R19: full, no login at all
             raise FetchSkipped(AccountStatus.PAUSED_QUOTA.value)
-        return _Plan(owner_id=account.owner_id, server=server_spec_for(account),
+        return Plan(owner_id=account.owner_id, server=server_spec_for(account),
                      creds=credentials_for(app, account),
                      policy=retrieval_policy_for(app, account),
                      inbox_id=folder_id_for(session, account_id))
@@ -158,37 +143,29 @@ def _add_reports(total: FetchReport, part: FetchReport, *, first: bool) -> None:
     total.uidl_nonconforming = part.uidl_nonconforming
 
 
-def _one_session(app: Flask, account_id: int, plan: _Plan, tracker: tracking.ProgressTracker,
-                 known: mailproblems.Known, on_commit: Any) -> FetchReport:
-    """One POP3 session into the account's store; its problem messages recorded."""
+def _session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
+             tracker: tracking.ProgressTracker, on_commit: Any, fence: Fence | None,
+             known: mailproblems.Known) -> tuple[FetchReport, Credentials]:
+    """One session, the account's problem messages applied to its policy and what it
+    says of them recorded (:mod:`.mailproblems`), also when it fails."""
     state = get_state(app)
     report = FetchReport()
+    plan = dataclasses.replace(plan, policy=known.policy(plan.policy, state.clock()))
     try:
-        with state.session_factory() as session:
-            tracker.current = session
-            policy = known.policy(plan.policy, state.clock())
-            ledger = SqlLedger(session, account_id)
-            sink = SqlSink(session, account_id, plan.inbox_id, on_commit=on_commit,
-                           classifier=filtering.classifier_for(session, account_id,
-                                                                 clock=state.clock),
-                           clock=state.clock)
-            _engine_sync().fetch(plan.server, plan.creds, policy, ledger,
-                                 quota.guard_sink(app, session, plan.owner_id, sink),
-                                 net=net_policy(app.config), progress=tracker,
-                                 now=state.clock, report=report)
+        report, creds = run_session(app, account_id, plan, creds, tracker, on_commit, fence,
+                                    report=report)
     except PopAccountsError:
         # What the failed session still tells (refused, in flight) counts too.
         mailproblems.record(state.session_factory, account_id, report, known,
                             now=state.clock())
         raise
-    finally:
-        tracker.current = None
     mailproblems.record(state.session_factory, account_id, report, known, now=state.clock())
-    return report
+    return report, creds
 
 
-def _run_sessions(app: Flask, account_id: int, plan: _Plan, tracker: tracking.ProgressTracker,
-                  *, max_sessions: int) -> tuple[FetchReport, str | None]:
+def _run_sessions(app: Flask, account_id: int, plan: Plan, tracker: tracking.ProgressTracker,
+                  *, max_sessions: int, fence: Fence | None = None
+                  ) -> tuple[FetchReport, str | None]:
     """POP3 sessions until the server has nothing more; the sum report and the
     account's ``fetch_warning`` (:func:`.mailproblems.warning_for`)."""
     state = get_state(app)
@@ -196,27 +173,36 @@ def _run_sessions(app: Flask, account_id: int, plan: _Plan, tracker: tracking.Pr
 
     def on_commit(ids: list[int]) -> None:
         tracking.update_local(app, account_id, stored=total.stored + len(ids))
+        tracker.committed()  # the row's progress, now that no write transaction is open
         for mid in ids:
-            message_fetched.send(app, account_id=account_id, message_id=mid)
+            send_signal(message_fetched, app, account_id=account_id, message_id=mid)
 
     with state.session_factory() as session:
         known = mailproblems.load(session, account_id)
+    creds = plan.creds
     for n in range(max_sessions):
-        report = _one_session(app, account_id, plan, tracker, known, on_commit)
+        if fence is not None:
+            fence()  # no login once the lease cannot be proven ours
+        if n:  # a long sync: the token may expire between sessions (issue 11 item 22)
+            creds = session_credentials(app, account_id, creds)
+        report, creds = _session(app, account_id, plan, creds, tracker, on_commit, fence,
+                                 known)
         _add_reports(total, report, first=n == 0)
         tracker.session_done(report)
-        if not report.more_pending:
+        if not report.more_pending or report.login_delay:  # LOGIN-DELAY: the next login later
             break
     return total, mailproblems.warning_for(known, total)
 
 
 def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | None = None,
-                  max_sessions: int = 1000) -> FetchReport:
+                  max_sessions: int = 1000, fence: Fence | None = None) -> FetchReport:
     """Fetch everything new for one account; records its health; returns the sum report.
 
     The caller holds the account's claim. Raises :class:`FetchSkipped` (no server
     contact) when the account is missing, disabled or stopped for its credentials, and
-    re-raises the engine's named error after recording it.
+    re-raises the engine's named error after recording it. ``fence`` (the lease's
+    check) is called before each session's login, after each message and (when the
+    engine takes it) before DELE and QUIT; it raises to stop the fetch.
     """
     state = get_state(app)
     lease = _lease_for(account_id)
@@ -227,8 +213,11 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
                                        then=progress)
     try:
         total, warning = _run_sessions(app, account_id, plan, tracker,
-                                       max_sessions=max_sessions)
+                                       max_sessions=max_sessions, fence=fence)
     except PopAccountsError as exc:
+        if already_recorded(exc):  # a refused token refresh, recorded by credentials
+            tracking.finish(app, account_id, error=exc.code)
+            raise
         _failed(app, account_id, exc, started, lease)
         raise
     except LeaseLost:
@@ -265,9 +254,9 @@ def _failed(app: Flask, account_id: int, exc: PopAccountsError, started: Any,
         app, s, a, exc, now=started, release_owner=owner))
     tracking.finish(app, account_id, error=exc.code)
     outbox.deliver_after_fetch(app, account_id)
-    account_failed.send(app, account_id=account_id, code=exc.code, transient=exc.transient)
+    send_signal(account_failed, app, account_id=account_id, code=exc.code, transient=exc.transient)
     if stopped:
-        account_disabled.send(app, account_id=account_id, code=exc.code)
+        send_signal(account_disabled, app, account_id=account_id, code=exc.code)
 
 
 def _crashed(app: Flask, account_id: int, started: Any, lease: _LeaseToRelease | None) -> None:
@@ -282,36 +271,40 @@ def _succeeded(app: Flask, account_id: int, total: FetchReport, started: Any,
                lease: _LeaseToRelease | None, warning: str | None) -> None:
     def record(s: Any, a: Account, owner: str | None) -> bool:
         a.fetch_warning = warning  # in the outcome's own transaction
-        return health.record_success(app, s, a, now=started, release_owner=owner)
+        return health.record_success(app, s, a, now=started, release_owner=owner,
+                                     login_delay=total.login_delay)
 
     recovered = _outcome(app, account_id, lease, record)
     tracking.finish(app, account_id, stored=total.stored)
     log.info("fetched account %s: %d new, %d stored, %d deleted", account_id, total.new,
              total.stored, total.deleted)
     if recovered:
-        account_recovered.send(app, account_id=account_id)
+        send_signal(account_recovered, app, account_id=account_id)
     outbox.deliver_after_fetch(app, account_id)
-    account_fetched.send(app, account_id=account_id, report=total)
+    send_signal(account_fetched, app, account_id=account_id, report=total)
 
 
 def run_claimed(app: Flask, account_id: int, owner: str, *,
                 progress: ProgressCallback | None = None) -> FetchReport:
     """Fetch an account whose lease ``owner`` holds; renews it meanwhile, releases after.
 
-    The lease is renewed by a :class:`~.scheduling.LeaseHeartbeat` every third of
-    ``POPACCOUNTS_LEASE_SECONDS``; if it is found taken over, the fetch stops at the
-    next message with :class:`~.scheduling.LeaseLost` (what was committed stays; the
-    ledger keeps the new owner from storing it again). The outcome's transaction also
-    releases the lease; when no outcome is written (skipped, lease lost, the write
-    failed) it is released on its own. Raises what :func:`fetch_account` raises.
+    The lease is renewed by a :class:`~.leases.LeaseHeartbeat` every quarter of
+    ``POPACCOUNTS_LEASE_SECONDS`` (on the heartbeat's own connection pool); if it is
+    found taken over, or could not be renewed for most of the lease, the fetch stops
+    before its next command (before a session's login, after each message, and before
+    DELE/QUIT where the engine takes a ``fence``) with :class:`~.leases.LeaseLost`
+    (what was committed stays; the ledger keeps the new owner from storing it again).
+    The outcome's transaction also releases the lease; when no outcome is written
+    (skipped, lease lost, the write failed) it is released on its own. Raises what
+    :func:`fetch_account` raises.
     """
     state = get_state(app)
-    lease_seconds = int(app.config["POPACCOUNTS_LEASE_SECONDS"])
+    lease_seconds = float(app.config["POPACCOUNTS_LEASE_SECONDS"])
     lease = _LeaseToRelease(owner, account_id)
     token = _lease_to_release.set(lease)
     try:
-        with LeaseHeartbeat(state.session_factory, owner, account_id, lease_seconds,
-                            clock=state.clock) as hb:
+        with LeaseHeartbeat(state.heartbeat_factory, owner, account_id,
+                            lease_seconds) as hb:
             lease.heartbeat = hb
 
             def guarded(p: Progress) -> None:
@@ -320,7 +313,7 @@ def run_claimed(app: Flask, account_id: int, owner: str, *,
                     progress(p)
 
             # (a module global, looked up at call time: hosts and tests may wrap it)
-            return fetch_account(app, account_id, progress=guarded)
+            return fetch_account(app, account_id, progress=guarded, fence=hb.check)
     finally:
         _lease_to_release.reset(token)
         if not lease.released:  # skipped, lease lost, or the outcome was not written
@@ -358,14 +351,14 @@ def check_now(app: Flask, account_id: int) -> bool:
         now = state.clock()
         sched = state.scheduler
         if sched is not None and getattr(sched, "running", False):
-            if scheduling.lease_is_live(session, account_id, now=now):
+            if scheduling.lease_is_live(session, account_id):
                 return False
             scheduling.make_due_now(session, account_id, now=now)
             sched.poke()
             return True
         owner = scheduling.new_worker_id()
-        lease = int(app.config["POPACCOUNTS_LEASE_SECONDS"])
-        if not scheduling.claim(session, owner, account_id, lease, now=now):
+        lease = float(app.config["POPACCOUNTS_LEASE_SECONDS"])
+        if not scheduling.claim(session, owner, account_id, lease):
             return False
 
     def run() -> None:

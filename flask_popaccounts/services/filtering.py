@@ -16,6 +16,10 @@ How a fetched message meets the account's rules:
 3. After the fetch, :mod:`.outbox` sends what the rows say.
 
 Forwarding goes only to addresses the owner has verified (:func:`verified_addresses`).
+Forwards and vacation replies fire only for mail that arrived after the rule or the
+reply was switched on (``enabled_at``, the app's clock; arrival time as defined in
+:func:`..engine.autoreply.arrival_time`), so a first sync or a re-import of old mail
+sends nothing; a message carrying our forward marker is never forwarded again.
 """
 
 from __future__ import annotations
@@ -94,8 +98,12 @@ def rule_of(row: Filter) -> Rule:
 
 def save_rule(session: Session, account: Account, *, name: str, match_all: bool, enabled: bool,
               conditions: list[dict[str, Any]], actions: list[dict[str, Any]],
-              rule: Filter | None = None) -> Filter:
-    """Validate and store a rule (new ones go last); commits. Raises RuleInvalid."""
+              rule: Filter | None = None, now: datetime | None = None) -> Filter:
+    """Validate and store a rule (new ones go last); commits. Raises RuleInvalid.
+
+    Switching a rule on (a new enabled rule, or a disabled one enabled) records ``now``
+    (the app's clock): it forwards only mail that arrives from then on.
+    """
     allowed = verified_addresses(session, account.owner_id)
     conds, acts = validate(conditions, actions, name=name,
                            forward_allowed=lambda a: a.lower() in allowed)
@@ -108,6 +116,8 @@ def save_rule(session: Session, account: Account, *, name: str, match_all: bool,
                               .where(Filter.account_id == account.id))
         rule = Filter(account_id=account.id, position=int(last or 0) + 1)
         session.add(rule)
+    if enabled and (not rule.enabled or rule.enabled_at is None):
+        rule.enabled_at = now or utcnow()
     rule.name = name.strip()
     rule.match_all = bool(match_all)
     rule.enabled = bool(enabled)
@@ -144,8 +154,11 @@ class FilterClassifier:
 
     def __init__(self, account_id: int, rules: list[Rule], vacation: Vacation | None,
                  own: set[str], allowed: set[str], trash_id: int, *,
-                 clock: Clock = utcnow) -> None:
+                 clock: Clock = utcnow,
+                 enabled_at: dict[int, datetime | None] | None = None) -> None:
         self.account_id = account_id
+        #: rule id -> when it was switched on (forwards only for mail arrived since)
+        self.enabled_at = enabled_at or {}
         self.clock = clock
         self.rules = rules
         self.vacation = vacation
@@ -197,21 +210,44 @@ class FilterClassifier:
             placement.folder_id = self.trash_id
         elif decision.folder:
             placement.folder_id = self._folder(session, decision.folder)
-        for addr in decision.forward_to:
-            if addr.lower() in self.allowed:
-                placement.outbox.append({"kind": "forward", "recipient": addr,
-                                         "rule_id": decision.matched[-1]
-                                         if decision.matched else None})
-            else:
-                log.warning("account %s: forward to unverified %s skipped", self.account_id,
-                            addr)
         now = self.clock()
-        if not decision.trash and vacation_active(self.vacation, now):
+        arrival = autoreply.arrival_time(view.headers, now)
+        for addr in self._forwards(decision, view, arrival):
+            placement.outbox.append({"kind": "forward", "recipient": addr,
+                                     "rule_id": decision.matched[-1]
+                                     if decision.matched else None})
+        if not decision.trash and vacation_active(self.vacation, now) and (
+                autoreply.arrived_since(arrival, self.vacation.enabled_at
+                                        if self.vacation is not None else None,
+                                        self.vacation.starts_at
+                                        if self.vacation is not None else None)):
             self._vacation(session, view, now, placement)
         if not (placement.outbox or placement.folder_id or placement.is_read
                 or placement.is_flagged):
             return None
         return placement
+
+    def _forwards(self, decision: Decision, view: MailView, arrival: datetime) -> list[str]:
+        """The forwards to send: to verified addresses, by rules switched on before the
+        message arrived, never for one of our own forwards (the loop marker)."""
+        if decision.forward_to and autoreply.is_our_forward(view.headers):
+            log.info("account %s: a forwarded message is not forwarded again",
+                     self.account_id)
+            return []
+        out = []
+        for addr in decision.forward_to:
+            by = [r.id for r in self.rules if r.id in decision.matched and any(
+                a.kind == "forward" and a.value.lower() == addr.lower() for a in r.actions)]
+            if not any(autoreply.arrived_since(arrival, self.enabled_at.get(rid))
+                       for rid in by):
+                log.info("account %s: mail from before the rule was switched on is not "
+                         "forwarded", self.account_id)
+            elif addr.lower() in self.allowed:
+                out.append(addr)
+            else:
+                log.warning("account %s: forward to unverified %s skipped", self.account_id,
+                            addr)
+        return out
 
     def _vacation(self, session: Session, view: MailView, now: datetime,
                   placement: Placement) -> None:
@@ -265,7 +301,8 @@ def classifier_for(session: Session, account_id: int, *, clock: Clock = utcnow
     return FilterClassifier(
         account_id, [rule_of(r) for r in rows], reply, own,
         verified_addresses(session, account.owner_id),
-        folder_id_for(session, account_id, FolderRole.TRASH), clock=clock)
+        folder_id_for(session, account_id, FolderRole.TRASH), clock=clock,
+        enabled_at={r.id: r.enabled_at for r in rows})
 
 
 # -- run one rule on existing mail -------------------------------------------------------------

@@ -4,9 +4,11 @@ The outcome of every fetch (and of a refused OAuth refresh) is recorded here:
 
 - success (:func:`record_success`): status OK, failures cleared, next fetch after the
   account's interval;
-- a transient failure (connection, timeout, [IN-USE], [LOGIN-DELAY], [SYS/TEMP]):
-  status RETRYING, next try after :func:`backoff_seconds` (exponential, capped, with
-  jitter);
+- a transient failure (connection, timeout, [IN-USE], [SYS/TEMP]): status RETRYING,
+  next try after :func:`backoff_seconds` (exponential, capped, with jitter);
+- LOGIN-DELAY (RFC 2449): a success is next due no sooner than the delay the server
+  announced; a ``[LOGIN-DELAY]`` refusal is due again after that delay, and neither
+  grows the back-off nor counts as a failure (it is the server's rule, not a fault);
 - an authentication failure: NEEDS_PASSWORD (NEEDS_REAUTH for a rejected OAuth token)
   and no further automatic fetching, and no login attempt at all, until the user gives
   a new password (R7): lock-outs at the provider are worse than a pause;
@@ -31,12 +33,14 @@ from sqlalchemy.orm import Session
 
 from ..engine.errors import (
     AuthenticationFailed,
+    LoginDelay,
     PopAccountsError,
     QuotaExceeded,
     TokenRejected,
     error_for_code,
 )
 from ..signals import account_recovered
+from ..signals import send as send_signal
 from ..storage.models import Account, AccountStatus, value_of
 from . import progress, scheduling
 
@@ -57,6 +61,20 @@ def backoff_seconds(failures: int, *, base: float, cap: float,
     """
     delay = min(cap, base * (2 ** max(0, failures - 1)))
     return float(delay * rng.uniform(0.5, 1.0))
+
+
+#: Share of the interval by which the next check may come early: spreads the polls of
+#: accounts fetched together (all at once after a restart or a first sync) over time.
+INTERVAL_JITTER = 0.1
+
+
+def spread_interval(seconds: float, rng: random.Random | Any = random) -> float:
+    """The time to the next check: the interval, up to :data:`INTERVAL_JITTER` less.
+
+    Never later than the user's interval; accounts that were polled in the same second
+    drift apart by a random share at every check instead of staying in lock-step.
+    """
+    return float(seconds * (1 - INTERVAL_JITTER * rng.random()))
 
 
 def fetch_backoff_seconds(app: Flask, failures: int) -> float:
@@ -89,8 +107,11 @@ def _failed(account: Account, code: str, now: datetime) -> None:
 
 
 def record_success(app: Flask, session: Session, account: Account, *, now: datetime,
-                   release_owner: str | None = None) -> bool:
-    """Mark a successful fetch; commits; True when the account recovered from failures."""
+                   release_owner: str | None = None, login_delay: int | None = None) -> bool:
+    """Mark a successful fetch; commits; True when the account recovered from failures.
+
+    ``login_delay``: the server's CAPA LOGIN-DELAY, the least wait till the next login.
+    """
     recovered = int(account.consecutive_failures or 0) > 0 or value_of(account.status) not in (
         AccountStatus.OK.value, AccountStatus.NEW.value)
     _attempted(session, account, now=now, release_owner=release_owner)
@@ -99,7 +120,9 @@ def record_success(app: Flask, session: Session, account: Account, *, now: datet
     account.last_error_code = None
     account.consecutive_failures = 0
     account.accept_uidl_reset = False  # a confirmation is good for one import only
-    account.next_due_at = now + timedelta(seconds=interval_seconds(app, account))
+    # The server's LOGIN-DELAY is a floor the jitter must not undercut.
+    account.next_due_at = now + timedelta(seconds=max(
+        spread_interval(interval_seconds(app, account)), float(login_delay or 0)))
     session.commit()
     return recovered
 
@@ -108,6 +131,13 @@ def record_failure(app: Flask, session: Session, account: Account, exc: PopAccou
                    *, now: datetime, release_owner: str | None = None) -> bool:
     """Mark a failed fetch; commits; True when automatic fetching stopped (user must act)."""
     _attempted(session, account, now=now, release_owner=release_owner)
+    if isinstance(exc, LoginDelay):  # the server's pace, not a failure: no back-off
+        account.status = AccountStatus.RETRYING.value  # type: ignore[assignment]
+        account.last_error_code, account.last_error_at = exc.code, now
+        account.next_due_at = now + timedelta(
+            seconds=float(exc.seconds or interval_seconds(app, account)))
+        session.commit()
+        return False
     _failed(account, exc.code, now)
     if isinstance(exc, QuotaExceeded):  # R19: paused, re-checked after the interval
         hold_for_quota(app, session, account, now=now)
@@ -161,7 +191,7 @@ def reset_health(app: Flask, account: Account, *, now: datetime) -> None:
     account.last_error_code = None
     account.consecutive_failures = 0
     account.next_due_at = now
-    account_recovered.send(app, account_id=account.id)
+    send_signal(account_recovered, app, account_id=account.id)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session
 
 from ..engine.errors import clean_detail
 from ..engine.types import FetchReport, RetrievalPolicy
-from ..storage.models import Account, FetchFault, UidlEntry
+from ..storage.faults import FetchFault
+from ..storage.models import Account, UidlEntry
 from . import scheduling
 
 #: Sessions a message may fail in (refused, or cut while in flight) before it is set aside.

@@ -68,6 +68,10 @@ def _build(session: Session, account: Account, item: OutboxItem, from_addr: Addr
             subject=f"Fwd: {subject}" if subject else "Fwd: (no subject)",
             body=(f"Forwarded automatically by a filter of {account.email}.\n"
                   f"The original message is attached.\n"), date=now)
+        # The loop marker: a forward that comes back is never forwarded again
+        # (services.filtering); Auto-Submitted keeps out-of-office robots from answering.
+        msg[autoreply.LOOP_HEADER] = account.email
+        msg["Auto-Submitted"] = "auto-generated"
         original = BytesParser(policy=email_policy.SMTP).parsebytes(raw)
         msg.add_attachment(original)
         return msg

@@ -2,13 +2,15 @@
 
 An account sends either through its own SMTP server ("custom": tested with connect, TLS
 verified, EHLO, AUTH and MAIL FROM before it is saved) or, when the user skips that
-step, through the host's system relay (:mod:`.relay`). :func:`route_for` decides which,
-for every message that leaves as the account: the user's own mail (:mod:`.sending`) and
-the filters' forwards and vacation replies (:mod:`.outbox`) alike.
+step, through the host's system relay (:mod:`.relay`), unless the From's domain
+publishes a strict DMARC policy (:mod:`.dmarc`: mail would bounce). :func:`route_for`
+decides which, for every message that leaves as the account: the user's own mail
+(:mod:`.sending`) and the filters' forwards and vacation replies (:mod:`.outbox`) alike.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -17,12 +19,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..engine import addresses, smtp
+from ..engine import addresses, safety, smtp
 from ..engine.errors import InvalidInput
 from ..engine.types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
 from ..runtime import get_state
 from ..storage.models import Account, SendAsAddress
-from . import credentials, relay, sendas
+from . import credentials, dmarc, relay, sendas
 from .relay import local_hostname
 
 if TYPE_CHECKING:
@@ -32,6 +34,18 @@ __all__ = ["AUTH_MODES", "OutgoingInput", "Route", "local_hostname", "route_for"
            "save_outgoing", "test_outgoing", "use_system_relay"]
 
 AUTH_MODES = ("same", "custom", "none")
+
+
+class SMTPPasswordNeeded(InvalidInput):
+    """A stored password would go to an outgoing server it was not entered for."""
+
+    code = "smtp_password_for_new_server"
+    title = "Enter the password again"
+    help = (
+        "You changed the outgoing server, port or username. A stored password is only "
+        "ever sent to the server it was entered for, so type it again in “SMTP password”."
+    )
+    field = "smtp_password"
 
 
 @dataclass
@@ -49,24 +63,49 @@ class OutgoingInput:
         return f"OutgoingInput(host={self.host!r}, port={self.port}, password=<hidden>)"
 
 
+def _moved(account: Account, data: OutgoingInput) -> bool:
+    """The server in ``data`` is not the stored one (host, port or username)."""
+    return (str(account.smtp_host or "").lower() != data.host.strip().lower()
+            or int(account.smtp_port or 0) != int(data.port)
+            or (data.auth_mode == "custom"
+                and (account.smtp_username or "") != data.username))
+
+
 def outgoing_creds(app: Flask, account: Account, data: OutgoingInput | None = None
                    ) -> tuple[str, Credentials | None]:
     """(username, credentials) for the account's own server, per its auth mode.
 
     "same": what the account signs in to POP3 with (an OAuth account: XOAUTH2 with an
-    access token refreshed when near expiry); "custom": its own SMTP password.
+    access token refreshed when near expiry); "custom": its own SMTP password. With
+    ``data`` (a server being tested), a stored password is used only when the server is
+    the stored one: moving an outgoing server that already had "same" or "custom"
+    credentials to another host, port or username needs the password typed again
+    (:class:`SMTPPasswordNeeded`), which is then used for the test (and, "custom",
+    stored).
     """
     mode = data.auth_mode if data is not None else account.smtp_auth_mode
     if mode == "none":
         return "", None
-    if mode == "same":
-        return account.pop_username, credentials.credentials_for(app, account)
-    if mode != "custom":
+    if mode not in ("same", "custom"):
         raise InvalidInput("unknown authentication mode")
     if data is not None and data.password:
+        if mode == "same":
+            # Later mail sends the *stored* incoming password there: the typed one must
+            # be that password, not just one the new server accepts.
+            stored = credentials.credentials_for(app, account)
+            if stored.method is not AuthMethod.PASSWORD or not hmac.compare_digest(
+                    stored.secret.encode(), data.password.encode()):
+                raise SMTPPasswordNeeded(
+                    "That is not the password this account signs in to incoming mail with")
+            return account.pop_username, stored
         return data.username, Credentials(AuthMethod.PASSWORD, data.password)
+    had_creds = account.smtp_host is not None and account.smtp_auth_mode in ("same", "custom")
+    if data is not None and had_creds and _moved(account, data):
+        raise SMTPPasswordNeeded()
+    if mode == "same":
+        return account.pop_username, credentials.credentials_for(app, account)
     if account.smtp_secret_enc is None:
-        raise InvalidInput("A password for the outgoing server is required")
+        raise SMTPPasswordNeeded()
     username = data.username if data is not None else (account.smtp_username or "")
     secret = get_state(app).secrets.decrypt(account.smtp_secret_enc)
     return username, Credentials(AuthMethod.PASSWORD, secret)
@@ -126,6 +165,8 @@ def use_system_relay(session: Session, app: Flask, account: Account) -> list[Sen
     Returns the addresses that need a code (the From, unless verified before).
     """
     relay.system_relay(app)  # refuse early when the host has no mailer
+    # A From whose domain publishes p=reject/quarantine would bounce from our servers.
+    dmarc.check_relay_allowed(app, (account.send_from or account.email).strip())
     if account.smtp_host is not None:
         # Leaving a custom server: its "verified by smtp" no longer vouches for anything.
         for row in session.scalars(select(SendAsAddress).where(
@@ -162,6 +203,7 @@ class Route:
     def stamp(self, msg: EmailMessage) -> None:
         """Add the Sender header the route needs (the relay sends on the user's behalf)."""
         if self.sender is not None:
+            safety.check_address_parts("sender", [self.sender])
             msg["Sender"] = self.sender
 
 
@@ -184,5 +226,6 @@ def route_for(session: Session, app: Flask, account: Account) -> Route:
                             security=Security(account.smtp_security or "ssl"), username=username)
         return Route(server, creds, relay.smtp_net_policy(app), from_addr, from_addr.addr_spec)
     server, creds, net, system_from = relay.system_relay(app)
+    dmarc.check_relay_allowed(app, from_addr.addr_spec)  # (the policy may have changed)
     system_addr = addresses.parse_address(system_from, field="sender")
     return Route(server, creds, net, from_addr, system_addr.addr_spec, system_addr)

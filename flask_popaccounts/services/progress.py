@@ -3,9 +3,10 @@
 Progress is kept twice:
 
 - in this process's registry for the app (``get_state(app).fetches``), every message;
-- on the account row (``progress_*``), at most about every :data:`WRITE_SECONDS`, and
-  cleared when the fetch ends, so that :func:`fetch_progress` answers from any web
-  process, whichever process runs the fetch.
+- on the account row (``progress_*``), after the fetch's commits, at most about every
+  :data:`WRITE_SECONDS`, and cleared when the fetch ends (or when a new claim takes a
+  crashed fetch's account over), so that :func:`fetch_progress` answers from any web
+  process, whichever process runs the fetch, and only while its lease is live.
 
 :class:`ProgressTracker` is what a fetch feeds: it turns the engine's per-session
 :class:`~..engine.types.Progress` into the whole fetch's figures (a big first sync
@@ -19,13 +20,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from ..engine.types import FetchReport, Progress, ProgressCallback
 from ..runtime import FetchRegistry, get_state
 from ..storage.models import Account, value_of
-from .scheduling import NO_LOGIN_STATUSES
+from .scheduling import NO_LOGIN_STATUSES, lease_live_clause
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -97,23 +98,24 @@ def fetch_progress(account_id: int, app: Flask | None = None) -> dict[str, Any] 
         return local
     state = get_state(app)
     with state.session_factory() as session:
+        live = lease_live_clause(session.get_bind().dialect)
         row = session.execute(
             select(Account.progress_started_at, Account.progress_done,
                    Account.progress_total, Account.progress_bytes,
-                   Account.progress_bytes_total, Account.lease_owner,
-                   Account.lease_expires_at, Account.check_requested_at, Account.enabled,
+                   Account.progress_bytes_total, case((live, 1), else_=0).label("lease_live"),
+                   Account.check_requested_at, Account.enabled,
                    Account.status).where(Account.id == account_id)
         ).one_or_none()
     if row is None:
         return local
-    return _from_row(row, state.clock()) or local
+    return _from_row(row) or local
 
 
-def _from_row(row: Any, now: datetime) -> dict[str, Any] | None:
-    # A live lease means a fetch is running somewhere (progress_* appear with its
-    # first message; until then it is "connecting").
-    fetching_elsewhere = (row.lease_owner is not None and row.lease_expires_at is not None
-                          and row.lease_expires_at >= now)
+def _from_row(row: Any) -> dict[str, Any] | None:
+    # A live lease (by the database's clock) means a fetch is running somewhere
+    # (progress_* appear with its first commit; until then it is "connecting"). A
+    # crashed fetch's lease runs out and its frozen figures are no longer shown.
+    fetching_elsewhere = bool(row.lease_live)
     queued = (row.check_requested_at is not None and row.enabled
               and value_of(row.status) not in NO_LOGIN_STATUSES)
     if not (fetching_elsewhere or queued):
@@ -130,8 +132,14 @@ def _from_row(row: Any, now: datetime) -> dict[str, Any] | None:
 class ProgressTracker:
     """The whole fetch's progress, fed by the engine session by session.
 
-    ``current`` is the database session of the POP3 session running now (set by the
-    fetch): on SQLite the row's progress goes in with that session's transaction.
+    Every message updates this process's registry. The account row (what other
+    processes read) is written by :meth:`committed`, which the fetch calls right after
+    each of its commits, at most every :data:`WRITE_SECONDS`: on ``current``, the
+    fetch's own database session, which has just committed and holds nothing, in a
+    transaction of its own that commits at once. So no write transaction ever stays
+    open across network I/O (SQLite has one writer: a progress UPDATE left open inside
+    the fetch's transaction made every other writer wait and fail with "database is
+    locked"), and no second connection is taken per fetch (PostgreSQL's pool).
     ``then`` is the caller's own callback (the CLI's bar, the lease check).
     """
 
@@ -146,9 +154,8 @@ class ProgressTracker:
         self.bytes_before = 0
         self.current: Session | None = None
         self._last_write: float | None = None  # nothing written yet: idle polls write nothing
-        state = get_state(app)
-        self._factory: Callable[[], Session] = state.session_factory
-        self._sqlite = state.engine.dialect.name == "sqlite"
+        self._latest: dict[str, Any] | None = None  # figures not yet on the row
+        self._factory: Callable[[], Session] = get_state(app).session_factory
 
     def session_done(self, report: FetchReport) -> None:
         """One POP3 session ended: its messages count as done for the next one."""
@@ -163,37 +170,34 @@ class ProgressTracker:
                   "bytes_done": self.bytes_before + p.bytes_done,
                   "bytes_total": self.bytes_before + p.bytes_total}
         update_local(self.app, self.account_id, **values)
-        tick = time.monotonic()
-        last = self._last_write
-        if last is None or tick - last >= WRITE_SECONDS or p.done == p.total:
-            row: dict[str, Any] = {
-                "progress_done": values["done"], "progress_total": values["total"],
-                "progress_bytes": values["bytes_done"],
-                "progress_bytes_total": values["bytes_total"]}
-            if last is None:
-                row["progress_started_at"] = self.started
-            self._last_write = tick
-            self._write(row)
+        self._latest = values
         if self.then is not None:
             self.then(Progress(total=values["total"], done=values["done"],
                                bytes_total=values["bytes_total"],
                                bytes_done=values["bytes_done"]))
 
-    def _write(self, values: dict[str, Any]) -> None:
-        stmt = (update(Account).where(Account.id == self.account_id).values(**values)
+    def committed(self) -> None:
+        """The fetch just committed: put the latest figures on the row (throttled)."""
+        values = self._latest
+        tick = time.monotonic()
+        last = self._last_write
+        if values is None or (last is not None and tick - last < WRITE_SECONDS):
+            return
+        row: dict[str, Any] = {
+            "progress_done": values["done"], "progress_total": values["total"],
+            "progress_bytes": values["bytes_done"],
+            "progress_bytes_total": values["bytes_total"]}
+        if last is None:
+            row["progress_started_at"] = self.started
+        self._last_write = tick
+        self._latest = None
+        stmt = (update(Account).where(Account.id == self.account_id).values(**row)
                 .execution_options(synchronize_session=False))
         sess = self.current
-        if self._sqlite and sess is not None:
-            # SQLite has one writer: the fetch's own session holds the write lock while
-            # messages are staged, so the row goes in with that transaction (visible at
-            # the next group commit); a second connection would wait for us forever.
-            idle = not sess.in_transaction()
+        if sess is not None and not sess.in_transaction():
             sess.execute(stmt)
-            if idle:
-                sess.commit()
-        else:
-            # PostgreSQL: the sink's transaction does not lock the account row until
-            # its commit, so a separate short transaction shows progress at once.
-            with self._factory() as own:
-                own.execute(stmt)
-                own.commit()
+            sess.commit()
+            return
+        with self._factory() as own:  # (no idle fetch session: a short one of our own)
+            own.execute(stmt)
+            own.commit()

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from ..engine.clock import utcnow
@@ -82,18 +82,31 @@ def space_left(app: Flask, session: Session, owner_id: str) -> int | None:
 
 
 class QuotaGuardSink:
-    """A :class:`~..engine.types.Sink` that refuses a message crossing the quota.
+    """A :class:`~..engine.types.Sink` that keeps the owner within the quota, however
+    many of the owner's accounts fetch at once (never over it by more than one message).
 
-    ``left`` is the space at the start of the fetch session; every staged message takes
-    its size from it, a rollback gives the staged sizes back.
+    Before staging a message that may not fit, the space left is read afresh (what all
+    the owner's accounts committed); a message that does not fit is refused. Each
+    commit takes the owner's lock first (a transaction-scoped advisory lock on
+    PostgreSQL, the write lock on SQLite), so the commits of one owner's fetches are
+    serialized, and checks again under it: a group that would cross the quota because
+    another account committed meanwhile is rolled back and refused (it stays on the
+    server: nothing is lost, no DELE is sent for it).
     """
 
-    def __init__(self, inner: Sink, left: int) -> None:
+    def __init__(self, inner: Sink, session: Session, app: Flask, owner_id: str,
+                 quota: int) -> None:
         self.inner = inner
-        self.left = left
+        self.session = session
+        self.app = app
+        self.owner_id = owner_id
+        self.quota = quota
+        self.left = quota - used_bytes(session, owner_id)
         self._staged = 0
 
     def add(self, message: RetrievedMessage) -> None:
+        if message.size > self.left - self._staged:
+            self.left = self.quota - used_bytes(self.session, self.owner_id)  # afresh
         if message.size > self.left - self._staged:
             # What is staged fits: make it durable (with its ledger rows) before refusing,
             # so a large group commit does not throw away mail that fits. The engine's
@@ -105,6 +118,13 @@ class QuotaGuardSink:
         self._staged += message.size
 
     def commit(self) -> None:
+        if self._staged:
+            _lock_owner(self.session, self.owner_id)
+            used = used_bytes(self.session, self.owner_id)
+            if used + self._staged > self.quota:
+                staged, self.left = self._staged, self.quota - used
+                self.rollback()
+                raise QuotaExceeded(detail=f"{staged} bytes staged, {self.left} left")
         self.inner.commit()
         self.left -= self._staged
         self._staged = 0
@@ -117,11 +137,27 @@ class QuotaGuardSink:
         return getattr(self.inner, name)
 
 
+def _lock_owner(session: Session, owner_id: str) -> None:
+    """Serialize the owner's commits until this transaction ends (see QuotaGuardSink)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(
+            func.hashtextextended(literal(f"popaccounts-quota:{owner_id}"), 0))))
+        return
+    # SQLite (and others): a write that changes nothing takes the database's write lock
+    # (a row lock elsewhere) before the usage is read.
+    session.execute(update(Account).where(Account.owner_id == str(owner_id))
+                    .values(owner_id=Account.owner_id)
+                    .execution_options(synchronize_session=False))
+
+
 def guard_sink(app: Flask, session: Session, owner_id: str, sink: Sink) -> Sink:
     """``sink`` wrapped in a :class:`QuotaGuardSink` when the owner has a quota."""
-    left = space_left(app, session, owner_id)
+    quota = quota_for(app, owner_id)
+    if quota is None:
+        return sink
+    guarded = QuotaGuardSink(sink, session, app, owner_id, quota)
     session.commit()  # end the read transaction: the fetch's writes start fresh
-    return sink if left is None else QuotaGuardSink(sink, left)
+    return guarded
 
 
 def paused_for_quota(app: Flask, session: Session, account: Account) -> bool:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from email import policy
 from email.headerregistry import Address
+from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -46,6 +48,20 @@ class SentResult:
     message_id: str
     sent_copy_id: int
     refused: dict[str, Any] = field(default_factory=dict)
+
+
+def bcc_header(bcc: list[Address]) -> bytes:
+    """The ``Bcc:`` field of the Sent copy (folded, RFC 2047 as the other headers), or b"".
+
+    Only the sender's own copy carries it (every webmail keeps it there); the bytes
+    handed to the SMTP server never do (RFC 5322 3.6.3).
+    """
+    if not bcc:
+        return b""
+    safety.check_address_parts("bcc", bcc)
+    head = EmailMessage(policy=policy.SMTP)
+    head["Bcc"] = bcc
+    return head.as_bytes().split(b"\r\n\r\n", 1)[0] + b"\r\n"
 
 
 # -- compose -------------------------------------------------------------------------------
@@ -100,18 +116,19 @@ def send_message(session: Session, app: Flask, account: Account, draft: Draft, *
     if draft.html:
         msg.add_alternative(draft.html, subtype="html")
     rcpts = [a.addr_spec for a in (*to, *cc, *bcc)]
+    route.stamp(msg)
+    data = message.message_bytes(msg)  # what leaves: never a Bcc header
+    copy = bcc_header(bcc) + data  # the sender's own copy keeps whom they blind-copied
     # Like the big webmails: no room for the Sent copy, no sending (R19). Checked before
     # anything leaves, so a refused message was not sent either.
     left = space_left(app, session, account.owner_id)
-    if left is not None and len(msg.as_bytes()) > left:
+    if left is not None and len(copy) > left:
         raise StorageFullForSent(detail=f"account {account.id}: {left} bytes left")
-    route.stamp(msg)
-    data = message.message_bytes(msg)
     refused = smtp.send(route.server, route.creds, net=route.net,
                         mail_from=route.envelope_from, rcpt_to=rcpts, data=data,
                         local_hostname=outgoing.local_hostname(app))
-    meta = parse_meta(header_section(data), len(data), now)
-    copy_id = file_sent(session, account.id, data, meta, now=now)
+    meta = parse_meta(header_section(copy), len(copy), now)
+    copy_id = file_sent(session, account.id, copy, meta, now=now)
     session.commit()
     log.info("account %s sent a message to %d recipients", account.id, len(rcpts))
     return SentResult(message_id=str(msg["Message-ID"]), sent_copy_id=copy_id,

@@ -12,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..engine import safety
+from ..engine.clock import utcnow
 from ..engine.filters import RuleInvalid
 from ..storage.models import Account, Vacation
 
@@ -41,11 +43,14 @@ def _day(text: str, field: str, problems: list[str]) -> datetime | None:
         return None
 
 
-def save_vacation(session: Session, account: Account, data: VacationInput) -> Vacation:
+def save_vacation(session: Session, account: Account, data: VacationInput, *,
+                  now: datetime | None = None) -> Vacation:
     """Validate and store the vacation reply; commits. Raises RuleInvalid with problems.
 
     Dates are whole days (UTC): it replies from the start of the first day to the end
-    of the last one; an empty date leaves that side open.
+    of the last one; an empty date leaves that side open. Switching it on records
+    ``now`` (the app's clock): only mail that arrives from then on (and from the first
+    day on) is answered, never older mail a first sync brings in.
     """
     problems: list[str] = []
     starts = _day(data.starts_on, "first", problems)
@@ -55,6 +60,8 @@ def save_vacation(session: Session, account: Account, data: VacationInput) -> Va
     subject = " ".join(data.subject.split())
     if len(subject) > 200:
         problems.append("The subject is longer than 200 characters.")
+    if not safety.header_value_is_safe(subject):  # also once encoded words are decoded
+        problems.append("The subject must not contain line breaks or control characters.")
     if data.enabled and not data.body.strip():
         problems.append("Write the reply's text.")
     if len(data.body) > 20000:
@@ -67,6 +74,8 @@ def save_vacation(session: Session, account: Account, data: VacationInput) -> Va
     if row is None:
         row = Vacation(account_id=account.id)
         session.add(row)
+    if data.enabled and (not row.enabled or row.enabled_at is None):
+        row.enabled_at = now or utcnow()
     row.enabled = bool(data.enabled)
     row.starts_at = starts
     row.ends_at = ends + timedelta(days=1) if ends else None

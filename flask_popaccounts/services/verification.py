@@ -5,9 +5,25 @@ mailer and stored only as an HMAC-SHA256 keyed with the app's ``SECRET_KEY`` (th
 space is small, so a plain hash of a leaked table would be brute-forced at once). It
 expires (``POPACCOUNTS_VERIFICATION_CODE_TTL``, 24 h), allows a few wrong tries
 (``POPACCOUNTS_VERIFICATION_MAX_ATTEMPTS``; then it is locked and a new code is needed),
-is compared in constant time and never logged. Sending a code is rate-limited: one
-per ``POPACCOUNTS_VERIFICATION_RESEND_SECONDS`` and at most
-``POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_DAY`` per address.
+is compared in constant time and never logged.
+
+Sending a code is rate-limited, so that nobody can make the site's mailer write to
+anyone at will. Every code email is a row of :class:`~..storage.models.CodeSend`
+(owner, target address, time on the app's clock), kept apart from the send-as rows:
+deleting an address and adding it again (toggling a Reply-To) resets nothing. Limits
+(sliding windows):
+
+- per target address, whoever asks: one per ``POPACCOUNTS_VERIFICATION_RESEND_SECONDS``
+  and ``POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_DAY`` per 24 h;
+- per user, whatever the addresses: ``POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_USER_PER_DAY``
+  per 24 h;
+- per site: ``POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_SITE_PER_HOUR`` per hour.
+
+A table rather than Flask-Limiter: these limits belong to the service (a code is sent
+from the outgoing step, the send-as page and the resend button alike), must hold across
+processes and restarts without a Redis, and read time from the app's clock like every
+other rule here; Flask-Limiter limits requests to routes, keeps its counters in memory
+unless given a separate store, and has its own clock.
 
 Every function takes ``now=``; by default it is the app's clock (``state_of``, which
 has no app: the system's).
@@ -23,13 +39,13 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..engine.clock import utcnow
 from ..engine.errors import PopAccountsError
 from ..runtime import get_state
-from ..storage.models import SendAsAddress, VerificationCode
+from ..storage.models import CodeSend, SendAsAddress, VerificationCode
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -77,6 +93,63 @@ class TooManyCodes(ResendTooSoon):
     code = "too_many_codes"
     title = "Too many codes were sent to this address today"
     help = "Use the last code we sent, or try again tomorrow."
+
+
+class TooManyCodesForUser(ResendTooSoon):
+    code = "too_many_codes_user"
+    title = "You asked for too many confirmation codes today"
+    help = ("Use a code we already sent (check the spam folder too), or try again "
+            "tomorrow. Codes already sent keep working until they expire.")
+
+
+class SiteCodeLimit(ResendTooSoon):
+    code = "too_many_codes_site"
+    title = "This site is sending too many confirmation codes right now"
+    help = "Try again in an hour. Codes already sent keep working until they expire."
+
+    transient = True
+
+
+#: Rows older than this are no longer in any window and are pruned.
+_KEEP = timedelta(days=2)
+
+
+def _sends_since(session: Session, since: datetime, **where: str) -> int:
+    stmt = select(func.count()).select_from(CodeSend).where(CodeSend.sent_at > since)
+    if "owner_id" in where:
+        stmt = stmt.where(CodeSend.owner_id == where["owner_id"])
+    if "address" in where:
+        stmt = stmt.where(CodeSend.address == where["address"])
+    return int(session.scalar(stmt) or 0)
+
+
+def check_send_limits(session: Session, app: Flask, owner_id: str, address: str,
+                      now: datetime) -> None:
+    """Raise the named limit a new code to ``address`` asked by ``owner_id`` would break."""
+    address = address.strip().lower()
+    last = session.scalar(select(func.max(CodeSend.sent_at)).where(CodeSend.address == address))
+    if last is not None:
+        if last.tzinfo is None:
+            last = last.replace(tzinfo=timezone.utc)
+        if now - last < timedelta(seconds=_cfg(app, "RESEND_SECONDS")):
+            raise ResendTooSoon()
+    day = now - timedelta(days=1)
+    if _sends_since(session, day, address=address) >= _cfg(app, "MAX_SENDS_PER_DAY"):
+        raise TooManyCodes()
+    if _sends_since(session, day, owner_id=str(owner_id)) >= _cfg(
+            app, "MAX_SENDS_PER_USER_PER_DAY"):
+        raise TooManyCodesForUser()
+    if _sends_since(session, now - timedelta(hours=1)) >= _cfg(
+            app, "MAX_SENDS_PER_SITE_PER_HOUR"):
+        log.warning("the site's limit of confirmation codes per hour was reached")
+        raise SiteCodeLimit()
+
+
+def record_send(session: Session, owner_id: str, address: str, now: datetime) -> None:
+    """Count one code email (and forget those no window needs any more); flushes."""
+    session.execute(delete(CodeSend).where(CodeSend.sent_at < now - _KEEP))
+    session.add(CodeSend(owner_id=str(owner_id), address=address.strip().lower(), sent_at=now))
+    session.flush()
 
 
 def _cfg(app: Flask, key: str) -> int:
@@ -127,26 +200,13 @@ def state_of(session: Session, row: SendAsAddress, *, now: datetime | None = Non
 
 def issue_code(session: Session, app: Flask, row: SendAsAddress, *,
                now: datetime | None = None) -> str:
-    """Create a new code for ``row`` (rate-limited); flushes, the caller commits.
+    """Create a new code for ``row`` (rate-limited, counted); flushes, the caller commits.
 
     Earlier codes stop working. Returns the code itself: email it, never store or log it.
     """
     now = now or get_state(app).clock()
-    last = session.scalar(
-        select(func.max(VerificationCode.created_at)).where(VerificationCode.send_as_id == row.id)
-    )
-    if last is not None:
-        if last.tzinfo is None:
-            last = last.replace(tzinfo=timezone.utc)
-        if now - last < timedelta(seconds=_cfg(app, "RESEND_SECONDS")):
-            raise ResendTooSoon()
-    sent_today = session.scalar(
-        select(func.count()).select_from(VerificationCode).where(
-            VerificationCode.send_as_id == row.id,
-            VerificationCode.created_at > now - timedelta(days=1))
-    ) or 0
-    if sent_today >= _cfg(app, "MAX_SENDS_PER_DAY"):
-        raise TooManyCodes()
+    check_send_limits(session, app, row.owner_id, row.address, now)
+    record_send(session, row.owner_id, row.address, now)
     session.execute(
         update(VerificationCode)
         .where(VerificationCode.send_as_id == row.id, VerificationCode.state == "active")

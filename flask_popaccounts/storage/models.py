@@ -330,6 +330,8 @@ class Filter(Base):
     #: JSON lists of conditions and actions, validated by the engine's filter module.
     conditions_json: Mapped[str] = mapped_column(Text, default="[]")
     actions_json: Mapped[str] = mapped_column(Text, default="[]")
+    #: When last switched on: it forwards only mail arrived since (None: nothing).
+    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class Vacation(Base):
@@ -343,6 +345,8 @@ class Vacation(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")
     interval_days: Mapped[int] = mapped_column(Integer, default=7)
+    #: When last switched on: it answers only mail arrived since (None: nothing).
+    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class VacationReplied(Base):
@@ -383,18 +387,13 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
-class FetchFault(Base):
-    """A message not fetched or deleted the normal way (kinds: services.mailproblems)."""
+class CodeSend(Base):
+    """A confirmation email the site sent: the code limits (services.verification), kept
+    apart from send-as rows so that deleting an address resets none of them."""
 
-    __tablename__ = "popaccounts_fetch_fault"
-    account_id: Mapped[int] = _account_fk(primary_key=True)
-    uidl: Mapped[str] = mapped_column(String(70), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str] = mapped_column(String(200), default="")
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    size: Mapped[int] = mapped_column(BigInteger, default=0)
-    from_addr: Mapped[str] = mapped_column(String(200), default="")
-    subject: Mapped[str] = mapped_column(String(200), default="")
-    fetch_anyway: Mapped[bool] = mapped_column(Boolean, default=False)
+    __tablename__ = "popaccounts_code_send"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(255), index=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)  #: lower-case
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

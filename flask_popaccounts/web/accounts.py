@@ -136,6 +136,12 @@ def _running(info: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _fail_page(form: AccountForm, template: str, error: PopAccountsError | None,
                status: int, **ctx: Any) -> ResponseReturnValue:
+    # A refusal that belongs to one field (the address is an account already, a new
+    # server needs the password again) is shown on that field, like a validation error.
+    target = getattr(form, str(getattr(error, "field", "") or ""), None)
+    if error is not None and target is not None:
+        target.errors = [*target.errors, f"{error} {error.help}"]
+        error = None
     # The password is never echoed back: PasswordField hides it, and we drop it too.
     form.password.data = ""
     form.password.raw_data = []
@@ -209,6 +215,8 @@ def add_account(provider: str) -> ResponseReturnValue:
 
     data = _form_to_input(form, provider)
     try:
+        svc.check_input(data)
+        svc.check_address_free(db_session(), _owner(), data.email)
         svc.test_incoming(_app(), data)
     except PopAccountsError as exc:
         current_app.logger.info("popaccounts: incoming test failed for owner %s: %s (%s)",
@@ -262,11 +270,13 @@ def edit(account_id: int) -> ResponseReturnValue:
         str(old[f]) != str(getattr(data, f).value if f == "pop_security" else getattr(data, f))
         for f in _CONNECTION_FIELDS
     )
-    if changed:
-        try:
+    try:
+        svc.check_input(data)
+        svc.check_address_free(db_session(), _owner(), data.email, account.id)
+        if changed:
             svc.test_incoming(_app(), data, existing=account)
-        except PopAccountsError as exc:
-            return _fail_page(form, "popaccounts/account_form.html", exc, 422, **ctx)
+    except PopAccountsError as exc:
+        return _fail_page(form, "popaccounts/account_form.html", exc, 422, **ctx)
 
     session = db_session()
     try:

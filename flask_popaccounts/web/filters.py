@@ -36,6 +36,10 @@ SPARE_ROWS = 2
 MAX_ROWS = rules.MAX_CONDITIONS
 
 
+def _now() -> Any:
+    return get_state().clock()
+
+
 def register(bp: Blueprint) -> None:
     """Add the filter and vacation routes to the Mail Accounts blueprint."""
     bp.add_url_rule("/<int:account_id>/filters", "filters", filters_page)
@@ -100,7 +104,7 @@ def filter_edit(account_id: int, rule_id: int | None = None) -> ResponseReturnVa
         try:
             saved = filtering.save_rule(session, account, name=name, match_all=match_all,
                                         enabled=enabled, conditions=conds, actions=acts,
-                                        rule=row)
+                                        rule=row, now=_now())
         except rules.RuleInvalid as exc:
             session.rollback()
             problems = exc.problems
@@ -178,7 +182,7 @@ def vacation_page(account_id: int) -> ResponseReturnValue:
             subject=request.form.get("subject", ""), body=request.form.get("body", ""),
             interval_days=interval)
         try:
-            vacation.save_vacation(session, account, data)
+            vacation.save_vacation(session, account, data, now=_now())
         except rules.RuleInvalid as exc:
             session.rollback()
             problems = exc.problems

@@ -269,14 +269,16 @@ def oauth_callback() -> ResponseReturnValue:
     db = db_session()
     if account is None:
         data = dict(item.get("data") or {})
-        new = accounts.create_oauth_account(_app(), db, _owner(), provider_key, grant,
-                                   accounts.OAuthAccountInput(
-                                       name=str(data.get("name") or ""),
-                                       delete_policy=DeletePolicy(
-                                           data.get("delete_policy") or "keep"),
-                                       delete_after_days=int(data.get("delete_after_days")
-                                                             or 0),
-                                       is_default=bool(data.get("is_default"))))
+        try:
+            new = accounts.create_oauth_account(_app(), db, _owner(), provider_key, grant,
+                                                accounts.OAuthAccountInput(
+                name=str(data.get("name") or ""),
+                delete_policy=DeletePolicy(data.get("delete_policy") or "keep"),
+                delete_after_days=int(data.get("delete_after_days") or 0),
+                is_default=bool(data.get("is_default"))))
+        except PopAccountsError as exc:  # e.g. the address is an account already
+            db.rollback()
+            return fail(f"{exc}", exc)
         return _finish(ok=True, popup=popup, message=f"{new.email} is connected.",
                        next_url=url_for(".connected", account_id=new.id))
     accounts.authorize_account(_app(), db, account, provider_key, grant)

@@ -159,8 +159,11 @@ def outgoing(account_id: int) -> ResponseReturnValue:
         current_app.logger.info("popaccounts: outgoing test failed for owner %s: %s (%s)",
                                 _owner(), exc.code, exc.detail)
         form.smtp_password.data = ""
-        return render_template("popaccounts/outgoing.html", form=form, test_error=exc,
-                               **ctx), 422
+        target = getattr(form, str(getattr(exc, "field", "") or ""), None)
+        if target is not None:  # a refusal that belongs to one field is shown there
+            target.errors = [*target.errors, f"{exc} {exc.help}"]
+        return render_template("popaccounts/outgoing.html", form=form,
+                               test_error=None if target is not None else exc, **ctx), 422
     pending = outgoing.save_outgoing(session, _app(), account, data_in)
     flash(f"Outgoing server saved: mail from {account.send_from or account.email} goes out "
           f"through {account.smtp_host}.", "success")

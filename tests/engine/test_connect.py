@@ -274,30 +274,24 @@ def test_stls_refused_is_tls_unavailable(dovecot: Dovecot) -> None:
         assert not any(line.startswith((b"USER", b"PASS")) for line in fake.conns[0].received)
 
 
-def test_plaintext_injected_before_tls_is_discarded(dovecot: Dovecot) -> None:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(dovecot.root / "certs/good.crt", dovecot.root / "certs/good.key")
+def test_plaintext_injected_before_tls_ends_the_session_unauthenticated(
+        dovecot: Dovecot) -> None:
+    """CVE-2021-39272 pattern: answers queued with STLS's +OK end the session, named."""
 
     def handler(conn: FakeConn) -> None:
         _greet_capa(conn)
         assert conn.readline() == b"STLS"
         # The attack: extra plaintext answers queued before the handshake.
         conn.send(b"+OK begin TLS\r\n+OK\r\nUSER\r\n.\r\n+OK injected\r\n+OK injected\r\n")
-        conn.start_tls(ctx)
-        assert conn.readline() == b"CAPA"
-        conn.send(b"+OK\r\nUIDL\r\nSASL PLAIN\r\n.\r\n")
-        line = conn.readline()
-        assert line == b"AUTH PLAIN", line  # no USER after TLS: SASL PLAIN is used
-        conn.send(b"+ \r\n")
-        conn.readline()
-        conn.send(b"-ERR [AUTH] nope\r\n")
-        conn.readline()
+        with pytest.raises(EOFError):
+            conn.readline()  # the client hangs up instead of starting TLS
 
     with FakePOP(handler) as fake:
-        with pytest.raises(E.AuthenticationFailed):
+        with pytest.raises(E.TLSInjection) as info:
             check_login(ServerSpec("127.0.0.1", fake.port, Security.STARTTLS, "u"), _pw("p"),
                         net=_plain_net(fake.port, dovecot))
-        assert not fake.errors, fake.errors
+        assert info.value.title == "Unencrypted data was slipped in before encryption started"
+        assert fake.conns[0].received == [b"CAPA", b"STLS"]  # no USER, PASS or AUTH
 
 
 def test_server_without_uidl_is_refused(dovecot: Dovecot) -> None:
@@ -367,6 +361,8 @@ def _logged_in(conn: FakeConn, caps: bytes = b"USER\r\nUIDL\r\n") -> None:
 def test_body_far_beyond_its_listed_size_is_cut_off(dovecot: Dovecot, tmp_path: Path) -> None:
     def handler(conn: FakeConn) -> None:
         _logged_in(conn)
+        assert conn.readline() == b"STAT"  # asked first: a huge mailbox is named at once
+        conn.send(b"+OK 1 100\r\n")
         assert conn.readline() == b"UIDL"
         conn.send(b"+OK\r\n1 aaa\r\n.\r\n")
         assert conn.readline() == b"LIST"
@@ -385,23 +381,19 @@ def test_body_far_beyond_its_listed_size_is_cut_off(dovecot: Dovecot, tmp_path: 
     assert store.raw_messages() == []
 
 
-def test_endless_listing_is_refused(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
-    import flask_popaccounts.engine.pop3 as pop3
-
-    monkeypatch.setattr(pop3, "MAX_LISTING_LINES", 1000)
-
+def test_endless_listing_is_refused(dovecot: Dovecot) -> None:
     def handler(conn: FakeConn) -> None:
         _logged_in(conn)
         assert conn.readline() == b"STAT"
-        conn.send(b"+OK 5000 10\r\n")
+        conn.send(b"+OK 5 10\r\n")  # STAT says 5; the listing never ends
         assert conn.readline() == b"UIDL"
         conn.send(b"+OK\r\n" + b"".join(b"%d u%d\r\n" % (i, i) for i in range(1, 5000)))
         time.sleep(1)
 
     with FakePOP(handler) as fake:
-        with pytest.raises(E.ProtocolError, match="too long"):
+        with pytest.raises(E.ListingTooLarge, match="more than 1,000 messages"):
             check_login(ServerSpec("127.0.0.1", fake.port, Security.PLAIN, "u"), _pw("p"),
-                        net=_plain_net(fake.port, dovecot))
+                        net=replace(_plain_net(fake.port, dovecot), max_listing=1000))
 
 
 def test_sasl_plain_against_dovecot(dovecot: Dovecot, new_user: tuple[str, str],
@@ -431,6 +423,8 @@ def test_trickling_server_is_cut_off_at_the_session_deadline(dovecot: Dovecot,
     """Each byte arrives well within read_timeout, yet the session must end."""
     def handler(conn: FakeConn) -> None:
         _logged_in(conn)
+        assert conn.readline() == b"STAT"  # asked first: a huge mailbox is named at once
+        conn.send(b"+OK 1 100\r\n")
         assert conn.readline() == b"UIDL"
         conn.send(b"+OK\r\n1 aaa\r\n.\r\n")
         assert conn.readline() == b"LIST"
@@ -467,6 +461,8 @@ def test_idle_poll_costs_few_round_trips(dovecot: Dovecot, tmp_path: Path) -> No
             for cmd in burst:
                 if cmd.startswith((b"USER", b"PASS")):
                     conn.send(b"+OK\r\n")
+                elif cmd == b"STAT":
+                    conn.send(b"+OK 1 %d\r\n" % len(body))
                 elif cmd == b"UIDL":
                     conn.send(b"+OK\r\n1 only\r\n.\r\n")
                 elif cmd == b"LIST":
@@ -482,10 +478,11 @@ def test_idle_poll_costs_few_round_trips(dovecot: Dovecot, tmp_path: Path) -> No
         server = ServerSpec("127.0.0.1", fake.port, Security.PLAIN, "u")
         net = _plain_net(fake.port, dovecot)
         assert fetch(server, _pw("p"), RetrievalPolicy(), store, store, net=net).stored == 1
-        assert bursts == [[b"USER u", b"PASS p"], [b"UIDL"], [b"LIST"], [b"RETR 1"], [b"QUIT"]]
+        assert bursts == [[b"USER u", b"PASS p"], [b"STAT", b"UIDL"], [b"LIST"], [b"RETR 1"],
+                          [b"QUIT"]]
 
         bursts.clear()
         report = fetch(server, _pw("p"), RetrievalPolicy(), store, store, net=net)
         assert report.new == 0 and report.server_count == 1
-        assert bursts == [[b"USER u", b"PASS p"], [b"UIDL"], [b"QUIT"]]
+        assert bursts == [[b"USER u", b"PASS p"], [b"STAT", b"UIDL"], [b"QUIT"]]
     assert store.raw_messages() == [body]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from email.utils import format_datetime
 from typing import Any
 
 from flask import Flask
@@ -13,7 +14,7 @@ from flask_popaccounts.engine.types import DeletePolicy, Security
 from flask_popaccounts.services import accounts as svc
 from flask_popaccounts.services import outgoing
 from flask_popaccounts.storage.models import Account, SendAsAddress
-from tests.sending.conftest import owner_id, send_app, smtpd  # noqa: F401 (fixtures)
+from tests.sending.conftest import dns_server, owner_id, send_app, smtpd  # noqa: F401 (fixtures)
 from tests.support.dovecot import Dovecot
 from tests.support.smtpd import SMTPServers
 
@@ -54,8 +55,13 @@ def setup_account(app: Flask, dovecot: Dovecot, servers: SMTPServers, user: str,
 
 
 def mail(n: int, to: str, *, frm: str = "Bob Sender <bob@example.org>", subject: str = "Hello",
-         extra: str = "", body: str = "Just a note.") -> bytes:
-    return (f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+         extra: str = "", body: str = "Just a note.", arrived: datetime | None = None
+         ) -> bytes:
+    """A message dated July 2025 that the last server received ``arrived`` (default:
+    now; only mail that arrived after a rule was switched on triggers its forwards)."""
+    when = format_datetime(arrived or datetime.now(timezone.utc))
+    return (f"Received: from mx.example.org by mx.example.net; {when}\r\n"
+            f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\n"
             f"Date: Tue, 01 Jul 2025 09:{n:02d}:00 +0000\r\n"
             f"Message-ID: <msg-{n}-{abs(hash(to)) % 10**8}@example.org>\r\n{extra}"
             f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()

@@ -221,18 +221,69 @@ def test_reauth_in_popup_and_only_as_the_same_person(
                                   "redirect": f"{PREFIX}/"}
 
 
-def test_token_refused_by_the_pop3_server_marks_needs_reauth(
-        oauth_app: Flask, client: FlaskClient, authsrv: AuthServer, ms_user: MsUser) -> None:
+def test_a_token_the_pop3_server_refuses_is_refreshed_once_and_the_login_retried(
+        oauth_app: Flask, client: FlaskClient, authsrv: AuthServer, oauth_dovecot: Dovecot,
+        ms_user: MsUser) -> None:
     account_id = add_account(client, authsrv, ms_user)
     _, token = load(oauth_app, account_id)
+    oauth_dovecot.deliver(ms_user.email, mail("After a refusal", 7))
     oauth_app.config["POPACCOUNTS_SOURCE_ADDRESS"] = fresh_source_address()[0]
     for t in authsrv.tokens_of(ms_user.username):  # the access token alone is revoked
         t.access_revoked = True
-    with pytest.raises(TokenRejected):
-        fetching.fetch_account(oauth_app, account_id)
+    refreshes = authsrv.refreshes()
+    assert fetching.fetch_account(oauth_app, account_id).stored == 1
+    assert authsrv.refreshes() == refreshes + 1  # once, although it had not expired
     account, after = load(oauth_app, account_id)
+    assert account.status == AccountStatus.OK.value
+    assert after["access_token"] != token["access_token"]
+
+
+def test_a_token_refused_again_after_its_refresh_marks_needs_reauth(
+        oauth_app: Flask, client: FlaskClient, authsrv: AuthServer, ms_user: MsUser) -> None:
+    account_id = add_account(client, authsrv, ms_user)
+    oauth_app.config["POPACCOUNTS_SOURCE_ADDRESS"] = fresh_source_address()[0]
+    for t in authsrv.tokens_of(ms_user.username):
+        t.access_revoked = True
+
+    class Revoked(list):  # the provider's new access tokens are refused too
+        def append(self, token):  # type: ignore[no-untyped-def]
+            token.access_revoked = True
+            super().append(token)
+
+    kept, authsrv.tokens = authsrv.tokens, Revoked(authsrv.tokens)
+    refreshes = authsrv.refreshes()
+    try:
+        with pytest.raises(TokenRejected):
+            fetching.fetch_account(oauth_app, account_id)
+    finally:
+        kept[:] = authsrv.tokens
+        authsrv.tokens = kept
+    assert authsrv.refreshes() == refreshes + 1  # one refresh, then the user is asked
+    account, _ = load(oauth_app, account_id)
     assert account.status == AccountStatus.NEEDS_REAUTH.value
-    assert after == token  # no refresh attempted for a token not yet expiring
+    assert account.consecutive_failures == 1
+
+
+def test_a_long_sync_refreshes_the_token_between_sessions(
+        make_oauth_app: Callable[..., Flask], authsrv: AuthServer, oauth_dovecot: Dovecot,
+        ms_user: MsUser, clock: FakeClock) -> None:
+    from tests.web.conftest import login
+
+    app = use_clock(make_oauth_app(POPACCOUNTS_OAUTH_REFRESH_MARGIN_SECONDS=0,
+                                   POPACCOUNTS_MAX_MESSAGES_PER_SESSION=1), clock)
+    account_id = add_account(login(app.test_client(), "alice"), authsrv, ms_user)
+    for i in range(3):
+        oauth_dovecot.deliver(ms_user.email, mail(f"Part {i}", 10 + i))
+    lifetime = authsrv.access_token_lifetime
+    refreshes = authsrv.refreshes()
+    # Each session outlives the token (an hour passes per message, as on a slow line):
+    # the next session must not log in with the one the provider now refuses.
+    report = fetching.fetch_account(app, account_id,
+                                    progress=lambda p: clock.advance(lifetime + 1))
+    assert report.stored == 3
+    assert authsrv.refreshes() == refreshes + 2  # before the 2nd and the 3rd session
+    account, _ = load(app, account_id)
+    assert account.status == AccountStatus.OK.value and account.message_count == 3
 
 
 def test_unreachable_token_service_backs_off(make_oauth_app: Callable[..., Flask],

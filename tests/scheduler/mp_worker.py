@@ -7,7 +7,10 @@ from ``init_app``, as in a real host), and wraps ``services.fetching.fetch_accou
 that every fetch appends ``start`` and ``end`` records (pid, account, wall-clock time,
 outcome) to LOG_PATH, one JSON object per line, each with a single O_APPEND write.
 Accounts listed in SLOW_IDS (comma separated) take 20 ms per message, as over a slow
-line, so that a fetch can be caught in progress. Prints ``READY`` and runs until killed.
+line, so that a fetch can be caught in progress. ``MP_CONFIG`` (JSON, optional) adds
+or overrides config keys. Creating ``LOG_PATH.partition.PID`` cuts that process's lease
+renewals, claims and releases off the database. Prints ``WORKERS n``, ``READY`` and runs
+until killed.
 """
 
 from __future__ import annotations
@@ -56,8 +59,30 @@ def main(argv: list[str]) -> int:
                    "t": time.time(), "outcome": outcome})
 
     fetching.fetch_account = recorded  # type: ignore[assignment]
-    app = make_app(
-        url, create=False,
+
+    # A network partition between this process and the database's lease renewals
+    # (the POP3 server still reachable): once LOG_PATH.partition.PID exists, every
+    # renewal fails as if the database were unreachable.
+    from sqlalchemy.exc import OperationalError
+
+    from flask_popaccounts.services import leases, scheduling
+
+    partition = f"{log_path}.partition.{pid}"
+
+    def cut_off(module: Any, name: str) -> None:
+        real = getattr(module, name)
+
+        def unless_partitioned(*args: Any, **kw: Any) -> Any:
+            if os.path.exists(partition):
+                raise OperationalError(name, {}, Exception("database unreachable"))
+            return real(*args, **kw)
+
+        setattr(module, name, unless_partitioned)
+
+    cut_off(leases, "renew_ids")  # renewals, and claims and releases of leases
+    for name in ("claim_due", "claim", "release"):
+        cut_off(scheduling, name)
+    config: dict[str, Any] = dict(
         POPACCOUNTS_SCHEDULER_ENABLED=True,
         POPACCOUNTS_SCHEDULER_TICK_SECONDS=0.3,
         POPACCOUNTS_WORKERS=3,
@@ -68,6 +93,9 @@ def main(argv: list[str]) -> int:
         POPACCOUNTS_CONNECT_TIMEOUT=5,
         POPACCOUNTS_READ_TIMEOUT=20,
     )
+    config.update(json.loads(os.environ.get("MP_CONFIG") or "{}"))
+    app = make_app(url, create=False, **config)
+    print(f"WORKERS {app.extensions['popaccounts'].scheduler.workers}", flush=True)
     sched = app.extensions["popaccounts"].scheduler
     assert sched is not None and sched.running
     print("READY", flush=True)

@@ -97,7 +97,8 @@ def test_due_accounts_are_fetched_new_mail_appears_intervals_are_honoured(
     acc = account(app, fast)
     assert acc.status == AccountStatus.OK.value and acc.progress_started_at is None
     assert acc.next_due_at is not None and acc.last_success_at is not None
-    assert 2.9 <= (acc.next_due_at - acc.last_success_at).total_seconds() <= 3.1
+    # the interval, up to 10% early (the jitter that spreads accounts polled together)
+    assert 2.7 - 0.01 <= (acc.next_due_at - acc.last_success_at).total_seconds() <= 3.0
 
 
 def login_client(app):

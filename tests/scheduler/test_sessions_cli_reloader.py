@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 import pytest
+from sqlalchemy import update
 
 from flask_popaccounts import get_state
 from flask_popaccounts.engine.types import Progress
 from flask_popaccounts.jobs.scheduler import in_reloader_watcher, start_in_process
 from flask_popaccounts.services import fetching, scheduling
 from flask_popaccounts.storage import mailbox
+from flask_popaccounts.storage.models import Account, AccountStatus
 
 from .conftest import account, add_account, logins, messages
 
@@ -46,11 +48,40 @@ def test_cli_fetch_shows_a_progress_bar_and_releases_the_claim(sched_app, doveco
     assert "6 new on the server, 6 stored" in lines[1]
     acc = account(app, aid)
     assert acc.lease_owner is None and acc.message_count == 6
-    # Held by someone else (a live lease): the CLI skips it and does not wait.
+    # Held by someone else (a live lease, as after a crash): the CLI does not wait, and
+    # says with its exit status that nothing was fetched (75, EX_TEMPFAIL), so cron and
+    # scripts can tell.
     with get_state(app).session_factory() as session:
         assert scheduling.claim(session, "someone-else", aid, 60)
-    result = app.test_cli_runner().invoke(args=["popaccounts", "fetch", "--all"])
-    assert "being fetched elsewhere" in result.output
+    dovecot.deliver_many(user, messages(user, 2, start=6))
+    for args in (["--account", str(aid)], ["--all"]):
+        result = app.test_cli_runner().invoke(args=["popaccounts", "fetch", *args])
+        assert result.exit_code == 75, result.output
+        assert "not fetched: being fetched elsewhere" in result.output
+    assert account(app, aid).message_count == 6
+    # Waiting for its user (the password was refused): 77; a failed fetch: 1.
+    with get_state(app).session_factory() as session:
+        scheduling.release(session, "someone-else", aid)
+        session.execute(update(Account).where(Account.id == aid)
+                        .values(status=AccountStatus.NEEDS_PASSWORD.value))
+        session.commit()
+    result = app.test_cli_runner().invoke(args=["popaccounts", "fetch", "--account", str(aid)])
+    assert result.exit_code == 77 and "not fetched (needs_password)" in result.output
+    with get_state(app).session_factory() as session:
+        session.execute(update(Account).where(Account.id == aid)
+                        .values(status=AccountStatus.OK.value, pop_port=1))
+        session.commit()
+    app.config["POPACCOUNTS_ALLOWED_POP3_PORTS"] = (1,)
+    result = app.test_cli_runner().invoke(args=["popaccounts", "fetch", "--account", str(aid)])
+    assert result.exit_code == 1 and "failed:" in result.output
+    # Fetched: 0 (the two new ones).
+    app.config["POPACCOUNTS_ALLOWED_POP3_PORTS"] = (dovecot.pop3s_port,)
+    with get_state(app).session_factory() as session:
+        session.execute(update(Account).where(Account.id == aid)
+                        .values(pop_port=dovecot.pop3s_port))
+        session.commit()
+    result = app.test_cli_runner().invoke(args=["popaccounts", "fetch", "--account", str(aid)])
+    assert result.exit_code == 0 and account(app, aid).message_count == 8
 
 
 def _in_run_command(reload: bool | None) -> bool:

@@ -11,6 +11,7 @@ from flask import Flask
 
 from flask_popaccounts import get_state
 from flask_popaccounts.engine.types import NetPolicy, Security
+from tests.support.dnsserver import DNSServer
 from tests.support.dovecot import Dovecot
 from tests.support.smtpd import SMTPServers
 from tests.web.conftest import make_example
@@ -26,6 +27,16 @@ def smtpd(dovecot: Dovecot) -> Iterator[SMTPServers]:
         yield servers
     finally:
         servers.stop()
+
+
+@pytest.fixture(scope="session")
+def dns_server() -> Iterator[DNSServer]:
+    """The resolver every sending app asks for DMARC policies (nothing leaves the machine)."""
+    server = DNSServer()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture
@@ -48,7 +59,8 @@ def smtp_net(smtpd: SMTPServers) -> NetPolicy:
 
 
 @pytest.fixture
-def send_app(tmp_path: Path, dovecot: Dovecot, smtpd: SMTPServers) -> Iterator[Flask]:
+def send_app(tmp_path: Path, dovecot: Dovecot, smtpd: SMTPServers,
+             dns_server: DNSServer) -> Iterator[Flask]:
     """The example webmail able to reach Dovecot, the SMTP servers and the system relay."""
     app = make_example(
         tmp_path,
@@ -64,6 +76,7 @@ def send_app(tmp_path: Path, dovecot: Dovecot, smtpd: SMTPServers) -> Iterator[F
         POPACCOUNTS_SYSTEM_SMTP_SECURITY="plain",
         POPACCOUNTS_SYSTEM_SMTP_FROM="Example Webmail <no-reply@webmail.example>",
         POPACCOUNTS_SITE_NAME="Example Webmail",
+        POPACCOUNTS_DNS_NAMESERVERS=[dns_server.nameserver],
     )
     yield app
     with app.app_context():

@@ -435,3 +435,93 @@ def test_a_full_storage_refuses_to_send_before_anything_leaves(
     assert send(client, account_id).status_code == 302
     assert len(smtpd.received(port=smtpd.smtps_port)) == before + 1
     assert len(sent_copies(send_app, account_id)) == 1
+
+
+# -- a moved outgoing server never gets the stored password (issue 11 item 18) -----------------
+
+
+def test_moving_the_outgoing_server_needs_the_password_again(
+        send_app: Flask, smtpd: SMTPServers, smtp_user: tuple[str, str]) -> None:
+    import socket
+
+    login_name, secret = smtp_user
+    account_id = make_account(send_app, login_name, login_name, secret)
+    client = login(send_app.test_client())
+    assert outgoing(client, account_id, smtp_port=str(smtpd.smtps_port)).status_code == 302
+    trap = socket.socket()
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(1)
+    trap.settimeout(0.5)
+    port = trap.getsockname()[1]
+    send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"] = (
+        *send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"], port)
+    try:
+        # "same" credentials, another port (or host): the incoming password stays home
+        for over in ({"smtp_port": str(port)},
+                     {"smtp_port": str(smtpd.smtps_port), "smtp_host": "localhost"}):
+            resp = outgoing(client, account_id, **over)
+            assert resp.status_code == 422, resp.text
+            assert 'id="smtp_password-error"' in resp.text
+            assert "Enter the password again" in resp.text
+        # a password the new server would accept is not enough: it must be the stored one
+        resp = outgoing(client, account_id, smtp_port=str(port), smtp_password="anything")
+        assert resp.status_code == 422 and "not the password this account signs in" in resp.text
+        with pytest.raises(TimeoutError):
+            trap.accept()  # nothing ever connected there
+    finally:
+        trap.close()
+    acct = account_row(send_app, account_id)
+    assert (acct.smtp_host, acct.smtp_port) == ("127.0.0.1", smtpd.smtps_port)
+    # typed again: tested with it and saved
+    resp = outgoing(client, account_id, smtp_port=str(smtpd.submission_port),
+                    smtp_security="starttls", smtp_password=secret)
+    assert resp.status_code == 302, resp.text
+    assert account_row(send_app, account_id).smtp_port == smtpd.submission_port
+    # unchanged server: no password needed
+    assert outgoing(client, account_id, smtp_port=str(smtpd.submission_port),
+                    smtp_security="starttls").status_code == 302
+
+
+# -- Bcc: in the sender's Sent copy only (issue 11 item 29) ---------------------------------
+
+
+def test_bcc_is_kept_in_the_sent_copy_and_never_sent(
+        send_app: Flask, smtpd: SMTPServers, smtp_user: tuple[str, str]) -> None:
+    from email import message_from_bytes, policy
+
+    from flask_popaccounts.storage.mailbox import read_raw
+
+    login_name, secret = smtp_user
+    account_id = make_account(send_app, login_name, login_name, secret)
+    client = login(send_app.test_client())
+    assert outgoing(client, account_id, smtp_port=str(smtpd.smtps_port)).status_code == 302
+    resp = send(client, account_id, to="friend@example.org",
+                bcc="Zoë Geheim <secret29@example.net>, boss29@example.net",
+                subject="Blind copies")
+    assert resp.status_code == 302, resp.text
+    got = smtpd.received(port=smtpd.smtps_port, rcpt="secret29@example.net")[-1]
+    assert sorted(got.rcpt_tos) == ["boss29@example.net", "friend@example.org",
+                                    "secret29@example.net"]
+    wire_head = got.data.split(b"\r\n\r\n")[0]
+    assert not re.search(rb"(?im)^bcc:", wire_head) and b"secret29" not in got.data
+    copies = sent_copies(send_app, account_id)
+    assert len(copies) == 1
+    with send_app.app_context():
+        session = get_state(send_app).session_factory()
+        stored = read_raw(session, copies[0].id)
+        session.close()
+    kept = message_from_bytes(stored, policy=policy.default)
+    assert [a.addr_spec for a in kept["Bcc"].addresses] == ["secret29@example.net",
+                                                           "boss29@example.net"]
+    assert kept["Bcc"].addresses[0].display_name == "Zoë Geheim"
+    # apart from the Bcc line, the copy is the message as it was sent, byte for byte
+    assert stored.endswith(got.data) and stored[:-len(got.data)].startswith(b"Bcc: ")
+    assert copies[0].size == len(stored)
+    # no Bcc typed: no Bcc line in the copy either
+    assert send(client, account_id, subject="No blind copy").status_code == 302
+    plain = next(c for c in sent_copies(send_app, account_id) if c.subject == "No blind copy")
+    with send_app.app_context():
+        session = get_state(send_app).session_factory()
+        head = read_raw(session, plain.id).split(b"\r\n\r\n")[0]
+        assert not re.search(rb"(?im)^bcc:", head)
+        session.close()

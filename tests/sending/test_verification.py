@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 from unittest import mock
 
 from flask import Flask
@@ -68,3 +69,93 @@ def test_no_system_mailer_is_a_clear_error(send_app: Flask) -> None:
     client = login(send_app.test_client())
     resp = outgoing(client, account_id, mode="system")
     assert resp.status_code == 422 and "This site cannot send confirmation emails" in resp.text
+
+
+# -- limits that survive deleting the address (issue 11 item 17) -------------------------------
+
+
+def _set_reply_to(app: Flask, account_id: int, reply_to: str) -> None:
+    """What saving the account with another Reply-To does to the send-as rows."""
+    from flask_popaccounts import get_state
+    from flask_popaccounts.services import sendas
+    from flask_popaccounts.storage.models import Account
+
+    with app.app_context():
+        session = get_state(app).session_factory()
+        try:
+            account = session.get(Account, account_id)
+            assert account is not None
+            account.reply_to = reply_to
+            sendas.sync_send_as(session, account, now=get_state(app).clock())
+            session.commit()
+        finally:
+            session.close()
+
+
+def _resend(client: Any, app: Flask, account_id: int, kind: str) -> str:
+    sid = send_as_id(app, account_id, kind)
+    return str(client.post(f"{PREFIX}/send-as/{sid}/resend", follow_redirects=True).text)
+
+
+def test_code_limits_per_address_user_and_site_survive_deleting_the_row(
+        send_app: Flask, smtpd: SMTPServers) -> None:
+    from tests.support.clock import FakeClock, use_clock
+
+    clock = FakeClock()
+    use_clock(send_app, clock)
+    send_app.config.update(POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_DAY=2,
+                           POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_USER_PER_DAY=4,
+                           POPACCOUNTS_VERIFICATION_MAX_SENDS_PER_SITE_PER_HOUR=6)
+    victim = "victim-17@example.net"
+    account_id = make_account(send_app, "lim17@example.com", "u", "p")
+    _set_reply_to(send_app, account_id, victim)
+    client = login(send_app.test_client())
+    assert "We emailed a confirmation code to " + victim in _resend(
+        client, send_app, account_id, "reply_to")
+    # toggling the Reply-To deletes the row and makes a new one: the limit stays
+    _set_reply_to(send_app, account_id, "")
+    _set_reply_to(send_app, account_id, victim)
+    assert "A code was sent very recently" in _resend(client, send_app, account_id,
+                                                      "reply_to")
+    clock.advance(minutes=2)
+    assert "We emailed a confirmation code" in _resend(client, send_app, account_id,
+                                                       "reply_to")
+    for _ in range(2):
+        _set_reply_to(send_app, account_id, "")
+        _set_reply_to(send_app, account_id, victim)
+        clock.advance(minutes=2)
+        page = _resend(client, send_app, account_id, "reply_to")
+        assert "Too many codes were sent to this address today" in page
+    assert len(smtpd.relayed(victim)) == 2
+    # another user cannot write to that address either (per target, whoever asks)
+    other = make_account(send_app, "lim17b@example.com", "u", "p", user="bob")
+    _set_reply_to(send_app, other, victim)
+    bob = login(send_app.test_client(), "bob")
+    assert "Too many codes were sent to this address today" in _resend(
+        bob, send_app, other, "reply_to")
+    assert len(smtpd.relayed(victim)) == 2
+    # per user: alice's other addresses, up to 4 codes a day
+    for n in range(2):
+        clock.advance(minutes=2)
+        _set_reply_to(send_app, account_id, f"x{n}-17@example.net")
+        assert "We emailed a confirmation code" in _resend(client, send_app, account_id,
+                                                           "reply_to")
+    clock.advance(minutes=2)
+    _set_reply_to(send_app, account_id, "x9-17@example.net")
+    page = _resend(client, send_app, account_id, "reply_to")
+    assert "You asked for too many confirmation codes today" in page
+    assert smtpd.relayed("x9-17@example.net") == []
+    # per site: bob's own addresses hit the site's hourly cap (6 sent this hour: 4 by
+    # alice, then bob's)
+    for n in range(2):
+        clock.advance(minutes=2)
+        _set_reply_to(send_app, other, f"b{n}-17@example.net")
+        assert "We emailed a confirmation code" in _resend(bob, send_app, other, "reply_to")
+    clock.advance(minutes=2)
+    _set_reply_to(send_app, other, "b9-17@example.net")
+    assert "This site is sending too many confirmation codes right now" in _resend(
+        bob, send_app, other, "reply_to")
+    # a day later every window has moved on
+    clock.advance(hours=25)
+    assert "We emailed a confirmation code" in _resend(bob, send_app, other, "reply_to")
+    assert len(smtpd.relayed("b9-17@example.net")) == 1

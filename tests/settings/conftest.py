@@ -6,6 +6,6 @@ A plain host app for the service-level quota tests, and the sending fixtures
 
 from __future__ import annotations
 
-from tests.sending.conftest import send_app, smtp_user, smtpd  # noqa: F401 (fixtures)
+from tests.sending.conftest import dns_server, send_app, smtp_user, smtpd  # noqa: F401 (fixtures)
 
 

@@ -79,6 +79,10 @@ class Quirks:
     silent_after_commands: int | None = None
     #: announce UIDL in CAPA and answer it (False: -ERR, a server without UIDL)
     uidl: bool = True
+    #: send RETR bodies without byte-stuffing lines that begin with "." (a sloppy server)
+    no_stuffing: bool = False
+    #: RETR's +OK announces "n octets" (False: "+OK message follows", as some servers do)
+    retr_octets: bool = True
 
 
 class _Session:
@@ -243,6 +247,9 @@ class _Session:
     def do_stat(self, arg: bytes) -> None:
         if self._need_auth():
             return
+        if self.q.fake_count is not None:  # no loop over millions of made-up messages
+            self.line(b"+OK %d %d" % (self.q.fake_count, self.q.fake_count * 1000))
+            return
         nums = [n for n in range(1, self.count() + 1) if n not in self.deleted]
         self.line(b"+OK %d %d" % (len(nums), sum(self.size(n) for n in nums)))
 
@@ -289,12 +296,14 @@ class _Session:
             self.line(self.q.retr_error[num])
             return None
         self.srv.retrieved.append(num)
-        self.line(b"+OK %d octets" % len(raw))
+        self.line(b"+OK %d octets" % len(raw) if self.q.retr_octets else b"+OK message follows")
         lines = raw.split(b"\r\n")
         if raw.endswith(b"\r\n"):
             lines = lines[:-1]
         eol = self.q.eol
-        body = b"".join((b"." + ln if ln.startswith(b".") else ln) + eol for ln in lines)
+        stuff = not self.q.no_stuffing
+        body = b"".join((b"." + ln if stuff and ln.startswith(b".") else ln) + eol
+                        for ln in lines)
         if num in self.q.cut_in_message:
             self.send(body[: self.q.cut_in_message[num]])
             return False  # the connection is dropped mid-message

@@ -6,6 +6,7 @@ and "Check now" fetches."""
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -338,20 +339,58 @@ def test_edit_connection_change_retests_with_stored_password(
         app: Flask, alice: FlaskClient, mailbox: dict[str, str], dovecot: Dovecot,
         tmp_path: Path) -> None:
     account_id = add(alice, mailbox)
-    # the STLS port instead of implicit TLS, the password field left empty: the stored
-    # password signs in
-    resp = alice.post(f"{PREFIX}/{account_id}/edit", data=account_form(**{
-        **mailbox, "password": "", "pop_port": str(dovecot.pop3_port),
-        "pop_security": "starttls"}))
+    # the same server, STARTTLS instead of implicit TLS on its STLS port... is a new port:
+    # the stored password is not sent there (issue 11 item 18), the field asks for it
+    moved = {**mailbox, "password": "", "pop_port": str(dovecot.pop3_port),
+             "pop_security": "starttls"}
+    resp = alice.post(f"{PREFIX}/{account_id}/edit", data=account_form(**moved))
+    assert resp.status_code == 422, resp.text
+    assert 'id="password-error"' in resp.text
+    assert "Enter the password again" in resp.text and "stored password is only" in resp.text
+    assert get_account(app, account_id).pop_port == dovecot.pop3s_port
+    # typed again: tested with it, then saved
+    resp = alice.post(f"{PREFIX}/{account_id}/edit",
+                      data=account_form(**{**moved, "password": mailbox["password"]}))
     assert resp.status_code == 302, resp.text
     acc = get_account(app, account_id)
     assert acc.pop_port == dovecot.pop3_port and str(acc.pop_security) == "starttls"
-    # a connection change is tested before it is saved
+    # only the security changed (same host, port, username): the stored password is
+    # used, and the change is tested before it is saved
+    resp = alice.post(f"{PREFIX}/{account_id}/edit", data=account_form(**{
+        **moved, "pop_security": "ssl"}))
+    assert resp.status_code == 422  # (implicit TLS on the STLS port fails)
     distrust_dovecot(app, tmp_path, dovecot)
     resp = alice.post(f"{PREFIX}/{account_id}/edit",
                       data=account_form(**{**mailbox, "password": ""}))
-    assert resp.status_code == 422 and "Invalid certificate" in resp.text
+    assert resp.status_code == 422 and "Enter the password again" in resp.text
     assert get_account(app, account_id).pop_port == dovecot.pop3_port
+
+
+def test_edit_to_another_host_or_username_needs_the_password(
+        app: Flask, alice: FlaskClient, mailbox: dict[str, str], dovecot: Dovecot) -> None:
+    """A host that would receive the stored password never sees a connection."""
+    account_id = add(alice, mailbox)
+    trap = socket.socket()
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(1)
+    trap.settimeout(0.5)
+    port = trap.getsockname()[1]
+    app.config["POPACCOUNTS_ALLOWED_POP3_PORTS"] = (
+        *app.config["POPACCOUNTS_ALLOWED_POP3_PORTS"], port)
+    try:
+        for change in ({"pop_host": "localhost"}, {"pop_port": str(port)},
+                       {"pop_username": "someone-else"}):
+            resp = alice.post(f"{PREFIX}/{account_id}/edit", data=account_form(
+                **{**mailbox, "password": "", **change}))
+            assert resp.status_code == 422, (change, resp.text)
+            assert "Enter the password again" in resp.text
+        with pytest.raises(TimeoutError):
+            trap.accept()  # nothing ever connected to the new port
+    finally:
+        trap.close()
+    acc = get_account(app, account_id)
+    assert (acc.pop_host, acc.pop_port, acc.pop_username) == (
+        mailbox["pop_host"], int(mailbox["pop_port"]), mailbox["pop_username"])
 
 
 def test_edit_failed_retest_keeps_old_settings(app: Flask, alice: FlaskClient,
@@ -520,3 +559,73 @@ def test_other_users_account_is_404_everywhere(app: Flask, mailbox: dict[str, st
     acc = get_account(app, account_id)  # untouched
     assert acc.enabled and acc.name == "Old mail"
     assert alice.get(f"{PREFIX}/{account_id}/edit").status_code == 200
+
+
+# -- an address that is an account already (issue 11 item 19) -----------------------------
+
+def test_adding_or_editing_to_an_existing_address_is_a_form_error(
+        app: Flask, alice: FlaskClient, mailbox: dict[str, str]) -> None:
+    first = add(alice, mailbox, email="twice@example.com", name="Work")
+    second = add(alice, mailbox, email="other@example.com", name="Home")
+    resp = alice.post(f"{PREFIX}/add/pop3/other", data=account_form(
+        **{**mailbox, "email": "Twice@Example.com", "name": "Again"}))
+    assert resp.status_code == 422, resp.text
+    assert 'id="email-error"' in resp.text
+    assert "You already have this address as the account “Work” (twice@example.com)" \
+        in resp.text
+    resp = alice.post(f"{PREFIX}/{second}/edit", data=account_form(
+        **{**mailbox, "password": "", "email": "twice@example.com", "name": "Home"}))
+    assert resp.status_code == 422 and 'id="email-error"' in resp.text
+    assert "the account “Work”" in resp.text
+    assert get_account(app, second).email == "other@example.com"
+    assert get_account(app, first).name == "Work"
+    # bob may have the same address: it is per user
+    bob = login(app.test_client(), "bob")
+    assert add(bob, mailbox, email="twice@example.com") > 0
+
+
+def test_a_concurrent_save_of_the_same_address_is_a_form_error_too(
+        app: Flask, alice: FlaskClient, mailbox: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check passed, then another request saved the address first: the unique
+    constraint's IntegrityError becomes the same form error, not a 500."""
+    add(alice, mailbox, email="race@example.com", name="First")
+    from flask_popaccounts.services import account_input
+
+    real = account_input.existing_with_address
+    calls: list[int] = []
+
+    def blind_at_first(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        return None if len(calls) <= 2 else real(*args, **kw)  # the page's and the save's
+
+    monkeypatch.setattr(account_input, "existing_with_address", blind_at_first)
+    resp = alice.post(f"{PREFIX}/add/pop3/other", data=account_form(
+        **{**mailbox, "email": "race@example.com", "name": "Second"}))
+    assert resp.status_code == 422, resp.text
+    assert "the account “First”" in resp.text and len(calls) == 3
+    with app.app_context():
+        emails = [a.email for a in db_session().query(Account).all()]
+    assert emails.count("race@example.com") == 1
+
+
+# -- header values: decoded before they are checked (issue 11 item 16) -----------------------
+
+@pytest.mark.parametrize("field,value", [
+    ("name", "=?utf-8?q?Work=0D=0ABcc:_x@evil.example?="),
+    ("name", "=?utf-8?b?V29yaw0KQmNjOiB4QGV2aWwuZXhhbXBsZQ==?="),
+    ("name", "Work\u2028Bcc: x@evil.example"),
+])
+def test_an_account_name_with_an_encoded_line_break_is_refused_when_saved(
+        app: Flask, alice: FlaskClient, mailbox: dict[str, str], field: str,
+        value: str) -> None:
+    resp = alice.post(f"{PREFIX}/add/pop3/other", data=account_form(**{**mailbox,
+                                                                        field: value}))
+    assert resp.status_code in (400, 422), resp.text
+    assert f'id="{field}-error"' in resp.text
+    assert "Line breaks and control characters are not allowed here" in resp.text
+    account_id = add(alice, mailbox, name="Fine")
+    resp = alice.post(f"{PREFIX}/{account_id}/edit", data=account_form(
+        **{**mailbox, "password": "", field: value}))
+    assert resp.status_code in (400, 422) and f'id="{field}-error"' in resp.text
+    assert get_account(app, account_id).name == "Fine"

@@ -1,7 +1,7 @@
 """fetch faults: messages set aside, too large, or not deleted; the account's warning
 
 Revision ID: 0005_fetch_faults
-Revises: 0004_filters_vacation
+Revises: 0006_send_limits
 Create Date: 2026-12-02 13:50:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0005_fetch_faults"
-down_revision: str | Sequence[str] | None = "0004_filters_vacation"
+down_revision: str | Sequence[str] | None = "0006_send_limits"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
