@@ -333,8 +333,9 @@ def _delete_and_quit(client: POP3Client, policy: RetrievalPolicy, mailbox: _Mail
     """DELE what the policy lets go (durable copies only), QUIT, then tell the ledger."""
     server_uidls = mailbox.server_uidls
     # Deleted before (DELE and QUIT accepted), yet listed again: the server kept them.
-    report.reappeared = sorted(u for u in server_uidls
-                               if u in mailbox.entries and not mailbox.entries[u].on_server)
+    if policy.delete is not DeletePolicy.KEEP:  # (we never deleted anything otherwise)
+        report.reappeared = sorted(u for u in server_uidls if u in mailbox.entries
+                                   and not mailbox.entries[u].on_server)
     to_delete = _deletable(policy, mailbox.entries, committed, server_uidls, now)
     to_delete -= policy.hold_dele
     nums = sorted(mailbox.num_by_uidl[u] for u in to_delete)
@@ -342,8 +343,9 @@ def _delete_and_quit(client: POP3Client, policy: RetrievalPolicy, mailbox: _Mail
     report.dele_refused = sorted(mailbox.uidl_by_num[n] for n in set(nums) - set(accepted))
     client.quit()
     # QUIT answered +OK: the server has now really removed what it accepted.
-    report.deleted = len(accepted)
     gone = {mailbox.uidl_by_num[n] for n in accepted}
+    # Not counted: those the server said it deleted before and listed again.
+    report.deleted = len(gone - set(report.reappeared))
     gone |= mailbox.known_on_server - server_uidls
     if gone:
         ledger.mark_gone(gone)

@@ -80,7 +80,8 @@ def load(session: Session, account_id: int) -> Known:
 
 def _needs_write(known: Known, report: FetchReport) -> bool:
     return bool(report.refused or report.in_flight or report.too_large or report.dele_refused
-                or report.not_listed or (report.stored and known.rows)
+                or report.not_listed
+                or (report.stored and any(r[0] in _UNFETCHED for r in known.rows.values()))
                 or set(report.reappeared) - known.held)
 
 

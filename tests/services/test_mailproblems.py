@@ -188,6 +188,8 @@ def test_dele_refused_is_named_and_not_resent_every_session(app: Flask, srv: Hos
 
 
 def test_dele_accepted_but_ignored_is_detected_next_session(app: Flask, srv: HostilePOP) -> None:
+    clock = FakeClock()
+    use_clock(app, clock)
     account_id = _account(app, srv, delete_policy=DeletePolicy.DELETE)
     srv.quirks.dele_ignored = True
     assert fetching.fetch_account(app, account_id).deleted == 6  # it said +OK...
@@ -199,6 +201,10 @@ def test_dele_accepted_but_ignored_is_detected_next_session(app: Flask, srv: Hos
     fetching.fetch_account(app, account_id)
     assert not any(c.startswith(b"DELE") for c in srv.sessions[-1])
     assert len(_stored(app, account_id)) == 6  # never fetched twice
+    clock.advance(hours=25)  # tried again a day later: not counted as deleted this time
+    report = fetching.fetch_account(app, account_id)
+    assert sum(1 for c in srv.sessions[-1] if c.startswith(b"DELE")) == 6
+    assert report.deleted == 0 and "does not delete mail" in _card(app)
 
 
 def test_repeated_uidls_are_named_on_the_card(app: Flask, srv: HostilePOP) -> None:
