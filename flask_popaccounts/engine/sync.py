@@ -13,18 +13,27 @@ Crash anywhere: uncommitted messages are rolled back and fetched again next time
 (the server still has them); committed ones are in the ledger and never refetched.
 DELEs without a completed QUIT are undone by the server, and the ledger still says
 "on server", so they are simply deleted again next time.
+
+A failure on the server's side of the session (the connection lost or timed out, the
+session deadline, the server busy or refusing) does not cost the messages that had
+arrived complete: they are committed before the error is raised, so the next session
+fetches again at most the message that was in flight (``FetchReport.in_flight``). A
+:class:`~.errors.ProtocolError` (the stream may have lost step) and any failure of the
+sink roll back instead. Pass ``report=`` to read what a failed session did.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from .clock import Clock, utcnow
-from .errors import UIDLReset
+from .errors import ConnectionFailed, ServerBusy, ServerRefused, UIDLReset
 from .parse import parse_meta, read_header_section
 from .pop3 import POP3Client
+from .pop3wire import POP3Error
 from .safety import check_fields
 from .types import (
     Credentials,
@@ -40,7 +49,16 @@ from .types import (
     RetrievedMessage,
     ServerSpec,
     Sink,
+    TooLarge,
 )
+
+#: Failures after which the complete messages staged so far are committed (the bytes
+#: read were framed correctly; the connection or the server just ended the session).
+SALVAGE_ON = (ConnectionFailed, ServerBusy, ServerRefused)
+
+#: TOP of a message over the size limit: lines accepted, bytes of them kept
+TOP_MAX_LINES = 100_000
+TOP_KEEP = 64 * 1024
 
 #: UIDL reset detection: how many known on-server UIDLs make the signal meaningful
 UIDL_RESET_MIN_KNOWN = 5
@@ -100,16 +118,19 @@ def fetch(
     net: NetPolicy,
     progress: ProgressCallback | None = None,
     now: Clock | None = None,
+    report: FetchReport | None = None,
 ) -> FetchReport:
     """One fetch session: store every new message exactly once, delete per policy.
 
     ``now`` is the clock (default :func:`~.clock.utcnow`): message fetch times and the
-    delete-after-days cutoff come from it. Raises the named errors of :mod:`.errors`; on
-    any exception, messages staged since the last ``sink.commit()`` are rolled back (and
-    fetched again next time).
+    delete-after-days cutoff come from it. Raises the named errors of :mod:`.errors`.
+    On a failure of the server's side (:data:`SALVAGE_ON`) the complete messages staged
+    since the last ``sink.commit()`` are committed first; on any other exception they
+    are rolled back (and fetched again next time). ``report`` (optional) is filled in
+    as the session goes, so the caller can see what a failed session did.
     """
     clock = now or utcnow
-    report = FetchReport()
+    report = report if report is not None else FetchReport()
     client = _connect(server, creds, net)
     batch = _GroupCommit(sink, policy)
     try:
@@ -119,9 +140,20 @@ def fetch(
         _retrieve(client, wanted, sizes, mailbox, batch, report, progress, clock)
         _delete_and_quit(client, policy, mailbox, batch.committed, ledger, report, clock())
         return report
+    except SALVAGE_ON:
+        if batch.sink_failed:
+            report.in_flight = None
+            batch.rollback()
+        else:
+            # Keep what arrived complete; the in-flight one is asked for again.
+            salvaged = len(batch.staged)
+            batch.commit()
+            report.committed_on_failure = salvaged
+        raise
     except BaseException:
         # Staged but uncommitted: undo, so nothing half-stored survives. (Committed
         # messages stay; the ledger knows them.) This also covers report counters.
+        report.in_flight = None
         batch.rollback()
         raise
     finally:
@@ -168,15 +200,26 @@ def _survey(client: POP3Client, ledger: Ledger, policy: RetrievalPolicy, report:
 
 def _select(client: POP3Client, mailbox: _Mailbox, policy: RetrievalPolicy,
             report: FetchReport) -> tuple[list[int], dict[int, int]]:
-    """The message numbers to RETR this session (in order) and the LIST sizes."""
-    new_nums = sorted(n for u, n in mailbox.num_by_uidl.items() if u not in mailbox.entries)
+    """The message numbers to RETR this session (in order) and the LIST sizes.
+
+    UIDLs in ``policy.skip_uidls`` (set aside, or known to be too large) count as
+    neither new nor wanted, so an idle poll with nothing else new sends no LIST.
+    """
+    known = mailbox.entries
+    skip = policy.skip_uidls - policy.fetch_anyway
+    report.not_listed = sorted(policy.remembered - mailbox.server_uidls)
+    new_nums = sorted(n for u, n in mailbox.num_by_uidl.items()
+                      if u not in known and u not in skip)
     # Sizes matter only for new mail: an idle poll saves LIST's round trip.
     sizes = client.list_sizes() if new_nums else {}
     report.new = len(new_nums)
     wanted: list[int] = []
     for n in new_nums:
-        if sizes.get(n, 0) > policy.max_message_size:
-            report.skipped_too_large.append(mailbox.uidl_by_num[n])
+        uidl = mailbox.uidl_by_num[n]
+        if sizes.get(n, 0) > policy.max_message_size and uidl not in policy.fetch_anyway:
+            report.skipped_too_large.append(uidl)
+            report.too_large[uidl] = _peek(client, n, sizes[n],
+                                           len(report.too_large) < policy.max_top)
         else:
             wanted.append(n)
     limit = max(0, policy.max_messages_per_session)
@@ -184,6 +227,30 @@ def _select(client: POP3Client, mailbox: _Mailbox, policy: RetrievalPolicy,
         wanted = wanted[:limit]
         report.more_pending = True
     return wanted, sizes
+
+
+def _peek(client: POP3Client, num: int, size: int, ask: bool) -> TooLarge:
+    """What TOP tells of a message left on the server for its size (sender, subject)."""
+    head = _top(client, num) if ask and "TOP" in client.capabilities else None
+    if head is None:
+        return TooLarge(size)
+    meta = parse_meta(read_header_section(io.BytesIO(head)), size, utcnow())
+    return TooLarge(size, meta.from_addr[:200], meta.subject[:200])
+
+
+def _top(client: POP3Client, num: int) -> bytes | None:
+    """``TOP num 0``: the header section (its first :data:`TOP_KEEP` bytes, CRLF line
+    ends); None on -ERR (TOP is optional in RFC 1939). Every line is read, so the
+    session stays in step. (Through the client's listing reader; pop3.py is full.)"""
+    try:
+        lines = client._listing(f"TOP {int(num)} 0", TOP_MAX_LINES)
+    except POP3Error:
+        return None
+    head = bytearray()
+    for line in lines:
+        if len(head) < TOP_KEEP:
+            head += line + b"\r\n"
+    return bytes(head)
 
 
 class _GroupCommit:
@@ -195,11 +262,16 @@ class _GroupCommit:
         self.staged: list[str] = []
         self.committed: list[str] = []  #: durable UIDLs of this session: they may be DELE'd
         self._staged_bytes = 0
+        self.sink_failed = False  #: the sink raised: what it staged must not be committed
 
     def add(self, message: RetrievedMessage) -> None:
         # Staged first: if the sink refuses half-way (quota), the rollback still runs.
         self.staged.append(message.uidl)
-        self.sink.add(message)
+        try:
+            self.sink.add(message)
+        except BaseException:
+            self.sink_failed = True
+            raise
         self._staged_bytes += message.size
 
     def commit_if_due(self) -> None:
@@ -209,7 +281,11 @@ class _GroupCommit:
 
     def commit(self) -> None:
         if self.staged:
-            self.sink.commit()
+            try:
+                self.sink.commit()
+            except BaseException:
+                self.sink_failed = True
+                raise
             self.committed.extend(self.staged)
             self.staged.clear()
             self._staged_bytes = 0
@@ -225,11 +301,17 @@ def _retrieve(client: POP3Client, wanted: list[int], sizes: dict[int, int], mail
     """RETR ``wanted`` (pipelined), each complete message to the sink; commit them all."""
     total_bytes = sum(sizes.get(n, 0) for n in wanted)
     done = 0
-    for item in client.retrieve(wanted, sizes):
+    items = client.retrieve(wanted, sizes)
+    for pos in range(len(wanted)):
+        # In flight until it is complete: named if the connection fails meanwhile.
+        report.in_flight = mailbox.uidl_by_num[wanted[pos]]
+        report.in_flight_size = sizes.get(wanted[pos], 0)
+        item = next(items)
+        report.in_flight, report.in_flight_size = None, 0
+        done += 1
         if isinstance(item, Refused):
             # Not stored, so never deleted; asked for again next session.
             report.refused[mailbox.uidl_by_num[item.num]] = item.text
-            done += 1
             continue
         num, octets, spool = item
         uidl = mailbox.uidl_by_num[num]
@@ -238,9 +320,10 @@ def _retrieve(client: POP3Client, wanted: list[int], sizes: dict[int, int], mail
         report.stored += 1
         report.bytes_stored += octets
         batch.commit_if_due()
-        done += 1
         if progress is not None:
             progress(Progress(len(wanted), done, total_bytes, report.bytes_stored))
+    for _ in items:  # pragma: no cover - one item per message asked for
+        pass
     batch.commit()
 
 
@@ -249,13 +332,20 @@ def _delete_and_quit(client: POP3Client, policy: RetrievalPolicy, mailbox: _Mail
                      now: datetime) -> None:
     """DELE what the policy lets go (durable copies only), QUIT, then tell the ledger."""
     server_uidls = mailbox.server_uidls
+    # Deleted before (DELE and QUIT accepted), yet listed again: the server kept them.
+    if policy.delete is not DeletePolicy.KEEP:  # (we never deleted anything otherwise)
+        report.reappeared = sorted(u for u in server_uidls if u in mailbox.entries
+                                   and not mailbox.entries[u].on_server)
     to_delete = _deletable(policy, mailbox.entries, committed, server_uidls, now)
+    to_delete -= policy.hold_dele
     nums = sorted(mailbox.num_by_uidl[u] for u in to_delete)
     accepted = client.dele(nums) if nums else []
+    report.dele_refused = sorted(mailbox.uidl_by_num[n] for n in set(nums) - set(accepted))
     client.quit()
     # QUIT answered +OK: the server has now really removed what it accepted.
-    report.deleted = len(accepted)
     gone = {mailbox.uidl_by_num[n] for n in accepted}
+    # Not counted: those the server said it deleted before and listed again.
+    report.deleted = len(gone - set(report.reappeared))
     gone |= mailbox.known_on_server - server_uidls
     if gone:
         ledger.mark_gone(gone)

@@ -87,6 +87,17 @@ class RetrievalPolicy:
     commit_every: int = 256  #: messages per durable commit (group commit)
     commit_bytes: int = 16 * 1024 * 1024  #: or this many bytes, whichever comes first
     accept_uidl_reset: bool = False  #: the user confirmed: import after a UIDL reset
+    #: UIDLs not to ask for: set aside after failing repeatedly, or over the size limit
+    #: and already known (an idle poll then needs no LIST when nothing else is new)
+    skip_uidls: frozenset[str] = frozenset()
+    #: UIDLs to fetch even when over ``max_message_size`` (the user's "fetch anyway")
+    fetch_anyway: frozenset[str] = frozenset()
+    #: UIDLs not to DELE this session: refused or ignored before, retried later
+    hold_dele: frozenset[str] = frozenset()
+    #: UIDLs the caller keeps notes on: ``FetchReport.not_listed`` says which are gone
+    remembered: frozenset[str] = frozenset()
+    #: at most this many TOP requests per session for messages over the size limit
+    max_top: int = 20
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,15 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+@dataclass(frozen=True)
+class TooLarge:
+    """A message left on the server for its size, with what TOP told of it."""
+
+    size: int  #: LIST size, octets
+    from_addr: str = ""  #: "" when TOP was not offered or not asked
+    subject: str = ""
+
+
 @dataclass
 class FetchReport:
     """What one fetch session did."""
@@ -194,6 +214,18 @@ class FetchReport:
     uidl_duplicates: int = 0  #: messages listed under a UIDL an earlier one had
     uidl_nonconforming: int = 0  #: UIDLs outside RFC 1939 (keyed by their hash)
     capabilities: frozenset[str] = frozenset()
+    #: new messages over the size limit (not in ``skip_uidls``): UIDL -> size, sender...
+    too_large: dict[str, TooLarge] = field(default_factory=dict)
+    #: the UIDL being retrieved when the connection failed (None: no message in flight)
+    in_flight: str | None = None
+    in_flight_size: int = 0  #: its LIST size
+    #: complete messages committed although the session then failed (network/server)
+    committed_on_failure: int = 0
+    dele_refused: list[str] = field(default_factory=list)  #: DELE answered -ERR
+    #: UIDLs deleted earlier (DELE and QUIT accepted) that the server lists again
+    reappeared: list[str] = field(default_factory=list)
+    #: UIDLs of the policy's ``remembered`` the server no longer lists
+    not_listed: list[str] = field(default_factory=list)
 
     @property
     def login_delay(self) -> int | None:

@@ -20,6 +20,7 @@ afterwards, in the transaction that records the outcome: the scheduler's pool, t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import PopAccountsError
 from ..engine.types import (
+    Credentials,
     FetchReport,
     Progress,
     ProgressCallback,
@@ -44,7 +46,7 @@ from ..signals import (
 from ..signals import send as send_signal
 from ..storage.mailbox import folder_id_for
 from ..storage.models import Account, AccountStatus, value_of
-from . import health, outbox, quota, scheduling
+from . import health, mailproblems, outbox, quota, scheduling
 from . import progress as tracking
 from .accounts import retrieval_policy_for, server_spec_for
 from .credentials import already_recorded, credentials_for, session_credentials
@@ -133,11 +135,40 @@ def _add_reports(total: FetchReport, part: FetchReport, *, first: bool) -> None:
     total.skipped_too_large = sorted(set(total.skipped_too_large) | set(part.skipped_too_large))
     total.more_pending = part.more_pending
     total.capabilities = part.capabilities
+    total.refused.update(part.refused)
+    total.too_large.update(part.too_large)
+    total.dele_refused = sorted(set(total.dele_refused) | set(part.dele_refused))
+    total.reappeared = sorted(set(total.reappeared) | set(part.reappeared))
+    total.uidl_duplicates = part.uidl_duplicates
+    total.uidl_nonconforming = part.uidl_nonconforming
+
+
+def _session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
+             tracker: tracking.ProgressTracker, on_commit: Any, fence: Fence | None,
+             known: mailproblems.Known) -> tuple[FetchReport, Credentials]:
+    """One session, the account's problem messages applied to its policy and what it
+    says of them recorded (:mod:`.mailproblems`), also when it fails."""
+    state = get_state(app)
+    report = FetchReport()
+    plan = dataclasses.replace(plan, policy=known.policy(plan.policy, state.clock()))
+    try:
+        report, creds = run_session(app, account_id, plan, creds, tracker, on_commit, fence,
+                                    report=report)
+    except PopAccountsError:
+        # What the failed session still tells (refused, in flight) counts too.
+        mailproblems.record(state.session_factory, account_id, report, known,
+                            now=state.clock())
+        raise
+    mailproblems.record(state.session_factory, account_id, report, known, now=state.clock())
+    return report, creds
 
 
 def _run_sessions(app: Flask, account_id: int, plan: Plan, tracker: tracking.ProgressTracker,
-                  *, max_sessions: int, fence: Fence | None = None) -> FetchReport:
-    """POP3 sessions until the server has nothing more; the sum report."""
+                  *, max_sessions: int, fence: Fence | None = None
+                  ) -> tuple[FetchReport, str | None]:
+    """POP3 sessions until the server has nothing more; the sum report and the
+    account's ``fetch_warning`` (:func:`.mailproblems.warning_for`)."""
+    state = get_state(app)
     total = tracker.total
 
     def on_commit(ids: list[int]) -> None:
@@ -146,18 +177,21 @@ def _run_sessions(app: Flask, account_id: int, plan: Plan, tracker: tracking.Pro
         for mid in ids:
             send_signal(message_fetched, app, account_id=account_id, message_id=mid)
 
+    with state.session_factory() as session:
+        known = mailproblems.load(session, account_id)
     creds = plan.creds
     for n in range(max_sessions):
         if fence is not None:
             fence()  # no login once the lease cannot be proven ours
         if n:  # a long sync: the token may expire between sessions (issue 11 item 22)
             creds = session_credentials(app, account_id, creds)
-        report, creds = run_session(app, account_id, plan, creds, tracker, on_commit, fence)
+        report, creds = _session(app, account_id, plan, creds, tracker, on_commit, fence,
+                                 known)
         _add_reports(total, report, first=n == 0)
         tracker.session_done(report)
         if not report.more_pending or report.login_delay:  # LOGIN-DELAY: the next login later
             break
-    return total
+    return total, mailproblems.warning_for(known, total)
 
 
 def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | None = None,
@@ -178,8 +212,8 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
     tracker = tracking.ProgressTracker(app, account_id, FetchReport(), started=started,
                                        then=progress)
     try:
-        total = _run_sessions(app, account_id, plan, tracker, max_sessions=max_sessions,
-                              fence=fence)
+        total, warning = _run_sessions(app, account_id, plan, tracker,
+                                       max_sessions=max_sessions, fence=fence)
     except PopAccountsError as exc:
         if already_recorded(exc):  # a refused token refresh, recorded by credentials
             tracking.finish(app, account_id, error=exc.code)
@@ -195,7 +229,7 @@ def fetch_account(app: Flask, account_id: int, *, progress: ProgressCallback | N
         if isinstance(exc, Exception):
             _crashed(app, account_id, started, lease)
         raise
-    _succeeded(app, account_id, total, started, lease)
+    _succeeded(app, account_id, total, started, lease, warning)
     return total
 
 
@@ -234,9 +268,13 @@ def _crashed(app: Flask, account_id: int, started: Any, lease: _LeaseToRelease |
 
 
 def _succeeded(app: Flask, account_id: int, total: FetchReport, started: Any,
-               lease: _LeaseToRelease | None) -> None:
-    recovered = _outcome(app, account_id, lease, lambda s, a, owner: health.record_success(
-        app, s, a, now=started, release_owner=owner, login_delay=total.login_delay))
+               lease: _LeaseToRelease | None, warning: str | None) -> None:
+    def record(s: Any, a: Account, owner: str | None) -> bool:
+        a.fetch_warning = warning  # in the outcome's own transaction
+        return health.record_success(app, s, a, now=started, release_owner=owner,
+                                     login_delay=total.login_delay)
+
+    recovered = _outcome(app, account_id, lease, record)
     tracking.finish(app, account_id, stored=total.stored)
     log.info("fetched account %s: %d new, %d stored, %d deleted", account_id, total.new,
              total.stored, total.deleted)

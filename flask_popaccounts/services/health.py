@@ -209,6 +209,19 @@ _QUOTA_HELP = ("Fetching is paused. The mail already fetched is kept and the res
                "itself.")
 
 
+#: ``fetch_warning`` tokens (services.mailproblems) that change the card's "Working".
+_DELE_WARNINGS = {
+    "dele_refused": ("Working, but the server refuses to delete mail",
+                     "Mail is fetched, but the server answered with an error when asked to "
+                     "delete messages already stored here. They stay on the server; deleting "
+                     "them is tried again once a day."),
+    "dele_ignored": ("Working, but the server does not delete mail",
+                     "The server said it deleted messages already stored here, but it still "
+                     "lists them. They are not fetched twice; deleting them is tried again "
+                     "once a day. Check the provider's POP settings (some keep a copy)."),
+}
+
+
 def status_view(account: Account) -> StatusView:
     """The account's health in plain words (never the server's own text)."""
     status = value_of(account.status)
@@ -237,6 +250,9 @@ def status_view(account: Account) -> StatusView:
         return StatusView(f"Retrying: {err.title}", f"{err.help}{when}", "warning")
     if status == AccountStatus.OK.value:
         when = f"{account.last_success_at:%Y-%m-%d %H:%M} UTC" if account.last_success_at else ""
+        warning = _DELE_WARNINGS.get((account.fetch_warning or "").split(" ")[0])
+        if warning is not None:
+            return StatusView(warning[0], f"{warning[1]} Last checked {when}.", "warning")
         return StatusView("Working", f"Last checked {when}." if when else "Working.", "ok")
     return StatusView("Waiting for the first fetch",
                       "The account is saved; its mail will be fetched shortly.", "info")

@@ -58,10 +58,12 @@ class Plan:
 
 def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
                 tracker: tracking.ProgressTracker, on_commit: Callable[[list[int]], None],
-                fence: Fence | None) -> tuple[FetchReport, Credentials]:
+                fence: Fence | None, *, report: FetchReport | None = None
+                ) -> tuple[FetchReport, Credentials]:
     """One POP3 session on a database session of its own; the report and the credentials
     it logged in with. An OAuth token the server refuses is refreshed once and the
-    session tried again before the account is marked "re-authenticate"."""
+    session tried again before the account is marked "re-authenticate". ``report``
+    (optional) is the engine's to fill in: what a failed session did."""
     state = get_state(app)
     sync = _engine_sync()
     net = net_policy(app.config)
@@ -78,7 +80,8 @@ def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
                                     SqlLedger(session, account_id),
                                     _released(session, quota.guard_sink(
                                         app, session, plan.owner_id, sink)),
-                                    net=net, progress=tracker, now=state.clock, **extra)
+                                    net=net, progress=tracker, now=state.clock,
+                                    report=report, **extra)
                 return report, creds
             except TokenRejected:
                 if attempt == 2 or creds.method is not AuthMethod.XOAUTH2:

@@ -84,14 +84,13 @@ class AccountStatus(str, enum.Enum):
     """What the account card says, in one word (the detail is ``last_error_code``)."""
 
     NEW = "new"  #: saved, never fetched yet
-    OK = "ok"  #: the last fetch succeeded
+    OK = "ok"  #: the last fetch succeeded (``fetch_warning``: but not wholly)
     RETRYING = "retrying"  #: a transient failure; backing off, will recover by itself
     NEEDS_PASSWORD = "needs_password"  # noqa: S105 (a status, not a password) #: the server refused the password (R7)
     NEEDS_REAUTH = "needs_reauth"  #: OAuth authorization revoked or expired (R13)
     NEEDS_ATTENTION = "needs_attention"  #: another failure only the user can fix
     DISABLED = "disabled"  #: switched off by the user
-    #: the owner's storage quota is reached (R19): no login until space is freed, then
-    #: fetching resumes by itself (services.quota)
+    #: the owner's storage quota is reached (R19): paused until space is freed
     PAUSED_QUOTA = "paused_quota"
 
 
@@ -154,6 +153,7 @@ class Account(Base):
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
+    fetch_warning: Mapped[str | None] = mapped_column(String(80), default=None)  # FetchFault
 
     # Claim (lease) so that one account is never fetched twice at once
     lease_owner: Mapped[str | None] = mapped_column(String(120), default=None)

@@ -24,7 +24,7 @@ from flask import Blueprint, url_for
 from flask.blueprints import BlueprintSetupState
 
 from ..engine.parse import display_text
-from . import accounts, filters, oauth, sending, settings
+from . import accounts, filters, mailproblems, oauth, sending, settings
 from .helpers import require_login, template_helpers
 from .security import add_security_headers
 
@@ -42,6 +42,7 @@ def create_blueprint(name: str = "popaccounts") -> Blueprint:
     sending.register(bp)  # outgoing server, send mail as (R9-R11)
     settings.register(bp)  # signatures, templates, storage (R1, R19)
     filters.register(bp)  # filters, vacation reply (R1)
+    mailproblems.register(bp)  # the card's problem messages: Retry, fetch anyway
     return bp
 
 

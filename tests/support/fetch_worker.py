@@ -1,9 +1,13 @@
-"""Runs fetch sessions into a SqliteStore until nothing is pending; the kill test's victim.
+"""Fetches an account into the real store until nothing is pending; the kill test's victim.
 
-    python -m tests.support.fetch_worker DB HOST PORT CA USER PASSWORD \
+    python -m tests.support.fetch_worker URL HOST PORT CA USER PASSWORD \
         [COMMIT_EVERY [PER_SESSION [STOP]]]
 
-Deletes from the server after storing. Reports every phase of every session on stdout,
+URL is a database :func:`tests.support.realstore.prepare` migrated and gave one account
+(SQLite or PostgreSQL). Each session is one ``services.fetching.fetch_account`` (the SQL
+ledger and sink, filters, quota, health), PER_SESSION messages at most
+(``POPACCOUNTS_MAX_MESSAGES_PER_SESSION``), committed every COMMIT_EVERY. The account
+deletes from the server after storing. Reports every phase of every session on stdout,
 one line each, flushed, so that the test can kill it at a point it chose from what the
 worker says rather than after a guessed time:
 
@@ -12,12 +16,12 @@ worker says rather than after a guessed time:
     logged-in              authenticated; nothing listed yet
     listed N               UIDL read, ledger consulted: N messages on the server
     stored D/T             message D of this session's T staged (committed per COMMIT_EVERY)
-    committed              a group of staged messages committed to the store
+    committed              a group of staged messages committed to the store (SqlSink)
     deleting N             about to send N DELEs
     deleted N              the server accepted N DELEs (not final before QUIT)
     quitting               about to send QUIT
     quit                   QUIT answered +OK: the deletions are real on the server
-    marked-gone N          the ledger now knows N messages are gone from the server
+    marked-gone N          the ledger (SqlLedger) now knows N messages are gone
     session MORE           a session ended; MORE is 1 when another one follows
     DONE                   nothing left; exit 0
     ERR CODE DETAIL        a named engine error; exit 3
@@ -45,20 +49,11 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from flask_popaccounts.engine import (
-    AuthMethod,
-    Credentials,
-    DeletePolicy,
-    NetPolicy,
-    PopAccountsError,
-    Progress,
-    RetrievalPolicy,
-    Security,
-    ServerSpec,
-    fetch,
-)
+from flask_popaccounts.engine import PopAccountsError, Progress
 from flask_popaccounts.engine.pop3 import POP3Client
-from tests.support.sqlite_store import SqliteStore
+from flask_popaccounts.services import fetching
+from flask_popaccounts.storage.mailstore import SqlLedger, SqlSink
+from tests.support import realstore
 from tests.support.waiting import LineReader
 
 
@@ -122,45 +117,47 @@ def instrument(report: Reporter) -> None:
     POP3Client.quit = quit_  # type: ignore[method-assign]
 
 
-class ReportingStore(SqliteStore):
-    def __init__(self, path: str, report: Reporter) -> None:
-        super().__init__(path)
-        self.report = report
+def instrument_store(report: Reporter) -> None:
+    """Report the real store's commits and the ledger's mark_gone (this process only)."""
+    real_commit, real_gone = SqlSink.commit, SqlLedger.mark_gone
 
-    def commit(self) -> None:
-        pending = self._in_tx
-        super().commit()
+    def commit(self: SqlSink) -> None:
+        pending = bool(self._staged_ids or self._pending)
+        real_commit(self)
         if pending:
-            self.report("committed")
+            report("committed")
 
-    def mark_gone(self, uidls: Collection[str]) -> None:
-        super().mark_gone(uidls)
-        self.report("marked-gone", len(uidls))
+    def mark_gone(self: SqlLedger, uidls: Collection[str]) -> None:
+        real_gone(self, uidls)
+        report("marked-gone", len(uidls))
+
+    SqlSink.commit = commit  # type: ignore[method-assign]
+    SqlLedger.mark_gone = mark_gone  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> int:
-    db, host, port, ca, user, password = argv[:6]
+    url, _host, port, ca, _user, _password = argv[:6]
     commit_every = int(argv[6]) if len(argv) > 6 else 8
     per_session = int(argv[7]) if len(argv) > 7 else 60
     report = Reporter(argv[8] if len(argv) > 8 else "-")
     instrument(report)
-    store = ReportingStore(db, report)
-    net = NetPolicy(allow_private=True, allowed_ports=frozenset({int(port)}), ca_file=ca,
-                    connect_timeout=5, read_timeout=20)
-    policy = RetrievalPolicy(delete=DeletePolicy.DELETE, commit_every=commit_every,
-                             max_messages_per_session=per_session)
+    instrument_store(report)
+    realstore.with_commit_every(fetching, commit_every)
+    app = realstore.app_for(url, int(port), ca,
+                            POPACCOUNTS_MAX_MESSAGES_PER_SESSION=per_session)
+    account_id = realstore.account_id_of(app)
 
     def progress(p: Progress) -> None:
         report("stored", f"{p.done}/{p.total}")
 
     try:
-        while True:
-            result = fetch(ServerSpec(host, int(port), Security.SSL, user),
-                           Credentials(AuthMethod.PASSWORD, password), policy, store, store,
-                           net=net, progress=progress)
-            report("session", int(result.more_pending))
-            if not result.more_pending:
-                break
+        with app.app_context():
+            while True:
+                result = fetching.fetch_account(app, account_id, progress=progress,
+                                                max_sessions=1)
+                report("session", int(result.more_pending))
+                if not result.more_pending:
+                    break
     except PopAccountsError as exc:
         print(f"ERR {exc.code} {exc.detail}", flush=True)
         return 3
