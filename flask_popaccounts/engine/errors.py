@@ -351,6 +351,11 @@ class HeaderInjection(InvalidInput):
         "could add hidden headers to the message). Remove them and send again."
     )
 
+    def __init__(self, message: str | None = None, *, detail: str | bytes | None = None,
+                 field: str = "") -> None:
+        super().__init__(message, detail=detail)
+        self.field = field  #: the header it was bound for, in a form's words ("Subject")
+
 
 class SMTPStartTLSUnavailable(TLSUnavailable):
     code = "smtp_tls_unavailable"

@@ -78,12 +78,25 @@ def check_fields(**fields: str | None) -> None:
             raise InvalidInput(detail=f"{name} contains control characters")
 
 
+#: the header a value is bound for, as a form or a page names it (``HeaderInjection.field``)
+FIELD_LABELS = {
+    "subject": "Subject", "to": "To", "cc": "Cc", "bcc": "Bcc", "reply_to": "Reply-To",
+    "from": "From (the account's name or address)", "sender": "Sender",
+    "in_reply_to": "In-Reply-To", "references": "References", "message_id": "Message-ID",
+}
+
+
 def check_header_fields(**fields: str | None) -> None:
     """Raise :class:`HeaderInjection` when a named header value holds a control char,
-    as written or after decoding its RFC 2047 encoded words."""
+    as written or after decoding its RFC 2047 encoded words.
+
+    The error's ``field`` names the header (:data:`FIELD_LABELS`; ``"to name"``, the
+    display name of a To address, is "To"), so a form can say which field to correct.
+    """
     for name, value in fields.items():
         if value and not header_value_is_safe(value):
-            raise HeaderInjection(detail=f"{name} contains control characters")
+            label = FIELD_LABELS.get(name.split(" ", 1)[0], name)
+            raise HeaderInjection(detail=f"{name} contains control characters", field=label)
 
 
 def check_address_parts(field: str, addresses: Iterable[Address]) -> None:

@@ -46,6 +46,8 @@ def test_an_encoded_line_break_in_compose_is_a_form_error(
     resp = send(client, account_id, **{field: value})
     assert resp.status_code == 422, resp.text
     assert "A field contains a line break" in resp.text
+    label = {"subject": "Subject", "to": "To", "cc": "Cc", "bcc": "Bcc"}[field]
+    assert f"Field to correct: {label}</p>" in resp.text  # the page names the field
     assert len(smtpd.received()) == before and sent_copies(send_app, account_id) == []
     assert b"\nBcc: x@evil" not in _everything_received(smtpd)
 
@@ -68,6 +70,7 @@ def test_a_stored_account_name_with_an_encoded_line_break_never_splits_from(
     before = len(smtpd.received())
     resp = send(client, account_id)
     assert resp.status_code == 422 and "A field contains a line break" in resp.text
+    assert "Field to correct: From (the account" in resp.text
     assert len(smtpd.received()) == before
     assert b"Bcc: x@evil" not in _everything_received(smtpd)
 
