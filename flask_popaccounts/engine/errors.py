@@ -350,11 +350,7 @@ class HeaderInjection(InvalidInput):
         "Line breaks and control characters are not allowed in addresses or the subject (they "
         "could add hidden headers to the message). Remove them and send again."
     )
-
-    def __init__(self, message: str | None = None, *, detail: str | bytes | None = None,
-                 field: str = "") -> None:
-        super().__init__(message, detail=detail)
-        self.field = field  #: the header it was bound for, in a form's words ("Subject")
+    field = ""  #: the header it was bound for, in a form's words ("Subject"): engine.safety
 
 
 class SMTPStartTLSUnavailable(TLSUnavailable):
