@@ -20,6 +20,8 @@ from .test_pages_sending import outgoing, send, send_as_id, sent_copies
 
 EVIL_Q = "=?utf-8?q?Hi=0D=0ABcc:_x@evil.example?="
 EVIL_B = "=?utf-8?b?SGkNCkJjYzogeEBldmlsLmV4YW1wbGU=?="  # the same, base64
+# EVIL_Q encoded once more: the email package decodes it to EVIL_Q and sends that word
+EVIL_2 = "=?utf-8?b?PT91dGYtOD9xP0hpPTBEPTBBQmNjOl94QGV2aWwuZXhhbXBsZT89?="
 
 
 def _everything_received(smtpd: SMTPServers) -> bytes:
@@ -30,6 +32,8 @@ def _everything_received(smtpd: SMTPServers) -> bytes:
     ("subject", EVIL_Q),
     ("subject", EVIL_B),
     ("subject", f"Hello {EVIL_Q} there"),
+    ("subject", EVIL_2),
+    ("to", f"{EVIL_2} <friend@example.org>"),
     ("to", f"{EVIL_Q} <friend@example.org>"),
     ("to", f'"{EVIL_Q}" <friend@example.org>'),
     ("cc", f"{EVIL_B} <cc@example.org>"),
