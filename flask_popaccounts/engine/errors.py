@@ -350,6 +350,7 @@ class HeaderInjection(InvalidInput):
         "Line breaks and control characters are not allowed in addresses or the subject (they "
         "could add hidden headers to the message). Remove them and send again."
     )
+    field = ""  #: the header it was bound for, in a form's words ("Subject"): engine.safety
 
 
 class SMTPStartTLSUnavailable(TLSUnavailable):

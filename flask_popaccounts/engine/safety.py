@@ -17,7 +17,9 @@ client (or the ``email`` package's header registry) decodes it to CR/LF.
 - :func:`check_header_fields`: values bound for a header we write (addresses, subject,
   In-Reply-To...), decoded first: :class:`~.errors.HeaderInjection`;
 - :func:`check_address_parts`: the display names and addr-specs of ``Address`` objects
-  bound for a header, the same way.
+  bound for a header, the same way;
+- :func:`clean_header_text`: text copied from received mail into a header we write,
+  made safe (decoded, control characters replaced) instead of refused.
 """
 
 from __future__ import annotations
@@ -67,8 +69,37 @@ def decode_encoded_words(value: str) -> str:
 
 
 def header_value_is_safe(value: str) -> bool:
-    """No control character in ``value``, neither as written nor once decoded."""
-    return not (has_control_chars(value) or has_control_chars(decode_encoded_words(value)))
+    """No control character in ``value``, as written nor once decoded, nor twice.
+
+    Twice: the ``email`` package decodes the words of a value it is given and writes
+    what they decode to, so ``=?utf-8?b?PT91dGYtOD9xP0hp...?=`` (an encoded word that
+    decodes to ``=?utf-8?q?Hi=0D=0A...?=``) would leave as the second word, and the
+    reader decodes that one to CR/LF. Decoding stops as soon as nothing changes.
+    """
+    for _ in range(3):
+        if has_control_chars(value):
+            return False
+        decoded = decode_encoded_words(value)
+        if decoded == value:
+            return True
+        value = decoded
+    return not has_control_chars(value)
+
+
+def clean_header_text(value: str) -> str:
+    """Text copied from received mail into a header we write (a forward's "Fwd: ..."
+    subject, a reply's "Re: ..." and In-Reply-To), made safe rather than refused.
+
+    Nobody typed it here, so refusing it would only drop the forward or the reply:
+    encoded words are decoded (again, while decoding reveals more of them) and control
+    characters become spaces; whatever still hides one loses its ``=?`` (no longer an
+    encoded word). The result always passes :func:`header_value_is_safe`.
+    """
+    for _ in range(4):
+        if header_value_is_safe(value):
+            return value
+        value = CONTROL_CHARS.sub(" ", decode_encoded_words(value))
+    return value if header_value_is_safe(value) else value.replace("=?", "= ?")
 
 
 def check_fields(**fields: str | None) -> None:
@@ -78,12 +109,27 @@ def check_fields(**fields: str | None) -> None:
             raise InvalidInput(detail=f"{name} contains control characters")
 
 
+#: the header a value is bound for, as a form or a page names it (``HeaderInjection.field``)
+FIELD_LABELS = {
+    "subject": "Subject", "to": "To", "cc": "Cc", "bcc": "Bcc", "reply_to": "Reply-To",
+    "from": "From (the account's name or address)", "sender": "Sender",
+    "in_reply_to": "In-Reply-To", "references": "References", "message_id": "Message-ID",
+}
+
+
 def check_header_fields(**fields: str | None) -> None:
     """Raise :class:`HeaderInjection` when a named header value holds a control char,
-    as written or after decoding its RFC 2047 encoded words."""
+    as written or after decoding its RFC 2047 encoded words.
+
+    The error's ``field`` names the header (:data:`FIELD_LABELS`; ``"to name"``, the
+    display name of a To address, is "To"), so a form can say which field to correct.
+    """
     for name, value in fields.items():
         if value and not header_value_is_safe(value):
-            raise HeaderInjection(detail=f"{name} contains control characters")
+            label = FIELD_LABELS.get(name.split(" ", 1)[0], name)
+            err = HeaderInjection(detail=f"{name} contains control characters")
+            err.field = label
+            raise err
 
 
 def check_address_parts(field: str, addresses: Iterable[Address]) -> None:

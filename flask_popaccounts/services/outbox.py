@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..engine import autoreply, message, smtp
+from ..engine import autoreply, message, safety, smtp
 from ..engine.errors import PopAccountsError
 from ..engine.mailview import MailView
 from ..engine.parse import header_section
@@ -59,7 +59,8 @@ def _build(session: Session, account: Account, item: OutboxItem, from_addr: Addr
            now: datetime) -> EmailMessage:
     raw = _original(session, item.message_id)
     view = MailView(header_section(raw), len(raw))
-    subject = view.header("subject")
+    # Copied from mail someone else wrote: made safe, not refused (engine/safety)
+    subject = safety.clean_header_text(view.header("subject"))
     if item.kind == "forward":
         if item.recipient.lower() not in filtering.verified_addresses(session, account.owner_id):
             raise sendas.AddressNotVerified(detail="forward target no longer verified")
@@ -70,6 +71,7 @@ def _build(session: Session, account: Account, item: OutboxItem, from_addr: Addr
                   f"The original message is attached.\n"), date=now)
         # The loop marker: a forward that comes back is never forwarded again
         # (services.filtering); Auto-Submitted keeps out-of-office robots from answering.
+        safety.check_header_fields(loop_marker=account.email)  # a row from before checks
         msg[autoreply.LOOP_HEADER] = account.email
         msg["Auto-Submitted"] = "auto-generated"
         original = BytesParser(policy=email_policy.SMTP).parsebytes(raw)
@@ -80,8 +82,9 @@ def _build(session: Session, account: Account, item: OutboxItem, from_addr: Addr
         raise PopAccountsError(detail="vacation reply removed")
     return autoreply.build_reply(
         from_=from_addr, to=item.recipient, original_subject=subject,
-        original_message_id=view.header("message-id"),
-        original_references=view.header("references"), subject=reply.subject,
+        original_message_id=safety.clean_header_text(view.header("message-id")),
+        original_references=safety.clean_header_text(view.header("references")),
+        subject=reply.subject,
         body=reply.body, date=now)
 
 

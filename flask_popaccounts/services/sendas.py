@@ -150,23 +150,30 @@ def send_code(session: Session, app: Flask, row: SendAsAddress, *,
               now: datetime | None = None) -> None:
     """Issue a code for ``row`` and email it through the system mailer; commits.
 
-    If the email cannot be sent, nothing is stored and the named error is raised.
+    The code and its count are committed before the mail leaves, so no write
+    transaction stays open during the SMTP conversation (on SQLite it would lock out
+    every fetch and page save meanwhile). If the email cannot be sent, the code is
+    taken back (:func:`~.verification.withdraw_code`) and the named error is raised.
     """
     server, creds, net, sender = relay.system_relay(app)
     try:
-        code = verification.issue_code(session, app, row, now=now)
-        subject, body = _code_email_body(app, row, code)
+        issued = verification.issue_code(session, app, row, now=now)
+        subject, body = _code_email_body(app, row, issued.code)
         sender_addr = addresses.parse_address(sender, field="from")
         msg = message.build_message(
             from_=sender_addr, to=[addresses.parse_address(row.address, field="to")],
             subject=subject, body=body, date=now or get_state(app).clock())
-        smtp.send(server, creds, net=net, mail_from=sender_addr.addr_spec,
-                  rcpt_to=[row.address], data=message.message_bytes(msg),
-                  local_hostname=relay.local_hostname(app))
     except BaseException:
         session.rollback()
         raise
     session.commit()
+    try:
+        smtp.send(server, creds, net=net, mail_from=sender_addr.addr_spec,
+                  rcpt_to=[row.address], data=message.message_bytes(msg),
+                  local_hostname=relay.local_hostname(app))
+    except BaseException:
+        verification.withdraw_code(session, issued)
+        raise
 
 
 def send_codes(session: Session, app: Flask, rows: Sequence[SendAsAddress]

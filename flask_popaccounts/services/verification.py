@@ -36,6 +36,7 @@ import hmac
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -145,11 +146,13 @@ def check_send_limits(session: Session, app: Flask, owner_id: str, address: str,
         raise SiteCodeLimit()
 
 
-def record_send(session: Session, owner_id: str, address: str, now: datetime) -> None:
+def record_send(session: Session, owner_id: str, address: str, now: datetime) -> CodeSend:
     """Count one code email (and forget those no window needs any more); flushes."""
     session.execute(delete(CodeSend).where(CodeSend.sent_at < now - _KEEP))
-    session.add(CodeSend(owner_id=str(owner_id), address=address.strip().lower(), sent_at=now))
+    row = CodeSend(owner_id=str(owner_id), address=address.strip().lower(), sent_at=now)
+    session.add(row)
     session.flush()
+    return row
 
 
 def _cfg(app: Flask, key: str) -> int:
@@ -198,28 +201,58 @@ def state_of(session: Session, row: SendAsAddress, *, now: datetime | None = Non
     return "pending"
 
 
+@dataclass(frozen=True)
+class Issued:
+    """A code just issued: the code itself (email it, never store or log it) and the rows
+    that :func:`withdraw_code` takes back if the email cannot be sent."""
+
+    code: str
+    code_id: int
+    send_id: int
+    replaced_ids: tuple[int, ...]
+
+
 def issue_code(session: Session, app: Flask, row: SendAsAddress, *,
-               now: datetime | None = None) -> str:
+               now: datetime | None = None) -> Issued:
     """Create a new code for ``row`` (rate-limited, counted); flushes, the caller commits.
 
-    Earlier codes stop working. Returns the code itself: email it, never store or log it.
+    Earlier codes stop working (until :func:`withdraw_code`, if this one never left).
     """
     now = now or get_state(app).clock()
     check_send_limits(session, app, row.owner_id, row.address, now)
-    record_send(session, row.owner_id, row.address, now)
+    send = record_send(session, row.owner_id, row.address, now)
+    replaced = tuple(session.scalars(select(VerificationCode.id).where(
+        VerificationCode.send_as_id == row.id, VerificationCode.state == "active")))
     session.execute(
-        update(VerificationCode)
-        .where(VerificationCode.send_as_id == row.id, VerificationCode.state == "active")
-        .values(state="replaced")
-    )
+        update(VerificationCode).where(VerificationCode.id.in_(replaced))
+        .values(state="replaced").execution_options(synchronize_session=False))
     code = generate_code(_cfg(app, "CODE_DIGITS"))
-    session.add(VerificationCode(
+    new = VerificationCode(
         send_as_id=row.id, code_hash=hash_code(app, row.id, code), created_at=now,
         expires_at=now + timedelta(seconds=_cfg(app, "CODE_TTL")), attempts=0, state="active",
-    ))
+    )
+    session.add(new)
     session.flush()
     log.info("verification code issued for send-as %s", row.id)  # never the code
-    return code
+    return Issued(code=code, code_id=new.id, send_id=send.id, replaced_ids=replaced)
+
+
+def withdraw_code(session: Session, issued: Issued) -> None:
+    """Take back a committed code whose email could not be sent; commits.
+
+    It never counted against a limit, and the codes it replaced work again (the user
+    may still have the last one in their inbox).
+    """
+    session.rollback()
+    session.execute(delete(VerificationCode).where(VerificationCode.id == issued.code_id))
+    session.execute(delete(CodeSend).where(CodeSend.id == issued.send_id))
+    if issued.replaced_ids:
+        session.execute(
+            update(VerificationCode)
+            .where(VerificationCode.id.in_(issued.replaced_ids),
+                   VerificationCode.state == "replaced")
+            .values(state="active").execution_options(synchronize_session=False))
+    session.commit()
 
 
 def check_code(session: Session, app: Flask, row: SendAsAddress, typed: str, *,

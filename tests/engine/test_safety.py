@@ -14,7 +14,7 @@ from email.headerregistry import Address
 
 import pytest
 
-from flask_popaccounts.engine import addresses, autoreply, message, smtp, sync
+from flask_popaccounts.engine import addresses, autoreply, message, safety, smtp, sync
 from flask_popaccounts.engine import errors as E
 from flask_popaccounts.engine.pop3 import POP3Client
 from flask_popaccounts.engine.safety import (
@@ -245,3 +245,18 @@ def test_the_date_of_a_built_message_comes_from_the_injected_clock() -> None:
     msg = message.build_message(from_=ME, to=[YOU], subject="Hi", body="text",
                              clock=lambda: datetime(2026, 3, 1, 9, 30, tzinfo=UTC))
     assert msg["Date"] == "Sun, 01 Mar 2026 09:30:00 +0000"
+
+
+@pytest.mark.parametrize("hostile", [
+    "=?utf-8?q?Hi=0D=0ABcc:_x@evil.example?=",
+    "=?utf-8?q?=3D=3Futf-8=3Fq=3FHi=3D0D=3D0ABcc:_x=3F=3D?=",  # hidden in a second encoding
+    "Re: a\r\nBcc: x@evil.example",
+    "=?utf-8?b?" + "PT91dGYtOD9xP0hpPTBEPTBBQmNjOl94Pz0=" + "?=",
+])
+def test_clean_header_text_makes_copied_text_safe(hostile: str) -> None:
+    cleaned = safety.clean_header_text(hostile)
+    assert safety.header_value_is_safe(cleaned)
+    safety.check_header_fields(subject=cleaned)  # never raises
+    assert "Bcc" in cleaned or "Hi" in cleaned  # the words stay readable
+    assert safety.clean_header_text("Fwd: café =?utf-8?q?caf=C3=A9?=") == \
+        "Fwd: café =?utf-8?q?caf=C3=A9?="  # safe text is left alone

@@ -96,3 +96,42 @@ def test_switching_a_rule_off_and_on_moves_its_start(
     with send_app.app_context():
         assert fetching.fetch_account(send_app, aid).stored == 2
     assert [r.message["Subject"] for r in _mine(smtpd, user)] == ["Fwd: A note from after"]
+
+
+def test_a_hostile_subject_never_becomes_a_header_of_a_forward_or_a_reply(
+        send_app: Flask, dovecot: Dovecot, smtpd: SMTPServers,
+        new_user: tuple[str, str]) -> None:
+    """Subjects copied from fetched mail ("Fwd: ...", "Re: ...") reach the same check
+    (issue 11 item 16): an encoded CR/LF, even one hidden in a second encoding, never
+    starts a header line in what the SMTP server received."""
+    user, pw = new_user
+    aid = setup_account(send_app, dovecot, smtpd, user, pw)
+    me = f"{user}@example.com"
+    add_rule(send_app, aid, "Reports", [{"field": "subject", "op": "contains",
+                                         "value": "report"}],
+             [{"kind": "forward", "value": "me@home.example"}])
+    set_vacation(send_app, aid)
+    once = "report =?utf-8?q?Hi=0D=0ABcc:_x@evil.example?="
+    # decodes to the encoded word above: a reader that decodes twice would see CR/LF
+    twice = "report =?utf-8?q?=3D=3Futf-8=3Fq=3FHi=3D0D=3D0ABcc:_x@evil.example=3F=3D?="
+    dovecot.deliver_many(user, [
+        mail(1, me, frm=f"Eve <eve1-{user}@example.org>", subject=once),
+        mail(2, me, frm=f"Eve <eve2-{user}@example.org>", subject=twice),
+        mail(3, me, frm=f"Ann <ann-{user}@example.org>", subject="Plain report"),
+    ])
+    with send_app.app_context():
+        assert fetching.fetch_account(send_app, aid).stored == 3
+    got = _mine(smtpd, user)
+    assert got, "the plain report at least was forwarded and answered"
+    for r in got:
+        head = r.data.split(b"\r\n\r\n", 1)[0]
+        assert b"\nBcc:" not in head and r.message["Bcc"] is None, head
+        assert "x@evil.example" not in r.rcpt_tos
+    forwards = [r.message["Subject"] for r in got if r.rcpt_tos == ["me@home.example"]]
+    assert "Fwd: Plain report" in forwards
+    # both hostile reports are still forwarded and answered, on one clean Subject line
+    assert len([s for s in forwards if s.startswith("Fwd: report ")]) == 2, forwards
+    assert all("\n" not in s and "\r" not in s for s in forwards)
+    answered = {r.rcpt_tos[0] for r in got if r.rcpt_tos != ["me@home.example"]}
+    assert answered == {f"eve1-{user}@example.org", f"eve2-{user}@example.org",
+                        f"ann-{user}@example.org"}

@@ -20,6 +20,8 @@ from .test_pages_sending import outgoing, send, send_as_id, sent_copies
 
 EVIL_Q = "=?utf-8?q?Hi=0D=0ABcc:_x@evil.example?="
 EVIL_B = "=?utf-8?b?SGkNCkJjYzogeEBldmlsLmV4YW1wbGU=?="  # the same, base64
+# EVIL_Q encoded once more: the email package decodes it to EVIL_Q and sends that word
+EVIL_2 = "=?utf-8?b?PT91dGYtOD9xP0hpPTBEPTBBQmNjOl94QGV2aWwuZXhhbXBsZT89?="
 
 
 def _everything_received(smtpd: SMTPServers) -> bytes:
@@ -30,6 +32,8 @@ def _everything_received(smtpd: SMTPServers) -> bytes:
     ("subject", EVIL_Q),
     ("subject", EVIL_B),
     ("subject", f"Hello {EVIL_Q} there"),
+    ("subject", EVIL_2),
+    ("to", f"{EVIL_2} <friend@example.org>"),
     ("to", f"{EVIL_Q} <friend@example.org>"),
     ("to", f'"{EVIL_Q}" <friend@example.org>'),
     ("cc", f"{EVIL_B} <cc@example.org>"),
@@ -46,6 +50,8 @@ def test_an_encoded_line_break_in_compose_is_a_form_error(
     resp = send(client, account_id, **{field: value})
     assert resp.status_code == 422, resp.text
     assert "A field contains a line break" in resp.text
+    label = {"subject": "Subject", "to": "To", "cc": "Cc", "bcc": "Bcc"}[field]
+    assert f"Field to correct: {label}</p>" in resp.text  # the page names the field
     assert len(smtpd.received()) == before and sent_copies(send_app, account_id) == []
     assert b"\nBcc: x@evil" not in _everything_received(smtpd)
 
@@ -68,6 +74,7 @@ def test_a_stored_account_name_with_an_encoded_line_break_never_splits_from(
     before = len(smtpd.received())
     resp = send(client, account_id)
     assert resp.status_code == 422 and "A field contains a line break" in resp.text
+    assert "Field to correct: From (the account" in resp.text
     assert len(smtpd.received()) == before
     assert b"Bcc: x@evil" not in _everything_received(smtpd)
 

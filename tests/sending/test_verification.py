@@ -159,3 +159,77 @@ def test_code_limits_per_address_user_and_site_survive_deleting_the_row(
     clock.advance(hours=25)
     assert "We emailed a confirmation code" in _resend(bob, send_app, other, "reply_to")
     assert len(smtpd.relayed("b9-17@example.net")) == 1
+
+
+# -- the code email leaves outside any write transaction ---------------------------------------
+
+
+def test_no_write_lock_is_held_while_the_code_email_leaves(
+        send_app: Flask, smtpd: SMTPServers, monkeypatch: Any) -> None:
+    """On SQLite, another connection can write during the SMTP conversation (a fetch's
+    commit or a page save would otherwise wait for the relay, then fail "locked")."""
+    import sqlite3
+
+    from flask_popaccounts import get_state
+    from flask_popaccounts.engine import smtp as engine_smtp
+
+    with send_app.app_context():
+        path = get_state(send_app).engine.url.database
+    assert path, "the store is an SQLite file here"
+    real_send = engine_smtp.send
+    seen: list[str] = []
+
+    def send_watching_the_lock(*args: Any, **kwargs: Any) -> Any:
+        con = sqlite3.connect(str(path), timeout=0.2)
+        try:
+            con.execute("BEGIN IMMEDIATE")  # takes the write lock, or waits for it
+            con.rollback()
+            seen.append("free")
+        except sqlite3.OperationalError as exc:
+            seen.append(str(exc))
+        finally:
+            con.close()
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(engine_smtp, "send", send_watching_the_lock)
+    email = "lock-free@example.com"
+    account_id = make_account(send_app, email, "u", "p")
+    client = login(send_app.test_client())
+    assert outgoing(client, account_id, mode="system").status_code == 302
+    assert seen == ["free"] and len(smtpd.relayed(email)) == 1
+
+
+def test_a_code_email_that_cannot_leave_is_taken_back(
+        send_app: Flask, smtpd: SMTPServers) -> None:
+    """Nothing counts against a limit, and the code already in the inbox still works."""
+    from flask_popaccounts import get_state
+    from flask_popaccounts.storage.models import CodeSend
+    from tests.support.clock import FakeClock, use_clock
+    from tests.support.dovecot import free_port
+
+    from .test_pages_sending import state_of
+
+    clock = FakeClock()
+    use_clock(send_app, clock)
+    email = "relay-down@example.com"
+    account_id = make_account(send_app, email, "u", "p")
+    client = login(send_app.test_client())
+    assert outgoing(client, account_id, mode="system").status_code == 302
+    first = smtpd.code_for(email)
+    clock.advance(minutes=2)
+    relay_port = send_app.config["POPACCOUNTS_SYSTEM_SMTP_PORT"]
+    send_app.config["POPACCOUNTS_SYSTEM_SMTP_PORT"] = free_port()  # nobody listens there
+    client.get(f"{PREFIX}/send-as")  # (shows the first code's message)
+    page = _resend(client, send_app, account_id, "from")
+    assert "Connection failed" in page and "We emailed a confirmation code to" \
+        f" {email}. Click" not in page
+    assert len(smtpd.relayed(email)) == 1
+    send_app.config["POPACCOUNTS_SYSTEM_SMTP_PORT"] = relay_port
+    with send_app.app_context():  # the failed one was not counted
+        session = get_state(send_app).session_factory()
+        assert [r.address for r in session.query(CodeSend).all()] == [email]
+        session.close()
+    sid = send_as_id(send_app, account_id)
+    assert client.post(f"{PREFIX}/send-as/{sid}/verify",
+                       data={"code": first}).status_code == 302  # the first still works
+    assert state_of(client, email) == "verified"

@@ -384,6 +384,7 @@ def test_edit_to_another_host_or_username_needs_the_password(
                 **{**mailbox, "password": "", **change}))
             assert resp.status_code == 422, (change, resp.text)
             assert "Enter the password again" in resp.text
+            assert 'id="password-error"' in resp.text  # on the field to fill in
         with pytest.raises(TimeoutError):
             trap.accept()  # nothing ever connected to the new port
     finally:
