@@ -107,7 +107,7 @@ def test_self_signed_certificate_refused(dc_app: Flask, dovecot: Dovecot,
                              pop_host=BAD_CERT_HOSTS["self_signed"])
     assert resp.status_code == 422
     assert "Invalid certificate" in resp.text
-    assert "Self-signed certificates are refused" in resp.text
+    assert "certificate is not valid (self-signed" in resp.text
     assert password not in resp.text
 
 
