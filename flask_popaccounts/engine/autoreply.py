@@ -66,12 +66,16 @@ def _when(value: str) -> datetime | None:
 
 
 def arrival_time(headers: Mapping[str, Sequence[str]], fetched_at: datetime) -> datetime:
-    """When the message arrived: newest ``Received:`` timestamp, else ``Date:``, else
-    ``fetched_at`` (``headers``: lower-case name -> values)."""
-    received = [w for w in (_when(v.rpartition(";")[2]) for v in headers.get("received", [])
-                            if ";" in v) if w is not None]
-    if received:
-        return max(received)
+    """When the message arrived: the topmost ``Received:`` field's timestamp, else
+    ``Date:``, else ``fetched_at`` (``headers``: lower-case name -> values, in order).
+
+    The topmost one was written by the last server, the user's own provider; a sender
+    can add Received fields of their own with any time, but only below it.
+    """
+    for value in headers.get("received", []):
+        when = _when(value.rpartition(";")[2]) if ";" in value else None
+        if when is not None:
+            return when
     dates = [w for w in (_when(v) for v in headers.get("date", [])) if w is not None]
     return dates[0] if dates else fetched_at
 

@@ -25,7 +25,7 @@ sink roll back instead. Pass ``report=`` to read what a failed session did.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -119,6 +119,7 @@ def fetch(
     progress: ProgressCallback | None = None,
     now: Clock | None = None,
     report: FetchReport | None = None,
+    fence: Callable[[], None] | None = None,
 ) -> FetchReport:
     """One fetch session: store every new message exactly once, delete per policy.
 
@@ -127,7 +128,10 @@ def fetch(
     On a failure of the server's side (:data:`SALVAGE_ON`) the complete messages staged
     since the last ``sink.commit()`` are committed first; on any other exception they
     are rolled back (and fetched again next time). ``report`` (optional) is filled in
-    as the session goes, so the caller can see what a failed session did.
+    as the session goes, so the caller can see what a failed session did. ``fence``
+    (optional) is called before the DELEs and again before QUIT; it raises to stop the
+    session there (the caller lost its claim on the account): the connection is then
+    dropped without QUIT, so the server keeps every message.
     """
     clock = now or utcnow
     report = report if report is not None else FetchReport()
@@ -138,7 +142,8 @@ def fetch(
         mailbox = _survey(client, ledger, policy, report, clock())
         wanted, sizes = _select(client, mailbox, policy, report)
         _retrieve(client, wanted, sizes, mailbox, batch, report, progress, clock)
-        _delete_and_quit(client, policy, mailbox, batch.committed, ledger, report, clock())
+        _delete_and_quit(client, policy, mailbox, batch.committed, ledger, report, clock(),
+                         fence or _no_fence)
         return report
     except SALVAGE_ON:
         if batch.sink_failed:
@@ -329,7 +334,7 @@ def _retrieve(client: POP3Client, wanted: list[int], sizes: dict[int, int], mail
 
 def _delete_and_quit(client: POP3Client, policy: RetrievalPolicy, mailbox: _Mailbox,
                      committed: list[str], ledger: Ledger, report: FetchReport,
-                     now: datetime) -> None:
+                     now: datetime, fence: Callable[[], None]) -> None:
     """DELE what the policy lets go (durable copies only), QUIT, then tell the ledger."""
     server_uidls = mailbox.server_uidls
     # Deleted before (DELE and QUIT accepted), yet listed again: the server kept them.
@@ -339,8 +344,10 @@ def _delete_and_quit(client: POP3Client, policy: RetrievalPolicy, mailbox: _Mail
     to_delete = _deletable(policy, mailbox.entries, committed, server_uidls, now)
     to_delete -= policy.hold_dele
     nums = sorted(mailbox.num_by_uidl[u] for u in to_delete)
+    fence()
     accepted = client.dele(nums) if nums else []
     report.dele_refused = sorted(mailbox.uidl_by_num[n] for n in set(nums) - set(accepted))
+    fence()  # DELEs count only after QUIT: a fetch fenced off here deletes nothing
     client.quit()
     # QUIT answered +OK: the server has now really removed what it accepted.
     gone = {mailbox.uidl_by_num[n] for n in accepted}
@@ -349,6 +356,10 @@ def _delete_and_quit(client: POP3Client, policy: RetrievalPolicy, mailbox: _Mail
     gone |= mailbox.known_on_server - server_uidls
     if gone:
         ledger.mark_gone(gone)
+
+
+def _no_fence() -> None:
+    pass
 
 
 def _deletable(

@@ -292,7 +292,7 @@ def run_claimed(app: Flask, account_id: int, owner: str, *,
     ``POPACCOUNTS_LEASE_SECONDS`` (on the heartbeat's own connection pool); if it is
     found taken over, or could not be renewed for most of the lease, the fetch stops
     before its next command (before a session's login, after each message, and before
-    DELE/QUIT where the engine takes a ``fence``) with :class:`~.leases.LeaseLost`
+    DELE and again before QUIT) with :class:`~.leases.LeaseLost`
     (what was committed stays; the ledger keeps the new owner from storing it again).
     The outcome's transaction also releases the lease; when no outcome is written
     (skipped, lease lost, the write failed) it is released on its own. Raises what

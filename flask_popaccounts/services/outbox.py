@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.parser import BytesParser
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
@@ -55,6 +53,12 @@ def _original(session: Session, message_id: int | None) -> bytes:
     return read_raw(session, message_id)
 
 
+def _cte_of(raw: bytes) -> str:
+    """The transfer encoding a message/rfc822 part may declare for ``raw`` (RFC 2046:
+    7bit or 8bit only; our lines are CRLF, at most 998 octets in well-formed mail)."""
+    return "7bit" if raw.isascii() else "8bit"
+
+
 def _build(session: Session, account: Account, item: OutboxItem, from_addr: Address,
            now: datetime) -> EmailMessage:
     raw = _original(session, item.message_id)
@@ -74,8 +78,9 @@ def _build(session: Session, account: Account, item: OutboxItem, from_addr: Addr
         safety.check_header_fields(loop_marker=account.email)  # a row from before checks
         msg[autoreply.LOOP_HEADER] = account.email
         msg["Auto-Submitted"] = "auto-generated"
-        original = BytesParser(policy=email_policy.SMTP).parsebytes(raw)
-        msg.add_attachment(original)
+        # The original attached byte for byte, never parsed and written again: no
+        # message is altered on the way, and no nesting depth can exhaust the stack.
+        msg.add_attachment(raw, maintype="message", subtype="rfc822", cte=_cte_of(raw))
         return msg
     reply = vacation.get_vacation(session, account.id)
     if reply is None:

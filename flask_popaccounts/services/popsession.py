@@ -67,7 +67,6 @@ def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
     state = get_state(app)
     sync = _engine_sync()
     net = net_policy(app.config)
-    extra: dict[str, Any] = {"fence": fence} if fence is not None and _takes_fence(sync) else {}
     for attempt in (1, 2):
         with state.session_factory() as session:
             tracker.current = session
@@ -81,7 +80,7 @@ def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
                                     _released(session, quota.guard_sink(
                                         app, session, plan.owner_id, sink)),
                                     net=net, progress=tracker, now=state.clock,
-                                    report=report, **extra)
+                                    report=report, fence=fence)
                 return report, creds
             except TokenRejected:
                 if attempt == 2 or creds.method is not AuthMethod.XOAUTH2:
@@ -131,10 +130,3 @@ def _released(session: Session, sink: Sink) -> Sink:
     if session.get_bind().dialect.name == "sqlite":
         return WriteReleasingSink(sink, session)
     return sink  # PostgreSQL: the open transaction locks only the rows it inserted
-
-
-def _takes_fence(sync: Any) -> bool:
-    """Whether the engine's fetch takes a ``fence`` (called before DELE and QUIT)."""
-    import inspect
-
-    return "fence" in inspect.signature(sync.fetch).parameters

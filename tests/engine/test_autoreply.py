@@ -50,3 +50,20 @@ def test_reply_headers() -> None:
     assert msg["References"] == "<m0@example.org> <m1@example.org>"
     assert autoreply.reply_subject("RE: Hi", "") == "RE: Hi"
     assert autoreply.reply_subject("Hi", "Out of office") == "Out of office"
+
+
+def test_arrival_is_the_topmost_received_time_a_sender_cannot_move_it_later() -> None:
+    from datetime import UTC, datetime
+
+    from flask_popaccounts.engine.autoreply import arrival_time
+
+    fetched = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    headers = {"received": [
+        "from mx.sender.example by mx.provider.example; Tue, 01 Jul 2025 09:00:00 +0000",
+        # forged by the sender, below the provider's own line: a time in the future
+        "from evil by evil; Fri, 01 Jan 2100 00:00:00 +0000",
+    ], "date": ["Wed, 02 Dec 2026 11:00:00 +0000"]}
+    assert arrival_time(headers, fetched) == datetime(2025, 7, 1, 9, 0, tzinfo=UTC)
+    assert arrival_time({"received": ["no timestamp here"], "date": headers["date"]},
+                        fetched) == datetime(2026, 12, 2, 11, 0, tzinfo=UTC)
+    assert arrival_time({}, fetched) == fetched

@@ -1,7 +1,7 @@
 """Old mail triggers no forward and no vacation reply; forwards carry a loop marker
 (issue 11 item 20). Real fetches from Dovecot, what aiosmtpd received.
 
-The rule (engine/autoreply.arrival_time): a message arrived at its newest Received:
+The rule (engine/autoreply.arrival_time): a message arrived at its topmost Received:
 timestamp, else its Date:, else when it was fetched; it triggers a rule or the vacation
 reply only when it arrived in or after the second that was switched on.
 """
@@ -135,3 +135,30 @@ def test_a_hostile_subject_never_becomes_a_header_of_a_forward_or_a_reply(
     answered = {r.rcpt_tos[0] for r in got if r.rcpt_tos != ["me@home.example"]}
     assert answered == {f"eve1-{user}@example.org", f"eve2-{user}@example.org",
                         f"ann-{user}@example.org"}
+
+
+def test_a_forward_attaches_the_original_byte_for_byte_even_a_thousand_levels_deep(
+        send_app: Flask, dovecot: Dovecot, smtpd: SMTPServers,
+        new_user: tuple[str, str]) -> None:
+    from email import policy as email_policy
+    from email.parser import BytesHeaderParser
+    from email.utils import format_datetime
+
+    from tests.support.mail import nested
+
+    user, pw = new_user
+    aid = setup_account(send_app, dovecot, smtpd, user, pw)
+    add_rule(send_app, aid, "Deep", [{"field": "subject", "op": "contains", "value": "deep"}],
+             [{"kind": "forward", "value": "me@home.example"}])
+    when = format_datetime(datetime.now(timezone.utc)).encode()
+    raw = nested(1000, head=b"Received: from mx.example.org by mx.example.net; " + when
+                 + b"\r\n")
+    dovecot.deliver_many(user, [raw])
+    with send_app.app_context():
+        assert fetching.fetch_account(send_app, aid).stored == 1
+    fwd = [r for r in _mine(smtpd, user) if r.rcpt_tos == ["me@home.example"]]
+    assert len(fwd) == 1
+    # (the header only: the email package itself cannot parse a thousand levels)
+    head = BytesHeaderParser(policy=email_policy.default).parsebytes(fwd[0].data)
+    assert head["Subject"] == "Fwd: Deep"
+    assert raw in fwd[0].data  # the original as it was stored, not parsed and rewritten

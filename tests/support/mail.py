@@ -45,3 +45,16 @@ def make_message(
         body.append(line)
         n += len(line) + 2
     return ("\r\n".join(lines) + "\r\n\r\n" + "\r\n".join(body) + "\r\n").encode("utf-8")
+
+
+def nested(depth: int, *, head: bytes = b"") -> bytes:
+    """A message whose multiparts nest ``depth`` levels deep, a text part at the bottom
+    (``head``: fields put first, e.g. a Received: line)."""
+    head += (b"From: Deep <deep@example.org>\r\nTo: me@example.com\r\nSubject: Deep\r\n"
+             b"Date: Tue, 01 Jul 2025 10:00:00 +0000\r\nMessage-ID: <deep@example.org>\r\n"
+             b"MIME-Version: 1.0\r\n")
+    opening = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n'
+                       % (i, i) for i in range(depth))
+    leaf = b"Content-Type: text/plain\r\n\r\nAt the bottom of the well.\r\n"
+    closing = b"".join(b"--b%d--\r\n" % i for i in reversed(range(depth)))
+    return head + opening + leaf + closing

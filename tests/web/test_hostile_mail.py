@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from flask_popaccounts.config import DEFAULTS
 from flask_popaccounts.services.fetching import wait_for_check
 from tests.support.dovecot import Dovecot
+from tests.support.mail import nested
 
 from .conftest import PREFIX, account_form, dovecot_config, login
 
@@ -57,18 +58,6 @@ def original(client: FlaskClient, link: str) -> bytes:
     assert resp.status_code == 200
     assert resp.headers["Content-Disposition"].startswith("attachment;")
     return resp.data
-
-
-def nested(depth: int) -> bytes:
-    """A message whose multiparts nest ``depth`` levels deep, a text part at the bottom."""
-    head = (b"From: Deep <deep@example.org>\r\nTo: me@example.com\r\nSubject: Deep\r\n"
-            b"Date: Tue, 01 Jul 2025 10:00:00 +0000\r\nMessage-ID: <deep@example.org>\r\n"
-            b"MIME-Version: 1.0\r\n")
-    opening = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
-                       for i in range(depth))
-    leaf = b"Content-Type: text/plain\r\n\r\nAt the bottom of the well.\r\n"
-    closing = b"".join(b"--b%d--\r\n" % i for i in reversed(range(depth)))
-    return head + opening + leaf + closing
 
 
 def test_a_message_nested_a_thousand_levels_deep_is_shown_and_its_rest_downloadable(
