@@ -30,7 +30,7 @@ def build_app(instance: Path, rtl: bool) -> Any:
     from flask_popaccounts import db_session
     from flask_popaccounts.engine.types import DeletePolicy, Security
     from flask_popaccounts.services import accounts as svc
-    from flask_popaccounts.services import fetching
+    from flask_popaccounts.services import progress
 
     app = create_app({"TESTING": True, "POPACCOUNTS_SCHEDULER_ENABLED": False,
                       "EXAMPLE_CREATE_DEMO_USERS": False, "SECRET_KEY": "screenshot",
@@ -46,7 +46,7 @@ def build_app(instance: Path, rtl: bool) -> Any:
         session = db_session()
 
         def make(email: str, name: str, host: str, default: bool = False) -> Any:
-            return svc.create_account(session, str(user.id), svc.AccountInput(
+            return svc.create_account(app, session, str(user.id), svc.AccountInput(
                 email=email, name=name, send_from=email, reply_to="", is_default=default,
                 provider="other", pop_host=host, pop_port=995, pop_security=Security.SSL,
                 pop_username=email, delete_policy=DeletePolicy.KEEP,
@@ -67,8 +67,8 @@ def build_app(instance: Path, rtl: bool) -> Any:
         gmail = make("alice.example@gmail.com", "Gmail", "pop.gmail.com")
         gmail.message_count, gmail.bytes_stored = 420, 31_000_000
         session.commit()
-        fetching._progress_start(gmail.id)
-        fetching._progress_update(gmail.id, done=420, total=3150)
+        progress.start(app, gmail.id)
+        progress.update_local(app, gmail.id, done=420, stored=420, total=3150)
     return app
 
 
