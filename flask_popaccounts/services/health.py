@@ -249,10 +249,10 @@ def status_view(account: Account) -> StatusView:
             when = f" Next try at {account.next_due_at:%H:%M} UTC."
         return StatusView(f"Retrying: {err.title}", f"{err.help}{when}", "warning")
     if status == AccountStatus.OK.value:
-        when = f"{account.last_success_at:%Y-%m-%d %H:%M} UTC" if account.last_success_at else ""
+        # (when it was last checked is the card's own "Last checked" field)
         warning = _DELE_WARNINGS.get((account.fetch_warning or "").split(" ")[0])
         if warning is not None:
-            return StatusView(warning[0], f"{warning[1]} Last checked {when}.", "warning")
-        return StatusView("Working", f"Last checked {when}." if when else "Working.", "ok")
+            return StatusView(warning[0], warning[1], "warning")
+        return StatusView("Working", "", "ok")
     return StatusView("Waiting for the first fetch",
                       "The account is saved; its mail will be fetched shortly.", "info")

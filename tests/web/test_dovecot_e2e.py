@@ -82,6 +82,7 @@ def test_add_check_now_and_read_in_mailbox(dc_app: Flask, dovecot: Dovecot,
 
     index = client.get(f"{PREFIX}/")
     assert "Working" in index.text and password not in index.text
+    assert index.text.count("Last checked") == 1  # once per card, in its own field
     assert len(dovecot.server_messages(user)) == 4  # "keep" policy: still on the server
 
 
