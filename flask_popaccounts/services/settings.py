@@ -126,7 +126,12 @@ def signature_block(sig: Signature | None, mode: str) -> str:
     """The block that goes into a plain-text body for this kind of mail ("" for none)."""
     if not applies(sig, mode):
         return ""
-    return f"{SIG_SEPARATOR}\n{signature_text(sig)}"
+    text = signature_text(sig)
+    # A signature typed with its own separator line ("-- " or "--") gets it once.
+    first, _, rest = text.partition("\n")
+    if first.rstrip() == SIG_SEPARATOR.rstrip():
+        text = rest.lstrip("\n")
+    return f"{SIG_SEPARATOR}\n{text}"
 
 
 def insert_block(body: str, block: str, placement: str, quote_start: int | None) -> str:

@@ -118,7 +118,8 @@ def test_signature_applied_on_send_new_reply_forward_and_from_switch(
                                '<script>alert(2)</script><img src="https://t.example/p.gif">'
                                '</p>', on_forward="")
     assert resp.status_code == 302, resp.text
-    assert save_signature(client, b_id, text="Bob at Work",
+    # B typed the separator line itself: it still appears once
+    assert save_signature(client, b_id, text="-- \nBob at Work",
                           placement="above").status_code == 302
     page = client.get(f"{PREFIX}/{a_id}/signature").text
     assert "<b>Ann A.</b>" in page and "<script>" not in page and "javascript:" not in page
@@ -156,6 +157,7 @@ def test_signature_applied_on_send_new_reply_forward_and_from_switch(
     text = text_of(got)
     assert got["From"].addresses[0].addr_spec == b_email
     assert "Ann A." not in text and text.count("Bob at Work") == 1
+    assert text.count("-- \n") == 1 and "-- \nBob at Work" in text
     assert got.get_body(("html",)) is None or "Ann" not in got.get_body(("html",)).get_content()  # type: ignore[union-attr]
 
     # A script already swapped it (sig_for = B): the server does not add it again.
