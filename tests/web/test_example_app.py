@@ -70,6 +70,14 @@ def test_wrong_login_refused(app: Flask) -> None:
     assert resp.status_code == 401 and "Wrong username or password" in resp.text
 
 
+def test_every_page_names_an_icon_that_exists(app: Flask) -> None:
+    client = app.test_client()
+    page = client.get("/login")
+    assert 'rel="icon" type="image/svg+xml" href="/static/favicon.svg"' in page.text
+    icon = client.get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+
+
 def test_mailbox_without_accounts(alice: Any) -> None:
     resp = alice.get("/mail/")
     assert resp.status_code == 200 and "Add a POP3 account" in resp.text

@@ -89,6 +89,9 @@ def test_registers_and_uses_standalone_layout(host: Flask) -> None:
     assert resp.status_code == 200
     assert "<!doctype html>" in resp.text and "Mail Accounts" in resp.text
     assert f"{PREFIX}/static/popaccounts/style.css" in resp.text
+    icon = f"{PREFIX}/static/popaccounts/icon.svg"  # no browser asks for a missing favicon
+    assert f'rel="icon" type="image/svg+xml" href="{icon}"' in resp.text
+    assert client.get(icon).status_code == 200
     assert "popaccounts" in host.extensions
     with pytest.raises(RuntimeError):
         PopAccounts(host, db=get_state(host).engine)
