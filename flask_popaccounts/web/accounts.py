@@ -171,7 +171,7 @@ def index() -> ResponseReturnValue:
         })
     return render_template(
         "popaccounts/index.html",
-        cards=cards,
+        cards=cards, oauth_providers=OAUTH_PROVIDERS,
         storage_used=sum(used.values()),
         quota=quota_svc.quota_for(_app(), owner),
         confirm_form=FORMS["confirm"](),
