@@ -171,7 +171,7 @@ def index() -> ResponseReturnValue:
         })
     return render_template(
         "popaccounts/index.html",
-        cards=cards, oauth_providers=OAUTH_PROVIDERS,
+        cards=cards, oauth_switchable=_oauth_switchable(),
         storage_used=sum(used.values()),
         quota=quota_svc.quota_for(_app(), owner),
         confirm_form=FORMS["confirm"](),
@@ -337,6 +337,13 @@ def set_default(account_id: int) -> ResponseReturnValue:
     session.commit()
     flash(f"{account.email} is now your default account.", "success")
     return redirect(url_for(".index"))
+
+
+def _oauth_switchable() -> frozenset[str]:
+    """Providers a password account may switch to OAuth with on this site (configured)."""
+    from ..services import oauth
+
+    return frozenset(k for k, p in oauth.providers(_app()).items() if p.configured)
 
 
 def check_now(account_id: int) -> ResponseReturnValue:
