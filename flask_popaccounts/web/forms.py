@@ -82,6 +82,12 @@ def email_address(form: Any, field: Field) -> None:
     field.data = result.normalized
 
 
+def _bad_host(field: Field) -> str:
+    example = "smtp.example.com" if "smtp" in (field.name or "") else "pop.example.com"
+    return ("This is not a valid server name. Use the host name your provider gives, "
+            f"for example {example}.")
+
+
 def host_name(form: Any, field: Field) -> None:
     """A DNS host name (IDN allowed, stored as ASCII) or an IP address literal."""
     value = (field.data or "").strip().rstrip(".")
@@ -97,16 +103,10 @@ def host_name(form: Any, field: Field) -> None:
     try:
         ascii_host = value.encode("idna").decode("ascii")
     except UnicodeError:
-        raise ValidationError(
-            "This is not a valid server name. Use the host name your provider gives, "
-            "for example pop.example.com."
-        ) from None
+        raise ValidationError(_bad_host(field)) from None
     labels = ascii_host.split(".")
     if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
-        raise ValidationError(
-            "This is not a valid server name. Use the host name your provider gives, "
-            "for example pop.example.com."
-        )
+        raise ValidationError(_bad_host(field))
     field.data = ascii_host.lower()
 
 

@@ -559,3 +559,13 @@ def test_a_first_outgoing_server_of_another_domain_needs_the_password_typed(
                     smtp_password=secret)
     assert resp.status_code == 302, resp.text
     assert account_row(send_app, account_id).smtp_host == "localhost"
+
+
+def test_a_bad_outgoing_server_name_is_explained_in_smtp_terms(send_app: Flask) -> None:
+    account_id = make_account(send_app, "badhost@example.com", "u", "p")
+    client = login(send_app.test_client())
+    resp = outgoing(client, account_id, smtp_host="smtp..example.com", smtp_port="465")
+    assert resp.status_code == 400
+    assert "not a valid server name" in resp.text and "smtp.example.com" in resp.text
+    assert "pop.example.com" not in resp.text and "POP3" not in resp.text
+    assert account_row(send_app, account_id).smtp_host is None
