@@ -22,7 +22,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +38,7 @@ from tests.support.flaskapp import dispose, make_app
 from tests.support.waiting import LineReader, wait_until
 
 from .conftest import add_account, dovecot_config, messages
-from .test_multiprocess_pg import read_log
+from .test_multiprocess_pg import read_log, stop_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 N_SMALL = 10
@@ -133,15 +132,7 @@ def test_a_frozen_process_is_fenced_off_and_claims_stay_within_the_pool(
                                and r["account"] == big for r in read_log(log_path)),
                    30, "the frozen fetch to end")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        stop_workers(procs)
 
     records = read_log(log_path)
     cut_off = [r for r in records

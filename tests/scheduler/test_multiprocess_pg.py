@@ -44,6 +44,19 @@ BIG_MESSAGES = 240
 SMALL_MESSAGES = 20
 
 
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every worker still running, then wait (SIGKILL one that will not stop)."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
 def read_log(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -128,15 +141,7 @@ def test_three_processes_30_accounts_one_killed_mid_fetch(postgres, dovecot, tmp
 
         wait_until(all_done, 60, "every account fetched", step=0.3)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        stop_workers(procs)
 
     records = read_log(log_path)
     assert victim is not None

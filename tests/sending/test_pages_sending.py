@@ -23,6 +23,7 @@ from flask_popaccounts.services.fetching import wait_for_check
 from flask_popaccounts.storage.models import Account, Message, SendAsAddress, VerificationCode
 from tests.support.dovecot import Dovecot, free_port
 from tests.support.smtpd import SMTPServers
+from tests.support.trap import Trap
 from tests.web.conftest import PREFIX, account_form, login
 
 from .conftest import make_account
@@ -442,20 +443,14 @@ def test_a_full_storage_refuses_to_send_before_anything_leaves(
 
 def test_moving_the_outgoing_server_needs_the_password_again(
         send_app: Flask, smtpd: SMTPServers, smtp_user: tuple[str, str]) -> None:
-    import socket
-
     login_name, secret = smtp_user
     account_id = make_account(send_app, login_name, login_name, secret)
     client = login(send_app.test_client())
     assert outgoing(client, account_id, smtp_port=str(smtpd.smtps_port)).status_code == 302
-    trap = socket.socket()
-    trap.bind(("127.0.0.1", 0))
-    trap.listen(1)
-    trap.settimeout(0.5)
-    port = trap.getsockname()[1]
-    send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"] = (
-        *send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"], port)
-    try:
+    with Trap() as trap:
+        port = trap.port
+        send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"] = (
+            *send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"], port)
         # "same" credentials, another port (or host): the incoming password stays home
         for over in ({"smtp_port": str(port)},
                      {"smtp_port": str(smtpd.smtps_port), "smtp_host": "localhost"}):
@@ -466,10 +461,7 @@ def test_moving_the_outgoing_server_needs_the_password_again(
         # a password the new server would accept is not enough: it must be the stored one
         resp = outgoing(client, account_id, smtp_port=str(port), smtp_password="anything")
         assert resp.status_code == 422 and "not the password this account signs in" in resp.text
-        with pytest.raises(TimeoutError):
-            trap.accept()  # nothing ever connected there
-    finally:
-        trap.close()
+        trap.assert_untouched()  # nothing ever connected there
     acct = account_row(send_app, account_id)
     assert (acct.smtp_host, acct.smtp_port) == ("127.0.0.1", smtpd.smtps_port)
     # typed again: tested with it and saved
@@ -532,27 +524,18 @@ def test_a_first_outgoing_server_of_another_domain_needs_the_password_typed(
     # "Same credentials as incoming" on a first outgoing setup: the stored incoming
     # password goes untyped only to the incoming server's own domain, never to a host
     # typed (or planted) elsewhere.
-    import socket
-
     login_name, secret = smtp_user
     account_id = make_account(send_app, login_name, login_name, secret)  # incoming 127.0.0.1
     client = login(send_app.test_client())
-    trap = socket.socket()
-    trap.bind(("127.0.0.1", 0))
-    trap.listen(1)
-    trap.settimeout(0.5)
-    port = trap.getsockname()[1]
-    send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"] = (
-        *send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"], port)
-    try:
+    with Trap() as trap:
+        port = trap.port
+        send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"] = (
+            *send_app.config["POPACCOUNTS_ALLOWED_SMTP_PORTS"], port)
         resp = outgoing(client, account_id, smtp_host="localhost", smtp_port=str(port))
         assert resp.status_code == 422, resp.text
         assert 'id="smtp_password-error"' in resp.text
         assert "Enter the incoming password once more" in resp.text
-        with pytest.raises(TimeoutError):
-            trap.accept()  # nothing connected: the password never left
-    finally:
-        trap.close()
+        trap.assert_untouched()  # nothing connected: the password never left
     assert account_row(send_app, account_id).smtp_host is None
     # typed once: tested with it and saved
     resp = outgoing(client, account_id, smtp_host="localhost", smtp_port=str(smtpd.smtps_port),
