@@ -190,6 +190,10 @@ def test_a_raising_receiver_is_logged_and_the_fetch_goes_on(sched_app, dovecot, 
     assert "host bug" in caplog.text
 
 
+def _done(app, account_id: int) -> int:
+    return int((progress.fetch_progress(account_id, app) or {}).get("done", 0))
+
+
 def _slow_fetches(app, ids: list[int], delay: float) -> list[threading.Thread]:
     def run(aid: int) -> None:
         try:
@@ -220,8 +224,7 @@ def test_sqlite_a_save_succeeds_promptly_while_two_accounts_fetch(
         ids.append(add_account(app, dovecot, user, pw))
     threads = _slow_fetches(app, ids, delay)  # ~4-6 s each, like a slow line
     factory = get_state(app).session_factory
-    wait_until(lambda: all((progress.fetch_progress(a, app) or {}).get("done", 0) >= 2
-                           for a in ids), 30, "both fetches under way")
+    wait_until(lambda: all(_done(app, a) >= 2 for a in ids), 30, "both fetches under way")
     slowest = 0.0
     for n in range(5):  # the user saves a settings page, several times
         started = time.monotonic()
@@ -230,7 +233,10 @@ def test_sqlite_a_save_succeeds_promptly_while_two_accounts_fetch(
                       .values(name=f"Renamed {n}"))
             s.commit()
         slowest = max(slowest, time.monotonic() - started)
-        time.sleep(0.2)
+        # the next save meets the fetch a message further on
+        done = _done(app, ids[0])
+        wait_until(lambda d=done: _done(app, ids[0]) > d or not threads[0].is_alive(), 30,
+                   "the fetch to store another message")
     assert all(t.is_alive() for t in threads)  # the saves really met running fetches
     assert slowest < 1.0, slowest
     for t in threads:
