@@ -171,7 +171,7 @@ def index() -> ResponseReturnValue:
         })
     return render_template(
         "popaccounts/index.html",
-        cards=cards, oauth_switchable=_oauth_switchable(),
+        cards=cards, oauth_switchable=_oauth_switchable(cards),
         storage_used=sum(used.values()),
         quota=quota_svc.quota_for(_app(), owner),
         confirm_form=FORMS["confirm"](),
@@ -339,8 +339,16 @@ def set_default(account_id: int) -> ResponseReturnValue:
     return redirect(url_for(".index"))
 
 
-def _oauth_switchable() -> frozenset[str]:
-    """Providers a password account may switch to OAuth with on this site (configured)."""
+def _oauth_switchable(cards: list[dict[str, Any]]) -> frozenset[str]:
+    """Providers a password account may switch to OAuth with on this site (configured).
+
+    Asked only when a card offers the switch (a refused password): the OAuth stack
+    (Authlib, requests) stays unloaded for the usual page.
+    """
+    from ..storage.models import AccountStatus
+
+    if not any(c["account"].status == AccountStatus.NEEDS_PASSWORD for c in cards):
+        return frozenset()
     from ..services import oauth
 
     return frozenset(k for k, p in oauth.providers(_app()).items() if p.configured)
