@@ -41,7 +41,7 @@ from .errors import (
     clean_detail,
 )
 from .pop3list import UidlKeys, check_count, listing_lines, scan_listing, stat_answer
-from .pop3wire import POP3Error, Wire, error_for_response, read_message, resp_code
+from .pop3wire import POP3Error, Wire, error_for_response, read_message
 from .safety import check_fields
 from .sasl import plain_response, xoauth2_response
 from .types import AuthMethod, Credentials, NetPolicy, Refused, Security, ServerSpec
@@ -320,7 +320,7 @@ class POP3Client:
             line = self._wire.readline()
             if line.startswith(b"-ERR"):
                 text = line[4:].strip()
-                yield Refused(n, resp_code(text), clean_detail(text))
+                yield Refused(n, clean_detail(text))
                 continue
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
             try:

@@ -153,8 +153,7 @@ class Refused:
     """
 
     num: int  #: the message number in this session
-    code: str  #: the RESP-CODE (RFC 2449), e.g. ``"SYS/TEMP"``; ``""`` when none
-    text: str  #: the server's words, cleaned and truncated (for ``detail`` only)
+    text: str  #: the server's words (RESP-CODE included), cleaned and truncated
 
 
 class Sink(Protocol):
