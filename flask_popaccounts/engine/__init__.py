@@ -12,11 +12,11 @@ The modules, each with one job::
     sync       the exactly-once fetch      parse     metadata and header fields, never raising
     smtp       the SMTP protocol           message   outgoing MIME messages
     addresses  strict address parsing      safety    the one control-character rule
-    filters    rule model, validation, evaluation
+    filters    rule model, validation, evaluation       rulewords  their labels and summary
     mailview   a message as rules see it   patterns  the regular-expression guard
     autoreply  RFC 3834 vacation replies   clock     the one "now"
     sasl       PLAIN and XOAUTH2 messages  types     data types, Ledger and Sink protocols
-    errors     every named failure
+    errors     every named failure         texts     N_ and Text: words to translate
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from .message import build_message
+from .texts import N_
 
 _NOREPLY = re.compile(
     r"^(mailer-daemon|postmaster|no[-_.]?reply|do[-_.]?not[-_.]?reply|bounces?|"
@@ -144,25 +145,33 @@ def should_reply(headers: Mapping[str, Sequence[str]], own_addresses: Iterable[s
     return ReplyDecision(True, "ok", sender)
 
 
-def reply_subject(subject: str, template: str) -> str:
+#: The reply's subject when neither the user nor the original gave one: a msgid, which
+#: the services translate for the account's owner (``no_subject=``). The "Re:" prefix
+#: stays as it is in every language: mail clients thread replies by it.
+NO_SUBJECT_REPLY = N_("Re: your message")
+
+
+def reply_subject(subject: str, template: str, no_subject: str = NO_SUBJECT_REPLY) -> str:
     """The reply's subject: the user's own, else "Re: <original>" (one "Re:" only)."""
     if template.strip():
         return " ".join(template.split())
     base = " ".join(subject.split())
     if re.match(r"^re:\s", base, re.IGNORECASE):
         return base[:900]
-    return f"Re: {base}"[:900] if base else "Re: your message"
+    return f"Re: {base}"[:900] if base else no_subject
 
 
 def build_reply(*, from_: Address, to: str, original_subject: str, original_message_id: str,
                 original_references: str, subject: str, body: str,
-                date: datetime | None = None) -> EmailMessage:
-    """The automatic reply (RFC 3834 section 3.1.7, 3.2, 5)."""
+                date: datetime | None = None, no_subject: str = NO_SUBJECT_REPLY
+                ) -> EmailMessage:
+    """The automatic reply (RFC 3834 section 3.1.7, 3.2, 5); ``no_subject``: the subject
+    when neither the user's nor the original's is there (translated by the caller)."""
     msg_id = original_message_id.strip()
     refs = " ".join(x for x in (original_references.strip(), msg_id) if x)
     msg = build_message(
         from_=from_, to=[Address(addr_spec=to)],
-        subject=reply_subject(original_subject, subject), body=body,
+        subject=reply_subject(original_subject, subject, no_subject), body=body,
         in_reply_to=msg_id or None, references=refs[:2000] or None, date=date,
     )
     msg["Auto-Submitted"] = "auto-replied"

@@ -33,30 +33,23 @@ from .addresses import check_addr_spec
 from .errors import InvalidInput
 from .mailview import MailView
 from .patterns import RegexRunner, RegexTimeout, regex_problem
+from .rulewords import ACTION_LABELS, ENTER_TEXT, FIELD_LABELS, OP_LABELS, describe_text
 from .safety import has_control_chars
+from .texts import N_, Text
 
 # The message view (mailview) and the regular-expression guard (patterns) are modules of
 # their own; this one is the rules: their model, validation and evaluation.
 __all__ = [
     "ACTIONS", "ACTION_LABELS", "FIELDS", "FIELD_LABELS", "MAX_ACTIONS", "MAX_CONDITIONS",
     "OP_LABELS", "SIZE_OPS", "TEXT_OPS", "Action", "Condition", "Decision", "Rule",
-    "RuleInvalid", "apply_actions", "condition_matches", "describe", "evaluate", "load_rule",
-    "needs_regex", "rule_matches", "validate",
+    "RuleInvalid", "apply_actions", "condition_matches", "describe", "describe_text",
+    "evaluate", "load_rule", "needs_regex", "rule_matches", "validate",
 ]
 
 FIELDS = ("from", "to", "subject", "header", "body", "size")
 TEXT_OPS = ("contains", "not_contains", "is", "not_is", "matches", "not_matches")
 SIZE_OPS = ("over", "under")
 ACTIONS = ("move", "mark_read", "flag", "delete", "forward", "stop")
-
-FIELD_LABELS = {"from": "From", "to": "To or Cc", "subject": "Subject", "header": "Header",
-                "body": "Body text", "size": "Size (KiB)"}
-OP_LABELS = {"contains": "contains", "not_contains": "does not contain", "is": "is",
-             "not_is": "is not", "matches": "matches (regular expression)",
-             "not_matches": "does not match", "over": "is over", "under": "is under"}
-ACTION_LABELS = {"move": "Move to folder", "mark_read": "Mark as read", "flag": "Flag",
-                 "delete": "Delete (move to Trash)", "forward": "Forward to",
-                 "stop": "Stop processing more rules"}
 
 MAX_CONDITIONS = 20
 MAX_ACTIONS = 10
@@ -67,7 +60,8 @@ _RESERVED_FOLDERS = {"sent", "trash"}
 
 
 class RuleInvalid(ValueError):
-    """The rule cannot be saved; ``problems`` lists what to fix, in plain words."""
+    """The rule cannot be saved; ``problems`` lists what to fix, in plain words (each a
+    :class:`~.texts.Text`: English as a ``str``, translated by the services)."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
@@ -116,6 +110,10 @@ class Decision:
 class _Problem(Exception):
     """What is wrong with one condition or action, in words for the rule editor."""
 
+    def __init__(self, text: Text) -> None:
+        super().__init__(text)
+        self.text = text
+
 
 def validate(conditions: Iterable[Mapping[str, Any]], actions: Iterable[Mapping[str, Any]], *,
              name: str = "", forward_allowed: Callable[[str], bool] | None = None
@@ -128,9 +126,9 @@ def validate(conditions: Iterable[Mapping[str, Any]], actions: Iterable[Mapping[
     """
     problems: list[str] = []
     if not name.strip():
-        problems.append("Give the rule a name.")
+        problems.append(Text(N_("Give the rule a name.")))
     elif len(name) > 200 or has_control_chars(name):
-        problems.append("The name must be one line of at most 200 characters.")
+        problems.append(Text(N_("The name must be one line of at most 200 characters.")))
     conds = _clean_conditions(conditions, problems)
     acts = _clean_actions(actions, forward_allowed, problems)
     if problems:
@@ -145,14 +143,15 @@ def _clean_conditions(conditions: Iterable[Mapping[str, Any]], problems: list[st
         try:
             item = _clean_condition(raw)
         except _Problem as problem:
-            problems.append(f"Condition {i}: {problem}")
+            problems.append(Text(N_("Condition %(num)s: %(problem)s"), num=i,
+                                 problem=problem.text))
             continue
         if item is not None:
             conds.append(item)
     if not conds and not any("Condition" in p for p in problems):
-        problems.append("Add at least one condition.")
-    if len(conds) > MAX_CONDITIONS:
-        problems.append(f"A rule has at most {MAX_CONDITIONS} conditions.")
+        problems.append(Text(N_("Add at least one condition.")))
+    if len(conds) > MAX_CONDITIONS:  # (20: the number is written in the words)
+        problems.append(Text(N_("A rule has at most 20 conditions.")))
     return conds
 
 
@@ -169,33 +168,34 @@ def _clean_condition(raw: Mapping[str, Any]) -> dict[str, str] | None:
     if fld == "" and value.strip() == "":
         return None
     if fld not in FIELDS:
-        raise _Problem("choose what to look at (From, To, Subject...).")
+        raise _Problem(Text(N_("choose what to look at (From, To, Subject...).")))
     if fld == "size":
         if op not in SIZE_OPS:
-            raise _Problem("size can only be “is over” or “is under”.")
+            raise _Problem(Text(N_("size can only be “is over” or “is under”.")))
         if not value.strip().isdigit() or int(value) > 10 ** 7:
-            raise _Problem("the size must be a whole number of KiB (for example 1024 for 1 MiB).")
+            raise _Problem(Text(N_("the size must be a whole number of KiB (for example 1024 "
+                                   "for 1 MiB).")))
         return {"field": fld, "op": op, "value": str(int(value))}
-    label = FIELD_LABELS[fld]
+    label = Text(FIELD_LABELS[fld])
     if op not in TEXT_OPS:
-        raise _Problem(f"“{OP_LABELS.get(op, op)}” does not apply to {label}; "
-                       f"use contains, is or matches.")
+        raise _Problem(Text(N_("“%(op)s” does not apply to %(field)s; use contains, is or "
+                               "matches."), op=Text(OP_LABELS[op]) if op in OP_LABELS else op,
+                            field=label))
     if fld == "header" and not _HEADER_NAME.match(header):
-        raise _Problem("enter the header's name, like List-Id or X-Spam-Flag (letters, digits "
-                       "and dashes, no colon).")
+        raise _Problem(Text(N_("enter the header's name, like List-Id or X-Spam-Flag (letters, "
+                               "digits and dashes, no colon).")))
     if has_control_chars(value):
-        raise _Problem("the value must be one line.")
+        raise _Problem(Text(N_("the value must be one line.")))
     if op.endswith("matches"):
         why = regex_problem(value)
         if why:
-            raise _Problem(f"{why}.")
+            raise _Problem(why)
     else:
         value = value.strip()
         if not value:
-            raise _Problem(f"enter the text {label} should "
-                           f"{OP_LABELS[op].replace('does not ', 'not ')}.")
-    if len(value) > VALUE_MAX_LENGTH:
-        raise _Problem(f"the value is longer than {VALUE_MAX_LENGTH} characters.")
+            raise _Problem(Text(ENTER_TEXT[op], field=label))
+    if len(value) > VALUE_MAX_LENGTH:  # (500)
+        raise _Problem(Text(N_("the value is longer than 500 characters.")))
     item = {"field": fld, "op": op, "value": value}
     if fld == "header":
         item["header"] = header
@@ -211,17 +211,17 @@ def _clean_actions(actions: Iterable[Mapping[str, Any]],
         try:
             item = _clean_action(raw, seen, forward_allowed)
         except _Problem as problem:
-            problems.append(f"Action {i}: {problem}")
+            problems.append(Text(N_("Action %(num)s: %(problem)s"), num=i, problem=problem.text))
             continue
         if item is not None:
             seen.add(item["kind"])
             acts.append(item)
     if "move" in seen and "delete" in seen:
-        problems.append("A rule cannot both move mail to a folder and delete it.")
+        problems.append(Text(N_("A rule cannot both move mail to a folder and delete it.")))
     if not acts and not any("Action" in p for p in problems):
-        problems.append("Add at least one action.")
-    if len(acts) > MAX_ACTIONS:
-        problems.append(f"A rule has at most {MAX_ACTIONS} actions.")
+        problems.append(Text(N_("Add at least one action.")))
+    if len(acts) > MAX_ACTIONS:  # (10)
+        problems.append(Text(N_("A rule has at most 10 actions.")))
     return acts
 
 
@@ -233,9 +233,10 @@ def _clean_action(raw: Mapping[str, Any], seen: set[str],
     if not kind:
         return None
     if kind not in ACTIONS:
-        raise _Problem("unknown action.")
+        raise _Problem(Text(N_("unknown action.")))
     if kind in ("move", "forward") and kind in seen:
-        raise _Problem(f"“{ACTION_LABELS[kind]}” can appear only once.")
+        raise _Problem(Text(N_("“%(action)s” can appear only once."),
+                            action=Text(ACTION_LABELS[kind])))
     if kind == "move":
         _check_folder(value)
     elif kind == "forward":
@@ -249,23 +250,25 @@ def _clean_action(raw: Mapping[str, Any], seen: set[str],
 
 def _check_folder(value: str) -> None:
     if not value or len(value) > FOLDER_MAX_LENGTH or has_control_chars(value) or "/" in value:
-        raise _Problem(f"enter the folder's name (one line, no “/”, at most "
-                       f"{FOLDER_MAX_LENGTH} characters); it is created if needed.")
+        raise _Problem(Text(N_("enter the folder's name (one line, no “/”, at most 200 "
+                               "characters); it is created if needed.")))  # (FOLDER_MAX_LENGTH)
     if value.lower() in _RESERVED_FOLDERS:
-        raise _Problem(f"mail cannot be moved to {value}; to delete it, "
-                       f"use “Delete (move to Trash)”.")
+        raise _Problem(Text(N_("mail cannot be moved to %(folder)s; to delete it, use “Delete "
+                               "(move to Trash)”."), folder=value))
     if value.lower() == "inbox":
-        raise _Problem("mail arrives in the Inbox anyway; choose another folder.")
+        raise _Problem(Text(N_("mail arrives in the Inbox anyway; choose another folder.")))
 
 
 def _check_forward(value: str, forward_allowed: Callable[[str], bool] | None) -> str:
     try:
         value = check_addr_spec(value)
     except InvalidInput:
-        raise _Problem(f"“{value}” is not an email address.") from None
+        raise _Problem(Text(N_("“%(address)s” is not an email address."), address=value)
+                       ) from None
     if forward_allowed is None or not forward_allowed(value):
-        raise _Problem(f"mail can be forwarded only to an address you have verified "
-                       f"(see “Send mail as”); {value} is not verified.")
+        raise _Problem(Text(N_("mail can be forwarded only to an address you have verified "
+                               "(see “Send mail as”); %(address)s is not verified."),
+                            address=value))
     return value
 
 
@@ -379,15 +382,5 @@ def needs_regex(rules: Sequence[Rule]) -> bool:
 
 
 def describe(rule: Rule) -> str:
-    """A one-line summary for the list page."""
-    parts = []
-    for c in rule.conditions:
-        what = FIELD_LABELS.get(c.field, c.field)
-        if c.field == "header":
-            what = c.header
-        parts.append(f"{what} {OP_LABELS.get(c.op, c.op)} “{c.value}”")
-    joined = (" and " if rule.match_all else " or ").join(parts)
-    acts = []
-    for a in rule.actions:
-        acts.append(ACTION_LABELS[a.kind] + (f" {a.value}" if a.value else ""))
-    return f"If {joined}: " + "; ".join(acts)
+    """The summary in English (:func:`describe_text`; pages translate that one)."""
+    return str(describe_text(rule))

@@ -185,11 +185,13 @@ def connect_tcp(candidates: Iterable[tuple[int, tuple[str, int]]], net: NetPolic
     raise ConnectionFailed(detail=str(last) if last else None)
 
 
-def wrap_tls(sock: socket.socket, server_hostname: str, net: NetPolicy) -> ssl.SSLSocket:
+def wrap_tls(sock: socket.socket, server_hostname: str, net: NetPolicy, *,
+             starttls: bool = False, port: int | None = None) -> ssl.SSLSocket:
     """TLS handshake over ``sock``, verified against ``server_hostname``.
 
     The handshake has the connect timeout; afterwards every read has the read timeout.
-    On failure the socket is closed.
+    On failure the socket is closed. ``starttls`` (after STLS / STARTTLS) and ``port``
+    choose the words of a certificate error: no advice about port 995 on a STARTTLS port.
     """
     ctx = tls_context(net)
     try:
@@ -200,7 +202,9 @@ def wrap_tls(sock: socket.socket, server_hostname: str, net: NetPolicy) -> ssl.S
         return tls
     except ssl.SSLCertVerificationError as exc:
         sock.close()
-        raise CertificateInvalid(detail=exc.verify_message or str(exc)) from None
+        err = CertificateInvalid(detail=exc.verify_message or str(exc))
+        err.help = CertificateInvalid.help_for("starttls" if starttls else "ssl", port)
+        raise err from None
     except TimeoutError as exc:
         sock.close()
         raise ConnectionTimeout("the TLS handshake timed out", detail=str(exc)) from None
@@ -227,5 +231,5 @@ def open_connection(host: str, port: int, security: Security, net: NetPolicy) ->
     candidates = resolve(h, port, net)
     sock = connect_tcp(candidates, net)
     if security is Security.SSL:
-        return wrap_tls(sock, h, net)
+        return wrap_tls(sock, h, net, port=port)
     return sock

@@ -20,6 +20,8 @@ import subprocess
 import sys
 from typing import Any
 
+from .texts import N_, Text
+
 REGEX_MAX_LENGTH = 200
 REGEX_TIMEOUT = 0.25  #: seconds one regular-expression match may take
 
@@ -28,33 +30,33 @@ _sre_parse: Any = importlib.import_module("re._parser")
 _REPEATS = {_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT,
             getattr(_sre_parse, "POSSESSIVE_REPEAT", _sre_parse.MAX_REPEAT)}
 _GROUPS = {_sre_parse.SUBPATTERN, getattr(_sre_parse, "ATOMIC_GROUP", _sre_parse.SUBPATTERN)}
-_NESTED_REPEAT = ("a repeated group contains another repeat (like (a+)+), "
-                  "which can take forever on some mail")
+_NESTED_REPEAT = N_("a repeated group contains another repeat (like (a+)+), which can take "
+                    "forever on some mail.")
 
 
-def regex_problem(pattern: str) -> str | None:
-    """Why a pattern is refused (None when it is acceptable)."""
+def regex_problem(pattern: str) -> Text | None:
+    """Why a pattern is refused, one sentence for the rule editor (None: acceptable)."""
     if not pattern:
-        return "the regular expression is empty"
-    if len(pattern) > REGEX_MAX_LENGTH:
-        return f"the regular expression is longer than {REGEX_MAX_LENGTH} characters"
+        return Text(N_("the regular expression is empty."))
+    if len(pattern) > REGEX_MAX_LENGTH:  # (200: the number is written in the words)
+        return Text(N_("the regular expression is longer than 200 characters."))
     try:
         re.compile(pattern)
         tree = _sre_parse.parse(pattern)
-    except Exception as exc:  # re.error, or anything the parser may say
-        return f"the regular expression is not valid: {exc}"
+    except Exception as exc:  # re.error, or anything the parser may say (in English)
+        return Text(N_("the regular expression is not valid: %(reason)s."), reason=str(exc))
     return _structure_problem(tree, inside_repeat=False)
 
 
-def _structure_problem(items: Any, inside_repeat: bool) -> str | None:
+def _structure_problem(items: Any, inside_repeat: bool) -> Text | None:
     """A back-reference, or a repeat inside a repeat, anywhere in a parsed pattern."""
     for op, av in items:
         if op in (_sre_parse.GROUPREF, _sre_parse.GROUPREF_EXISTS):
-            return "back-references (\\1, (?P=name)) are not allowed"
+            return Text(N_("back-references (\\1, (?P=name)) are not allowed."))
         if op in _REPEATS:
             lo, hi, sub = av
             if inside_repeat and hi != lo:
-                return _NESTED_REPEAT
+                return Text(_NESTED_REPEAT)
             subs, nested = [sub], inside_repeat or hi > 1
         elif op in _GROUPS:
             subs, nested = [av[-1]], inside_repeat

@@ -125,7 +125,7 @@ class Wire:
         extra = self._unexplained()
         if extra:
             raise TLSInjection("data arrived before the TLS handshake", detail=extra[:100])
-        self.sock = _net.wrap_tls(self.sock, host, self.net)
+        self.sock = _net.wrap_tls(self.sock, host, self.net, starttls=True)
 
     def send(self, data: bytes) -> None:
         """Write all of ``data`` (the caller has checked what goes into it)."""

@@ -30,6 +30,7 @@ from email.header import decode_header
 from email.headerregistry import Address
 
 from .errors import HeaderInjection, InvalidInput
+from .texts import N_
 
 #: Every character refused in a protocol line or a header value.
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -109,11 +110,13 @@ def check_fields(**fields: str | None) -> None:
             raise InvalidInput(detail=f"{name} contains control characters")
 
 
-#: the header a value is bound for, as a form or a page names it (``HeaderInjection.field``)
+#: the header a value is bound for, as a form or a page names it (``HeaderInjection.field``;
+#: msgids: a page shows ``_(err.field)``)
 FIELD_LABELS = {
-    "subject": "Subject", "to": "To", "cc": "Cc", "bcc": "Bcc", "reply_to": "Reply-To",
-    "from": "From (the account's name or address)", "sender": "Sender",
-    "in_reply_to": "In-Reply-To", "references": "References", "message_id": "Message-ID",
+    "subject": N_("Subject"), "to": N_("To"), "cc": N_("Cc"), "bcc": N_("Bcc"),
+    "reply_to": N_("Reply-To"), "from": N_("From (the account's name or address)"),
+    "sender": N_("Sender"), "in_reply_to": N_("In-Reply-To"), "references": N_("References"),
+    "message_id": N_("Message-ID"),
 }
 
 

@@ -127,7 +127,7 @@ class SMTPClient(smtplib.SMTP):
         if code != 220:
             raise SMTPStartTLSUnavailable(detail=f"{code} {_text(resp)}")
         assert self.sock is not None
-        self.sock = netmod.wrap_tls(self.sock, host, net)
+        self.sock = netmod.wrap_tls(self.sock, host, net, starttls=True)
         # RFC 3207: forget everything learnt before TLS and ask again.
         self.file = None
         self.helo_resp = None

@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from ..engine import safety
 from ..engine.errors import InvalidInput
 from ..engine.types import DeletePolicy, Security
+from ..i18n import N_, isolate
+from ..i18n import gettext as _
 from ..storage.models import Account, value_of
 
 if TYPE_CHECKING:
@@ -40,8 +42,8 @@ class FieldError(InvalidInput):
 
 class PasswordNeededForNewServer(FieldError):
     code = "password_for_new_server"
-    title = "Enter the password again"
-    help = (
+    title = N_("Enter the password again")
+    help = N_(
         "You changed the server, port or username. The stored password is only ever sent "
         "to the server it was entered for, so type it again to test and save."
     )
@@ -49,8 +51,8 @@ class PasswordNeededForNewServer(FieldError):
 
 class ServerFixedByProvider(FieldError):
     code = "server_fixed_by_provider"
-    title = "This account's server is set by its provider"
-    help = (
+    title = N_("This account's server is set by its provider")
+    help = N_(
         "The account signs in with its provider, and its sign-in is only sent to that "
         "provider's server. Add a new account to use another server."
     )
@@ -58,8 +60,8 @@ class ServerFixedByProvider(FieldError):
 
 class AddressInUse(FieldError):
     code = "address_in_use"
-    title = "You already have an account with this address"
-    help = "Edit the existing account instead, or delete it first."
+    title = N_("You already have an account with this address")
+    help = N_("Edit the existing account instead, or delete it first.")
 
 
 @dataclass
@@ -107,12 +109,12 @@ def check_input(data: AccountInput) -> None:
         try:
             safety.check_header_fields(**{name: value})
         except InvalidInput as exc:
-            raise FieldError("Line breaks and control characters are not allowed here "
-                             "(also not as encoded words).", field=name,
+            raise FieldError(_("Line breaks and control characters are not allowed here "
+                               "(also not as encoded words)."), field=name,
                              detail=exc.detail) from None
     host = data.pop_host.strip()
     if not host or " " in host:
-        raise InvalidInput("The host name is empty or contains spaces")
+        raise InvalidInput(_("The host name is empty or contains spaces."))
 
 
 def clamp_interval(app: Flask, minutes: int) -> int:
@@ -138,8 +140,10 @@ def check_address_free(session: Session, owner_id: str, email: str,
     has an account with this address."""
     other = existing_with_address(session, owner_id, email, exclude_id)
     if other is not None:
-        raise AddressInUse(f"You already have this address as the account “{other.name}” "
-                           f"({other.email}).", field="email", detail=f"account {other.id}")
+        raise AddressInUse(_("You already have this address as the account “%(name)s” "
+                             "(%(address)s).", name=isolate(other.name),
+                             address=isolate(other.email)),
+                           field="email", detail=f"account {other.id}")
 
 
 @contextmanager

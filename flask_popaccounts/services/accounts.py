@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
 from ..config import net_policy
-from ..engine.errors import InvalidInput, UIDLReset
+from ..engine.errors import AuthenticationFailed, InvalidInput, UIDLReset
 from ..engine.types import (
     AuthMethod,
     Credentials,
@@ -25,6 +25,7 @@ from ..engine.types import (
     Security,
     ServerSpec,
 )
+from ..i18n import gettext as _
 from ..runtime import get_state
 from ..storage.mailbox import delete_account_data, ensure_default_folders
 from ..storage.models import Account, AccountStatus, value_of
@@ -102,7 +103,7 @@ def test_incoming(app: Flask, data: AccountInput, *, existing: Account | None = 
         raise ServerFixedByProvider(field="pop_host")
     if data.password is None or data.password == "":
         if existing is None or existing.secret_enc is None:
-            raise InvalidInput("A password is required")
+            raise InvalidInput(_("A password is required."))
         if _destination_changed(existing, data):
             # Never hand the stored password to a server it was not entered for.
             raise PasswordNeededForNewServer(field="password")
@@ -111,7 +112,12 @@ def test_incoming(app: Flask, data: AccountInput, *, existing: Account | None = 
         creds = Credentials(method=AuthMethod.PASSWORD, secret=data.password)
     server = ServerSpec(host=data.pop_host.strip(), port=int(data.pop_port),
                         security=Security(data.pop_security), username=data.pop_username)
-    caps: frozenset[str] = _engine_sync().check_login(server, creds, net=net_policy(app.config))
+    try:
+        caps: frozenset[str] = _engine_sync().check_login(server, creds,
+                                                          net=net_policy(app.config))
+    except AuthenticationFailed as exc:  # Gmail's refusal in Gmail's words (app passwords)
+        exc.help = type(exc).help_for(data.provider)
+        raise
     return caps
 
 
@@ -172,7 +178,7 @@ def create_account(app: Flask, session: Session, owner_id: str, data: AccountInp
     """
     check_input(data)
     if not data.password:
-        raise InvalidInput("A password is required")
+        raise InvalidInput(_("A password is required."))
     check_address_free(session, owner_id, data.email)
     account = Account(owner_id=str(owner_id), auth_method=AuthMethod.PASSWORD.value)
     _apply(app, account, data)
@@ -214,8 +220,8 @@ def update_account(app: Flask, session: Session, account: Account, data: Account
     check_input(data)
     if data.password and value_of(account.auth_method) == AuthMethod.XOAUTH2.value:
         # The stored secret is an OAuth token set; a password would silently replace it.
-        raise InvalidInput("This account signs in with its provider; use Authenticate instead "
-                           "of a password")
+        raise InvalidInput(_("This account signs in with its provider; use Authenticate "
+                             "instead of a password."))
     server_changed = _server_changed(account, data)
     moved = _destination_changed(account, data)
     if moved and value_of(account.auth_method) == AuthMethod.XOAUTH2.value:

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from ..engine.errors import InvalidInput, PopAccountsError, TokenRejected
 from ..engine.types import AuthMethod, Credentials
+from ..i18n import gettext as _
 from ..runtime import get_state
 from ..signals import account_disabled, account_failed
 from ..signals import send as send_signal
@@ -59,7 +60,7 @@ def encrypt_token(app: Flask, token: dict[str, Any]) -> bytes:
 def read_token(app: Flask, secret_enc: bytes | None) -> dict[str, Any]:
     """The stored token set of an OAuth account (an old bare token still reads)."""
     if secret_enc is None:
-        raise InvalidInput("This account has no stored authorization")
+        raise InvalidInput(_("This account has no stored authorization."))
     plain = get_state(app).secrets.decrypt(secret_enc)
     try:
         data = json.loads(plain)
@@ -92,7 +93,7 @@ def credentials_for(app: Flask, account: Account) -> Credentials:
     OAuth accounts get an access token, refreshed first if it expires soon.
     """
     if account.secret_enc is None:
-        raise InvalidInput("This account has no stored password")
+        raise InvalidInput(_("This account has no stored password."))
     if value_of(account.auth_method) == AuthMethod.XOAUTH2.value:
         return ensure_fresh_credentials(app, account.id)
     return Credentials(method=AuthMethod(value_of(account.auth_method)),
@@ -121,10 +122,10 @@ def ensure_fresh_credentials(app: Flask, account_id: int) -> Credentials:
         row = session.execute(select(Account.secret_enc, Account.auth_method)
                               .where(Account.id == account_id)).one_or_none()
     if row is None:
-        raise InvalidInput("This account no longer exists")
+        raise InvalidInput(_("This account no longer exists."))
     if value_of(row.auth_method) != AuthMethod.XOAUTH2.value:
         if row.secret_enc is None:
-            raise InvalidInput("This account has no stored password")
+            raise InvalidInput(_("This account has no stored password."))
         return Credentials(method=AuthMethod(value_of(row.auth_method)),
                            secret=state.secrets.decrypt(row.secret_enc))
     token = read_token(app, row.secret_enc)
@@ -169,7 +170,7 @@ def _refresh_locked(app: Flask, account_id: int, *, refused: str | None = None
     """
     with get_state(app).session_factory() as session:
         if not _lock_account_row(session, account_id):
-            raise InvalidInput("This account no longer exists")
+            raise InvalidInput(_("This account no longer exists."))
         account = session.get(Account, account_id, populate_existing=True)
         assert account is not None
         token = read_token(app, account.secret_enc)

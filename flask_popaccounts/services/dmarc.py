@@ -28,6 +28,8 @@ import dns.nameserver
 import dns.resolver
 
 from ..engine.errors import PopAccountsError
+from ..i18n import N_, isolate
+from ..i18n import gettext as _
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -39,8 +41,8 @@ STRICT = ("reject", "quarantine")
 
 class RelayRefusedByDmarc(PopAccountsError):
     code = "dmarc_refuses_relay"
-    title = "Mail from this address cannot go through this site's mail server"
-    help = (
+    title = N_("Mail from this address cannot go through this site's mail server")
+    help = N_(
         "The address's domain publishes a DMARC policy that tells other mail servers to "
         "reject (or treat as spam) mail sent for it from servers it does not list, and "
         "this site's server is not one of them: your mail would bounce. Use a custom "
@@ -51,7 +53,7 @@ class RelayRefusedByDmarc(PopAccountsError):
 
 class DmarcLookupFailed(PopAccountsError):
     code = "dmarc_lookup_failed"
-    title = "The DMARC policy could not be looked up"
+    title = N_("The DMARC policy could not be looked up")
     transient = True
 
 
@@ -142,8 +144,9 @@ def check_relay_allowed(app: Flask, address: str) -> None:
         return
     if policy is not None and policy.policy in STRICT:
         raise RelayRefusedByDmarc(
-            f"Mail from {address} cannot go through this site's mail server: {domain} "
-            f"publishes a DMARC policy of p={policy.policy}",
+            _("Mail from %(address)s cannot go through this site's mail server: %(domain)s "
+              "publishes a DMARC policy of %(policy)s", address=isolate(address),
+              domain=isolate(domain), policy=isolate(f"p={policy.policy}")),
             detail=f"{policy.domain}: {policy.record}")
 
 

@@ -38,6 +38,7 @@ from ..engine.filters import (
     Decision,
     Rule,
     RuleInvalid,
+    describe_text,
     evaluate,
     load_rule,
     needs_regex,
@@ -47,6 +48,7 @@ from ..engine.mailview import BODY_READ_LIMIT, MailView
 from ..engine.parse import HEADER_LIMIT, header_section, read_header_section
 from ..engine.patterns import RegexRunner
 from ..engine.types import RetrievedMessage
+from ..i18n import gettext as _
 from ..storage.mailbox import folder_id_for, iter_raw
 from ..storage.mailstore import Placement
 from ..storage.models import (
@@ -59,6 +61,7 @@ from ..storage.models import (
     Vacation,
     VacationReplied,
 )
+from .texts import translate, translate_all
 from .vacation import get_vacation, vacation_active
 
 if TYPE_CHECKING:
@@ -96,22 +99,32 @@ def rule_of(row: Filter) -> Rule:
                      row.actions_json)
 
 
+def describe(row: Filter) -> str:
+    """The rule's one-line summary for the list page, in the reader's language (its
+    labels translated, its values isolated)."""
+    return translate(describe_text(rule_of(row)))
+
+
 def save_rule(session: Session, account: Account, *, name: str, match_all: bool, enabled: bool,
               conditions: list[dict[str, Any]], actions: list[dict[str, Any]],
               rule: Filter | None = None, now: datetime | None = None) -> Filter:
-    """Validate and store a rule (new ones go last); commits. Raises RuleInvalid.
+    """Validate and store a rule (new ones go last); commits. Raises RuleInvalid (its
+    problems in the reader's language).
 
     Switching a rule on (a new enabled rule, or a disabled one enabled) records ``now``
     (the app's clock): it forwards only mail that arrives from then on.
     """
     allowed = verified_addresses(session, account.owner_id)
-    conds, acts = validate(conditions, actions, name=name,
-                           forward_allowed=lambda a: a.lower() in allowed)
+    try:
+        conds, acts = validate(conditions, actions, name=name,
+                               forward_allowed=lambda a: a.lower() in allowed)
+    except RuleInvalid as exc:  # the problems in the reader's language
+        raise RuleInvalid(translate_all(exc.problems)) from None
     if rule is None:
         count = session.scalar(select(func.count()).select_from(Filter)
                                .where(Filter.account_id == account.id)) or 0
-        if count >= MAX_RULES:
-            raise RuleInvalid([f"An account can have at most {MAX_RULES} rules."])
+        if count >= MAX_RULES:  # (100: the number is written in the words)
+            raise RuleInvalid([_("An account can have at most 100 rules.")])
         last = session.scalar(select(func.max(Filter.position))
                               .where(Filter.account_id == account.id))
         rule = Filter(account_id=account.id, position=int(last or 0) + 1)
@@ -358,6 +371,7 @@ __all__ = [
     "FilterClassifier",
     "classifier_for",
     "delete_rule",
+    "describe",
     "get_rule",
     "list_rules",
     "move_rule",

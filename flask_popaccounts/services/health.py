@@ -19,7 +19,8 @@ The outcome of every fetch (and of a refused OAuth refresh) is recorded here:
 
 Each ``record_*`` may give the fetch's lease back in the same transaction
 (``release_owner``), so an idle poll writes twice in all: the claim and the outcome.
-:func:`status_view` turns the result into plain words for the card.
+:func:`status_view` turns the result into plain words for the card, in the reader's
+language (it runs in the request; :func:`card_help` picks the help that fits the account).
 """
 
 from __future__ import annotations
@@ -33,16 +34,20 @@ from sqlalchemy.orm import Session
 
 from ..engine.errors import (
     AuthenticationFailed,
+    CertificateInvalid,
     LoginDelay,
     PopAccountsError,
     QuotaExceeded,
     TokenRejected,
     error_for_code,
 )
+from ..i18n import N_, format_datetime, isolate
+from ..i18n import gettext as _
 from ..signals import account_recovered
 from ..signals import send as send_signal
 from ..storage.models import Account, AccountStatus, value_of
 from . import progress, scheduling
+from .texts import sentences
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -196,63 +201,77 @@ def reset_health(app: Flask, account: Account, *, now: datetime) -> None:
 
 @dataclass(frozen=True)
 class StatusView:
-    """What the account card says about the account's health, in plain words."""
+    """What the account card says about the account's health, in plain words (in the
+    reader's language: built during the request)."""
 
     label: str
     explanation: str
     tone: str  #: "ok" | "info" | "warning" | "error" (a CSS hook)
 
 
-_QUOTA_HELP = ("Fetching is paused. The mail already fetched is kept and the rest waits on "
-               "the server; nothing was deleted there that is not stored here. Free space on "
-               "the Storage page (empty Trash, delete old mail) and fetching resumes by "
-               "itself.")
+_QUOTA_HELP = N_("Fetching is paused. The mail already fetched is kept and the rest waits on "
+                 "the server; nothing was deleted there that is not stored here. Free space on "
+                 "the Storage page (empty Trash, delete old mail) and fetching resumes by "
+                 "itself.")
 
 
 #: ``fetch_warning`` tokens (services.mailproblems) that change the card's "Working".
 _DELE_WARNINGS = {
-    "dele_refused": ("Working, but the server refuses to delete mail",
-                     "Mail is fetched, but the server answered with an error when asked to "
-                     "delete messages already stored here. They stay on the server; deleting "
-                     "them is tried again once a day."),
-    "dele_ignored": ("Working, but the server does not delete mail",
-                     "The server said it deleted messages already stored here, but it still "
-                     "lists them. They are not fetched twice; deleting them is tried again "
-                     "once a day. Check the provider's POP settings (some keep a copy)."),
+    "dele_refused": (N_("Working, but the server refuses to delete mail"),
+                     N_("Mail is fetched, but the server answered with an error when asked to "
+                        "delete messages already stored here. They stay on the server; "
+                        "deleting them is tried again once a day.")),
+    "dele_ignored": (N_("Working, but the server does not delete mail"),
+                     N_("The server said it deleted messages already stored here, but it still "
+                        "lists them. They are not fetched twice; deleting them is tried again "
+                        "once a day. Check the provider's POP settings (some keep a copy).")),
 }
+
+
+def card_help(err: type[PopAccountsError], account: Account) -> str:
+    """The help (a msgid) that fits the account: a certificate error in the words of its
+    port and security (no advice about port 995 on a STARTTLS port), Gmail's refusal of a
+    password in Gmail's terms (an app password)."""
+    if issubclass(err, CertificateInvalid):
+        return err.help_for(value_of(account.pop_security), account.pop_port)
+    if issubclass(err, AuthenticationFailed):
+        return err.help_for(account.provider)
+    return err.help
 
 
 def status_view(account: Account) -> StatusView:
     """The account's health in plain words (never the server's own text)."""
     status = value_of(account.status)
     if not account.enabled:
-        return StatusView("Disabled", "Automatic fetching is switched off for this account. "
-                          "Enable it to fetch mail again.", "info")
+        return StatusView(_("Disabled"), _("Automatic fetching is switched off for this "
+                                           "account. Enable it to fetch mail again."), "info")
     code = account.last_error_code or ""
     err = error_for_code(code) if code else None
     if status == AccountStatus.NEEDS_PASSWORD.value:
-        help_ = err.help if err else ""
-        return StatusView("Needs your attention: update the password",
-                          f"Fetching stopped: the server refused the password. {help_}".strip(),
-                          "error")
+        return StatusView(_("Needs your attention: update the password"), sentences(
+            _("Fetching stopped: the server refused the password."),
+            _(card_help(err, account)) if err else ""), "error")
     if status == AccountStatus.NEEDS_REAUTH.value:
-        return StatusView("Needs your attention: re-authenticate",
-                          "Fetching stopped: the provider no longer accepts this account's "
-                          "authorization. Click Authenticate and sign in again.", "error")
+        return StatusView(_("Needs your attention: re-authenticate"),
+                          _("Fetching stopped: the provider no longer accepts this account's "
+                            "authorization. Click Authenticate and sign in again."), "error")
     if status == AccountStatus.NEEDS_ATTENTION.value and err is not None:
-        return StatusView(f"Needs your attention: {err.title}", err.help, "error")
+        return StatusView(_("Needs your attention: %(problem)s", problem=_(err.title)),
+                          _(card_help(err, account)), "error")
     if status == AccountStatus.PAUSED_QUOTA.value:  # R19 (services.quota)
-        return StatusView("Paused: your mail storage is full", _QUOTA_HELP, "warning")
+        return StatusView(_("Paused: your mail storage is full"), _(_QUOTA_HELP), "warning")
     if status == AccountStatus.RETRYING.value and err is not None:
         when = ""
-        if account.next_due_at is not None:
-            when = f" Next try at {account.next_due_at:%H:%M} UTC."
-        return StatusView(f"Retrying: {err.title}", f"{err.help}{when}", "warning")
+        if account.next_due_at is not None:  # in the reader's time zone and words
+            when = _("Next try at %(time)s.",
+                     time=isolate(format_datetime(account.next_due_at, "short")))
+        return StatusView(_("Retrying: %(problem)s", problem=_(err.title)),
+                          sentences(_(card_help(err, account)), when), "warning")
     if status == AccountStatus.OK.value:
         # (when it was last checked is the card's own "Last checked" field)
         warning = _DELE_WARNINGS.get((account.fetch_warning or "").split(" ")[0])
         if warning is not None:
-            return StatusView(warning[0], warning[1], "warning")
-        return StatusView("Working", "", "ok")
-    return StatusView("Waiting for the first fetch",
-                      "The account is saved; its mail will be fetched shortly.", "info")
+            return StatusView(_(warning[0]), _(warning[1]), "warning")
+        return StatusView(_("Working"), "", "ok")
+    return StatusView(_("Waiting for the first fetch"),
+                      _("The account is saved; its mail will be fetched shortly."), "info")

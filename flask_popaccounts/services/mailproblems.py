@@ -31,7 +31,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..engine.errors import clean_detail
+from ..engine.parse import display_text
 from ..engine.types import FetchReport, RetrievalPolicy
+from ..i18n import gettext as _
+from ..i18n import isolate, ngettext
 from ..storage.faults import FetchFault
 from ..storage.models import Account, UidlEntry
 from . import scheduling
@@ -222,42 +225,69 @@ class CardLine:
     size: int = 0  #: octets, shown with the site's size format (0: not shown)
 
 
-def _reason_text(row: FetchFault) -> str:
-    tries = f"{row.attempts} attempts" if row.attempts != 1 else "1 attempt"
+def _set_aside_text(row: FetchFault) -> str:
     if row.reason.startswith("refused"):
-        return f"the server refused to send it ({tries})"
-    return f"the connection broke while it was being downloaded ({tries})"
+        return ngettext("1 message could not be downloaded: the server refused to send it "
+                        "(%(num)s attempt).",
+                        "1 message could not be downloaded: the server refused to send it "
+                        "(%(num)s attempts).", int(row.attempts or 0))
+    return ngettext("1 message could not be downloaded: the connection broke while it was "
+                    "being downloaded (%(num)s attempt).",
+                    "1 message could not be downloaded: the connection broke while it was "
+                    "being downloaded (%(num)s attempts).", int(row.attempts or 0))
+
+
+def _large_text(row: FetchFault) -> str:
+    """A message left on the server for its size, by what TOP told of it."""
+    subject, sender = display_text(row.subject or ""), display_text(row.from_addr or "")
+    if subject and sender:
+        what = _("“%(subject)s” from %(sender)s", subject=isolate(subject),
+                 sender=isolate(sender))
+    elif subject:
+        what = _("“%(subject)s”", subject=isolate(subject))
+    elif sender:
+        what = _("A message from %(sender)s", sender=isolate(sender))
+    elif row.fetch_anyway:
+        return _("A message: will be downloaded at the next check.")
+    else:
+        return _("A message (the server does not say from whom)")
+    if row.fetch_anyway:
+        return _("%(what)s: will be downloaded at the next check.", what=what)
+    return what
 
 
 def card_lines(session: Session, account: Account) -> list[CardLine]:
-    """What the card says about the account's problem messages, in plain words."""
+    """What the card says about the account's problem messages, in plain words (in the
+    reader's language: built during the request; subjects and senders isolated)."""
     out: list[CardLine] = []
     rows = problems(session, account.id)
     for row in rows:
         if row.kind == "set_aside":
-            out.append(CardLine(f"1 message could not be downloaded: {_reason_text(row)}.",
-                                "retry", row.uidl))
+            out.append(CardLine(_set_aside_text(row), "retry", row.uidl))
     large = [r for r in rows if r.kind == "too_large"]
     if large:
-        n = len(large)
-        out.append(CardLine(f"{n} message{'s' if n != 1 else ''} over this account's size "
-                            f"limit {'stay' if n != 1 else 'stays'} on the server:"))
+        out.append(CardLine(ngettext(
+            "%(num)s message over this account's size limit stays on the server:",
+            "%(num)s messages over this account's size limit stay on the server:", len(large))))
     for row in large:
-        what = " ".join(p for p in (f"“{row.subject}”" if row.subject else "",
-                                    f"from {row.from_addr}" if row.from_addr else "") if p)
         if row.fetch_anyway:
-            out.append(CardLine(f"{what or 'A message'}: will be downloaded at the next check.",
-                                size=row.size))
+            out.append(CardLine(_large_text(row), size=row.size))
         else:
-            out.append(CardLine(what or "A message (the server does not say from whom)",
-                                "fetch_anyway", row.uidl, row.size))
-    for kind, text in (("dele_refused", "the server refused to delete them"),
-                       ("dele_ignored", "the server said it deleted them, but still lists "
-                                        "them")):
-        n = sum(1 for r in rows if r.kind == kind)
-        if n:
-            out.append(CardLine(f"{n} message{'s' if n != 1 else ''} stored here "
-                                f"{'are' if n != 1 else 'is'} still on the server: {text}."))
+            out.append(CardLine(_large_text(row), "fetch_anyway", row.uidl, row.size))
+    refused = sum(1 for r in rows if r.kind == "dele_refused")
+    if refused:
+        out.append(CardLine(ngettext(
+            "%(num)s message stored here is still on the server: the server refused to "
+            "delete it.",
+            "%(num)s messages stored here are still on the server: the server refused to "
+            "delete them.", refused)))
+    ignored = sum(1 for r in rows if r.kind == "dele_ignored")
+    if ignored:
+        out.append(CardLine(ngettext(
+            "%(num)s message stored here is still on the server: the server said it deleted "
+            "it, but still lists it.",
+            "%(num)s messages stored here are still on the server: the server said it "
+            "deleted them, but still lists them.", ignored)))
     out.extend(CardLine(text) for text in _uidl_lines(account.fetch_warning or ""))
     return out
 
@@ -267,10 +297,15 @@ def _uidl_lines(warning: str) -> list[str]:
     lines = []
     if counts.get("uidl_dup"):
         n = int(counts["uidl_dup"]) + 1
-        lines.append(f"This server gives {n} messages the same id; "
-                     f"{'both' if n == 2 else 'all'} were downloaded.")
+        lines.append(_("This server gives 2 messages the same id; both were downloaded.")
+                     if n == 2 else ngettext(
+                         "This server gives %(num)s message the same id; all were downloaded.",
+                         "This server gives %(num)s messages the same id; all were "
+                         "downloaded.", n))
     if counts.get("uidl_bad"):
-        n = int(counts["uidl_bad"])
-        lines.append(f"This server gives {n} message{'s' if n != 1 else ''} an id POP3 does "
-                     "not allow; each was downloaded under a stable substitute id.")
+        lines.append(ngettext(
+            "This server gives %(num)s message an id POP3 does not allow; it was downloaded "
+            "under a stable substitute id.",
+            "This server gives %(num)s messages an id POP3 does not allow; each was "
+            "downloaded under a stable substitute id.", int(counts["uidl_bad"])))
     return lines

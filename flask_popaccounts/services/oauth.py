@@ -44,6 +44,7 @@ from ..runtime import get_state
 
 if TYPE_CHECKING:
     from flask import Flask
+from ..i18n import N_
 
 log = logging.getLogger("flask_popaccounts.services.oauth")
 
@@ -61,17 +62,17 @@ class OAuthNotConfigured(PopAccountsError):
     """The host has not configured this provider (no client id)."""
 
     code = "oauth_not_configured"
-    title = "Sign-in with this provider is not set up"
-    help = ("The administrator of this site has not registered it with the provider yet, "
-            "so these accounts cannot be added. Ask the administrator.")
+    title = N_("Sign-in with this provider is not set up")
+    help = N_("The administrator of this site has not registered it with the provider yet, "
+              "so these accounts cannot be added. Ask the administrator.")
 
 
 class OAuthFailed(PopAccountsError):
     """The provider's sign-in did not complete (denied, invalid state, a wrong account)."""
 
     code = "oauth_failed"
-    title = "Sign-in did not complete"
-    help = "The provider did not grant access. Try again, and accept the requested access."
+    title = N_("Sign-in did not complete")
+    help = N_("The provider did not grant access. Try again, and accept the requested access.")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ Forwarding goes only to addresses the owner has verified (any verified send-as a
 of the owner's accounts: the user proved they read that mailbox), through the account's
 own route (:func:`.outgoing.route_for`), from the account's verified From address. The
 forwarded message is attached whole (message/rfc822). Vacation replies go out with the
-null envelope sender (RFC 3834).
+null envelope sender (RFC 3834). What we write in them ourselves (a forward's note, a
+reply's default subject) is in the owner's language (:func:`.texts.owner_locale`).
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ from ..engine import autoreply, message, safety, smtp
 from ..engine.errors import PopAccountsError
 from ..engine.mailview import MailView
 from ..engine.parse import header_section
+from ..i18n import gettext as _
+from ..i18n import in_locale, isolate
 from ..runtime import get_state
 from ..storage.mailbox import read_raw
 from ..storage.models import Account, OutboxItem
 from . import filtering, health, outgoing, sendas, vacation
+from .texts import owner_locale
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -68,11 +72,13 @@ def _build(session: Session, account: Account, item: OutboxItem, from_addr: Addr
     if item.kind == "forward":
         if item.recipient.lower() not in filtering.verified_addresses(session, account.owner_id):
             raise sendas.AddressNotVerified(detail="forward target no longer verified")
+        # ("Fwd:" stays as it is in every language: mail clients thread by it)
         msg = message.build_message(
             from_=from_addr, to=[Address(addr_spec=item.recipient)],
-            subject=f"Fwd: {subject}" if subject else "Fwd: (no subject)",
-            body=(f"Forwarded automatically by a filter of {account.email}.\n"
-                  f"The original message is attached.\n"), date=now)
+            subject=f"Fwd: {subject}" if subject else _("Fwd: (no subject)"),
+            body="\n".join([_("Forwarded automatically by a filter of %(address)s.",
+                               address=isolate(account.email)),
+                             _("The original message is attached."), ""]), date=now)
         # The loop marker: a forward that comes back is never forwarded again
         # (services.filtering); Auto-Submitted keeps out-of-office robots from answering.
         safety.check_header_fields(loop_marker=account.email)  # a row from before checks
@@ -89,8 +95,8 @@ def _build(session: Session, account: Account, item: OutboxItem, from_addr: Addr
         from_=from_addr, to=item.recipient, original_subject=subject,
         original_message_id=safety.clean_header_text(view.header("message-id")),
         original_references=safety.clean_header_text(view.header("references")),
-        subject=reply.subject,
-        body=reply.body, date=now)
+        subject=reply.subject, body=reply.body, date=now,
+        no_subject=_(autoreply.NO_SUBJECT_REPLY))  # (the user's own text is never translated)
 
 
 def _send_item(session: Session, app: Flask, item: OutboxItem) -> None:
@@ -98,7 +104,10 @@ def _send_item(session: Session, app: Flask, item: OutboxItem) -> None:
     if account is None:
         raise PopAccountsError(detail="account gone")
     route = outgoing.route_for(session, app, account)
-    msg = _build(session, account, item, route.from_addr, get_state(app).clock())
+    # Our own words in it (a forward's note, a reply's default subject) are in the owner's
+    # language: the host's locale hook, else the current (the site's default after a fetch)
+    with in_locale(owner_locale(app, account.owner_id)):
+        msg = _build(session, account, item, route.from_addr, get_state(app).clock())
     route.stamp(msg)
     # RFC 3834 3.3: a vacation reply has the null sender, so nothing answers it
     envelope = "" if item.kind == "vacation" else route.envelope_from

@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session
 from ..engine import addresses, safety, smtp
 from ..engine.errors import InvalidInput
 from ..engine.types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
+from ..i18n import N_
+from ..i18n import gettext as _
 from ..runtime import get_state
 from ..storage.models import Account, SendAsAddress
 from . import credentials, dmarc, relay, sendas
@@ -40,8 +42,8 @@ class SMTPPasswordNeeded(InvalidInput):
     """A stored password would go to an outgoing server it was not entered for."""
 
     code = "smtp_password_for_new_server"
-    title = "Enter the password again"
-    help = (
+    title = N_("Enter the password again")
+    help = N_(
         "You changed the outgoing server, port or username. A stored password is only "
         "ever sent to the server it was entered for, so type it again in “SMTP password”."
     )
@@ -52,8 +54,8 @@ class SMTPPasswordElsewhere(SMTPPasswordNeeded):
     """A first outgoing server outside the incoming server's domain, "same" credentials."""
 
     code = "smtp_password_for_other_domain"
-    title = "Enter the incoming password once more"
-    help = (
+    title = N_("Enter the incoming password once more")
+    help = N_(
         "This outgoing server is not in the incoming server's domain. Your stored "
         "password is only sent there once you type it in “SMTP password”."
     )
@@ -123,8 +125,8 @@ def outgoing_creds(app: Flask, account: Account, data: OutgoingInput | None = No
             stored = credentials.credentials_for(app, account)
             if stored.method is not AuthMethod.PASSWORD or not hmac.compare_digest(
                     stored.secret.encode(), data.password.encode()):
-                raise SMTPPasswordNeeded(
-                    "That is not the password this account signs in to incoming mail with")
+                raise SMTPPasswordNeeded(_(
+                    "That is not the password this account signs in to incoming mail with."))
             return account.pop_username, stored
         return data.username, Credentials(AuthMethod.PASSWORD, data.password)
     had_creds = account.smtp_host is not None and account.smtp_auth_mode in ("same", "custom")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ..config import net_policy
 from ..engine.errors import PopAccountsError
 from ..engine.types import AuthMethod, Credentials, NetPolicy, Security, ServerSpec
+from ..i18n import N_
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
 
 class SystemMailerMissing(PopAccountsError):
     code = "no_system_mailer"
-    title = "This site cannot send confirmation emails"
-    help = "The site's administrator has not configured a mail server for confirmation codes."
+    title = N_("This site cannot send confirmation emails")
+    help = N_("The site's administrator has not configured a mail server for confirmation codes.")
 
 
 def smtp_net_policy(app: Flask) -> NetPolicy:

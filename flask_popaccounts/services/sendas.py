@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session
 from ..engine import addresses, message, smtp
 from ..engine.clock import utcnow
 from ..engine.errors import PopAccountsError
+from ..i18n import N_, in_locale, isolate, ngettext
+from ..i18n import gettext as _
 from ..runtime import get_state
 from ..storage.models import Account, SendAsAddress, VerificationCode
 from . import relay, verification
@@ -38,8 +40,8 @@ log = logging.getLogger("flask_popaccounts.services.sendas")
 
 class AddressNotVerified(PopAccountsError):
     code = "address_not_verified"
-    title = "This address is not verified yet"
-    help = (
+    title = N_("This address is not verified yet")
+    help = N_(
         "Mail cannot go out from (or with a Reply-To of) an address until it is verified. "
         "Open “Send mail as”, click Verify by the address and enter the code we emailed to it."
     )
@@ -131,26 +133,37 @@ def from_choices(session: Session, owner_id: str) -> list[tuple[Account, str]]:
 
 
 def _code_email_body(app: Flask, row: SendAsAddress, code: str) -> tuple[str, str]:
-    """(subject, body) of the email that carries a code."""
-    site = str(app.config.get("POPACCOUNTS_SITE_NAME") or "your webmail")
+    """(subject, body) of the email that carries a code, in the current language."""
+    name = app.config.get("POPACCOUNTS_SITE_NAME")
+    site = str(name) if name else _("your webmail")
     hours = int(app.config["POPACCOUNTS_VERIFICATION_CODE_TTL"]) // 3600
-    purpose = ("send mail as this address" if row.kind == "from"
-               else "use this address as the Reply-To of your mail")
-    body = (
-        f"Someone (hopefully you) asked {site} to {purpose}.\n\n"
-        f"Your confirmation code is: {code}\n\n"
-        f"Enter it on the “Send mail as” page by this address. The code works for "
-        f"{hours} hours. If you did not ask for this, ignore this email: nothing "
-        f"happens without the code.\n"
-    )
-    return f"Your confirmation code for {site}", body
+    if row.kind == "from":
+        asked = _("Someone (hopefully you) asked %(site)s to send mail as this address.",
+                  site=isolate(site))
+    else:
+        asked = _("Someone (hopefully you) asked %(site)s to use this address as the Reply-To "
+                  "of your mail.", site=isolate(site))
+    # (the code alone, not isolated: it is copied from here into the form)
+    body = "\n\n".join([
+        asked, _("Your confirmation code is: %(code)s", code=code),
+        ngettext("Enter it on the “Send mail as” page by this address. The code works for "
+                 "%(num)s hour. If you did not ask for this, ignore this email: nothing "
+                 "happens without the code.",
+                 "Enter it on the “Send mail as” page by this address. The code works for "
+                 "%(num)s hours. If you did not ask for this, ignore this email: nothing "
+                 "happens without the code.", hours)]) + "\n"
+    # (isolated in the body; not in the Subject, where the email package would fold the
+    # isolate into an encoded word of its own and the space before it would be lost)
+    return _("Your confirmation code for %(site)s", site=site), body
 
 
 def send_code(session: Session, app: Flask, row: SendAsAddress, *,
-              now: datetime | None = None) -> None:
+              now: datetime | None = None, locale: str | None = None) -> None:
     """Issue a code for ``row`` and email it through the system mailer; commits.
 
-    The code and its count are committed before the mail leaves, so no write
+    The email is written in the language of whoever asked for it: the request's, or
+    ``locale`` when it is sent outside the request that asked (nothing is stored for
+    it). The code and its count are committed before the mail leaves, so no write
     transaction stays open during the SMTP conversation (on SQLite it would lock out
     every fetch and page save meanwhile). If the email cannot be sent, the code is
     taken back (:func:`~.verification.withdraw_code`) and the named error is raised.
@@ -158,7 +171,8 @@ def send_code(session: Session, app: Flask, row: SendAsAddress, *,
     server, creds, net, sender = relay.system_relay(app)
     try:
         issued = verification.issue_code(session, app, row, now=now)
-        subject, body = _code_email_body(app, row, issued.code)
+        with in_locale(locale):
+            subject, body = _code_email_body(app, row, issued.code)
         sender_addr = addresses.parse_address(sender, field="from")
         msg = message.build_message(
             from_=sender_addr, to=[addresses.parse_address(row.address, field="to")],

@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session
 from ..engine import addresses, message, safety, smtp
 from ..engine.errors import InvalidAddress, PopAccountsError
 from ..engine.parse import header_section, parse_meta
+from ..i18n import N_
+from ..i18n import gettext as _
 from ..runtime import get_state
 from ..storage.mailstore import file_sent
 from ..storage.models import Account
@@ -36,8 +38,8 @@ log = logging.getLogger("flask_popaccounts.services.sending")
 
 class StorageFullForSent(PopAccountsError):
     code = "storage_full_send"
-    title = "Your mail storage is full"
-    help = (
+    title = N_("Your mail storage is full")
+    help = N_(
         "The message was not sent: its copy in Sent would not fit in your storage. Free "
         "space on the Storage page (empty Trash, delete old mail) and send it again."
     )
@@ -103,7 +105,7 @@ def send_message(session: Session, app: Flask, account: Account, draft: Draft, *
     cc = addresses.parse_addresses(draft.cc, field="cc")
     bcc = addresses.parse_addresses(draft.bcc, field="bcc")
     if not (to or cc or bcc):
-        raise InvalidAddress("Add at least one recipient")
+        raise InvalidAddress(_("Add at least one recipient."))
     now = now or get_state(app).clock()
     msg = message.build_message(
         from_=route.from_addr, to=to, cc=cc, subject=draft.subject, body=draft.body,

@@ -29,13 +29,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from email.utils import getaddresses
+from typing import TYPE_CHECKING
 
 import nh3
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..i18n import lazy_gettext
 from ..storage.models import Account, Signature, Template
 from .reading import sanitize_html
+
+if TYPE_CHECKING:
+    from flask_babel import LazyString
 
 #: The RFC 3676 signature separator line ("dash dash space").
 SIG_SEPARATOR = "-- "
@@ -44,12 +49,14 @@ MODES = ("new", "reply", "forward")
 PLACEMENTS = ("below", "above")
 
 #: The placeholders a template may use, with what they mean (shown by the editor).
-PLACEHOLDERS: dict[str, str] = {
-    "recipient_name": "the first recipient's name (or their address when it has no name)",
-    "recipient_email": "the first recipient's email address",
-    "date": "today's date (YYYY-MM-DD)",
-    "account_name": "the name of the account you send from",
-    "my_email": "the address you send from",
+#: (lazy: each meaning is shown in the reader's language)
+PLACEHOLDERS: dict[str, LazyString] = {
+    "recipient_name": lazy_gettext("the first recipient's name (or their address when it has "
+                                   "no name)"),
+    "recipient_email": lazy_gettext("the first recipient's email address"),
+    "date": lazy_gettext("today's date (YYYY-MM-DD)"),
+    "account_name": lazy_gettext("the name of the account you send from"),
+    "my_email": lazy_gettext("the address you send from"),
 }
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

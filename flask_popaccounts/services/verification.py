@@ -36,6 +36,7 @@ import hmac
 import logging
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -45,6 +46,7 @@ from sqlalchemy.orm import Session
 
 from ..engine.clock import utcnow
 from ..engine.errors import PopAccountsError
+from ..i18n import N_, ngettext
 from ..runtime import get_state
 from ..storage.models import CodeSend, SendAsAddress, VerificationCode
 
@@ -62,51 +64,52 @@ class VerificationError(PopAccountsError):
 
 class CodeInvalid(VerificationError):
     code = "code_invalid"
-    title = "That code is not right"
-    help = "Check the code in the email we sent to this address and enter it again."
+    title = N_("That code is not right")
+    help = N_("Check the code in the email we sent to this address and enter it again.")
 
 
 class CodeExpired(VerificationError):
     code = "code_expired"
-    title = "That code has expired"
-    help = "Codes are valid for a limited time. Send a new code and enter the new one."
+    title = N_("That code has expired")
+    help = N_("Codes are valid for a limited time. Send a new code and enter the new one.")
 
 
 class CodeLocked(VerificationError):
     code = "code_locked"
-    title = "Too many wrong codes"
-    help = "For your safety this code no longer works. Send a new code and enter the new one."
+    title = N_("Too many wrong codes")
+    help = N_("For your safety this code no longer works. Send a new code and enter the new one.")
 
 
 class NoCodeSent(VerificationError):
     code = "no_code"
-    title = "No code was sent to this address yet"
-    help = "Send a code first, then enter it here."
+    title = N_("No code was sent to this address yet")
+    help = N_("Send a code first, then enter it here.")
 
 
 class ResendTooSoon(VerificationError):
     code = "resend_too_soon"
-    title = "A code was sent very recently"
-    help = "Check your inbox (and spam folder) for the last code, or wait a minute and try again."
+    title = N_("A code was sent very recently")
+    help = N_("Check your inbox (and spam folder) for the last code, or wait a minute and try "
+              "again.")
 
 
 class TooManyCodes(ResendTooSoon):
     code = "too_many_codes"
-    title = "Too many codes were sent to this address today"
-    help = "Use the last code we sent, or try again tomorrow."
+    title = N_("Too many codes were sent to this address today")
+    help = N_("Use the last code we sent, or try again tomorrow.")
 
 
 class TooManyCodesForUser(ResendTooSoon):
     code = "too_many_codes_user"
-    title = "You asked for too many confirmation codes today"
-    help = ("Use a code we already sent (check the spam folder too), or try again "
-            "tomorrow. Codes already sent keep working until they expire.")
+    title = N_("You asked for too many confirmation codes today")
+    help = N_("Use a code we already sent (check the spam folder too), or try again "
+              "tomorrow. Codes already sent keep working until they expire.")
 
 
 class SiteCodeLimit(ResendTooSoon):
     code = "too_many_codes_site"
-    title = "This site is sending too many confirmation codes right now"
-    help = "Try again in an hour. Codes already sent keep working until they expire."
+    title = N_("This site is sending too many confirmation codes right now")
+    help = N_("Try again in an hour. Codes already sent keep working until they expire.")
 
     transient = True
 
@@ -174,8 +177,11 @@ def hash_code(app: Flask, send_as_id: int, code: str) -> str:
 
 
 def normalize_code(text: str) -> str:
-    """What the user typed, without spaces and dashes (codes are often read in groups)."""
-    return re.sub(r"[\s\-]", "", text or "")
+    """What the user typed, without spaces, dashes and direction marks (codes are read in
+    groups, and copied out of right-to-left mail), in ASCII digits (an Arabic keyboard
+    types Arabic-Indic digits)."""
+    text = re.sub(r"[\s\-\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]", "", text or "")
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
 
 
 def current_code(session: Session, send_as_id: int) -> VerificationCode | None:
@@ -307,8 +313,8 @@ def check_code(session: Session, app: Flask, row: SendAsAddress, typed: str, *,
     if getattr(counted, "rowcount", 0) != 1 or code.state == "locked":
         raise CodeLocked()
     left = max_attempts - code.attempts
-    raise CodeInvalid(f"That code is not right ({left} "
-                      f"{'try' if left == 1 else 'tries'} left)")
+    raise CodeInvalid(ngettext("That code is not right (%(num)s try left)",
+                               "That code is not right (%(num)s tries left)", left))
 
 
 def attempts_left(session: Session, app: Flask, row: SendAsAddress) -> int | None:

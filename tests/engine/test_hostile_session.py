@@ -261,6 +261,7 @@ def test_an_untrusted_certificate_on_a_starttls_port_does_not_talk_about_995() -
         with pytest.raises(E.CertificateInvalid) as info:
             check_login(srv.server_spec(), srv.creds(), net=srv.net_policy(ca_file=None))
         assert "995" not in _words(info.value)
+        assert info.value.help == E.CertificateInvalid.HELP_STARTTLS
         assert not any(c.startswith((b"USER", b"PASS", b"AUTH")) for c in srv.commands)
 
 
@@ -311,3 +312,15 @@ def test_dovecot_starttls_certificate_errors_never_talk_about_995(
         check_login(spec, Credentials(AuthMethod.PASSWORD, pw), net=dovecot_net)
     assert info.value.title == "Invalid certificate"
     assert "995" not in _words(info.value) and NOT_REACHABLE not in _words(info.value)
+    assert info.value.help == E.CertificateInvalid.HELP_STARTTLS  # the words of STARTTLS
+
+
+def test_dovecot_ssl_certificate_errors_speak_of_ssl(
+        dovecot: Dovecot, new_user: tuple[str, str], dovecot_net: NetPolicy) -> None:
+    user, pw = new_user
+    spec = ServerSpec(BAD_CERT_HOSTS["self_signed"], dovecot.pop3s_port, Security.SSL, user)
+    with pytest.raises(E.CertificateInvalid) as info:
+        check_login(spec, Credentials(AuthMethod.PASSWORD, pw), net=dovecot_net)
+    # (a test port, not 995: SSL's words without naming a port)
+    assert info.value.help == E.CertificateInvalid.help_for("ssl", dovecot.pop3s_port)
+    assert "Self-signed certificates are refused" in info.value.help

@@ -15,6 +15,7 @@ from flask_popaccounts import get_state
 from flask_popaccounts.services import dmarc
 from flask_popaccounts.storage.models import Account
 from tests.support.dnsserver import DNSServer
+from tests.support.isolation import plain
 from tests.support.smtpd import SMTPServers
 from tests.web.conftest import login
 
@@ -48,7 +49,7 @@ def test_a_strict_dmarc_domain_cannot_use_the_sites_mailer(
     client = login(send_app.test_client())
     resp = outgoing(client, account_id, mode="system")
     assert resp.status_code == 422, resp.text
-    page = html.unescape(resp.text)
+    page = plain(html.unescape(resp.text))
     assert "Mail from this address cannot go through this site's mail server" in page
     assert f"{address} cannot go through" in page
     assert f"publishes a DMARC policy of p={policy}" in page

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from flask_popaccounts.engine import addresses, message, smtp
@@ -99,6 +101,19 @@ def test_untrusted_certificate(smtpd: SMTPServers, smtp_net: NetPolicy,
     with pytest.raises(CertificateInvalid):
         smtp.check_smtp(spec(smtpd.untrusted_port, Security.SSL, user), pw(secret), net=smtp_net)
     assert not smtpd.received(port=smtpd.untrusted_port)
+
+
+def test_untrusted_certificate_after_starttls_speaks_of_starttls(
+        smtpd: SMTPServers, smtp_net: NetPolicy, smtp_user: tuple[str, str]) -> None:
+    user, secret = smtp_user
+    untrusting = replace(smtp_net, ca_file=None)  # the test CA is unknown here
+    before = len(smtpd.received(port=smtpd.submission_port))
+    with pytest.raises(CertificateInvalid) as info:
+        smtp.check_smtp(spec(smtpd.submission_port, Security.STARTTLS, user), pw(secret),
+                        net=untrusting)
+    assert info.value.help == CertificateInvalid.HELP_STARTTLS
+    assert "995" not in info.value.help and "465" not in info.value.help
+    assert len(smtpd.received(port=smtpd.submission_port)) == before
 
 
 def test_starttls_not_offered(smtpd: SMTPServers, smtp_net: NetPolicy,
