@@ -42,18 +42,21 @@ from flask.typing import ResponseReturnValue
 
 from ..engine.errors import PopAccountsError
 from ..engine.types import AuthMethod, DeletePolicy, Security
+from ..i18n import gettext as _
+from ..i18n import isolate, lazy_gettext
 from ..runtime import db_session
 from .forms import FORMS, AccountForm
-from .helpers import mailbox_url, require_confirm, require_valid
+from .helpers import explain, mailbox_url, require_confirm, require_valid
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
 
-#: Providers offered in step 2, with what the form is prefilled with.
+#: Providers offered in step 2, with what the form is prefilled with (brand names stay
+#: as they are; the other labels are translated when shown).
 PROVIDERS: dict[str, dict[str, Any]] = {
     "gmail": {"label": "Gmail", "pop_host": "pop.gmail.com", "pop_port": 995,
               "pop_security": Security.SSL.value},
-    "other": {"label": "Other provider", "pop_host": "", "pop_port": 995,
+    "other": {"label": lazy_gettext("Other provider"), "pop_host": "", "pop_port": 995,
               "pop_security": Security.SSL.value},
 }
 OAUTH_PROVIDERS: dict[str, str] = {"outlook": "Outlook.com", "office365": "Office 365"}
@@ -140,7 +143,7 @@ def _fail_page(form: AccountForm, template: str, error: PopAccountsError | None,
     # server needs the password again) is shown on that field, like a validation error.
     target = getattr(form, str(getattr(error, "field", "") or ""), None)
     if error is not None and target is not None:
-        target.errors = [*target.errors, f"{error} {error.help}"]
+        target.errors = [*target.errors, explain(error, message=True)]
         error = None
     # The password is never echoed back: PasswordField hides it, and we drop it too.
     form.password.data = ""
@@ -250,7 +253,7 @@ def edit(account_id: int) -> ResponseReturnValue:
         form = form_cls(data=_account_data(account), password_required=False)
     else:
         form = form_cls(password_required=False)
-    form.submit.label.text = "Test and save"
+    form.submit.label.text = _("Test and save")
     ctx: dict[str, Any] = {"account": account, "provider": account.provider,
                            "provider_label": PROVIDERS.get(account.provider, {}).get(
                                "label", account.provider),
@@ -287,7 +290,7 @@ def edit(account_id: int) -> ResponseReturnValue:
     except PopAccountsError as exc:
         session.rollback()
         return _fail_page(form, "popaccounts/account_form.html", exc, 422, **ctx)
-    flash(f"Saved the settings of {account.email}.", "success")
+    flash(_("Saved the settings of %(address)s.", address=isolate(account.email)), "success")
     return redirect(url_for(".index"))
 
 
@@ -302,7 +305,8 @@ def delete(account_id: int) -> ResponseReturnValue:
         session = db_session()
         svc.delete_account(_app(), session, account)  # (also revokes an OAuth grant)
         session.commit()
-        flash(f"Removed {email} and the mail stored from it.", "success")
+        flash(_("Removed %(address)s and the mail stored from it.", address=isolate(email)),
+              "success")
         return redirect(url_for(".index"))
     return render_template("popaccounts/delete.html", account=account, form=form)
 
@@ -315,7 +319,8 @@ def _set_enabled(account_id: int, enabled: bool) -> ResponseReturnValue:
     session = db_session()
     svc.set_enabled(_app(), session, account, enabled)
     session.commit()
-    flash(f"{account.email} is {'enabled' if enabled else 'disabled'}.", "success")
+    flash(_("%(address)s is enabled.", address=isolate(account.email)) if enabled else
+          _("%(address)s is disabled.", address=isolate(account.email)), "success")
     return redirect(url_for(".index"))
 
 
@@ -335,7 +340,8 @@ def set_default(account_id: int) -> ResponseReturnValue:
     session = db_session()
     svc.set_default(session, account)
     session.commit()
-    flash(f"{account.email} is now your default account.", "success")
+    flash(_("%(address)s is now your default account.", address=isolate(account.email)),
+          "success")
     return redirect(url_for(".index"))
 
 
@@ -361,13 +367,15 @@ def check_now(account_id: int) -> ResponseReturnValue:
     require_confirm()
     started = fetching.check_now(_app(), account.id)
     waiting = not started and scheduling.waits_for_user(account)
+    address = isolate(account.email)
     if started:
-        message = f"Checking {account.email} for new mail."
+        message = _("Checking %(address)s for new mail.", address=address)
     elif waiting:
         # Say why nothing happens: it waits for the user, not for another check.
-        message = f"{account.email} was not checked: {health.status_view(account).label}."
+        message = _("%(address)s was not checked: %(status)s.", address=address,
+                    status=health.status_view(account).label)
     else:
-        message = f"{account.email} is already being checked."
+        message = _("%(address)s is already being checked.", address=address)
     if request.accept_mimetypes.best == "application/json":
         return jsonify({"started": bool(started), "waits_for_user": waiting,
                         "message": message})
