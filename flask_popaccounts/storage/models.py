@@ -169,6 +169,9 @@ class Account(Base):
     progress_total: Mapped[int | None] = mapped_column(Integer, default=None)
     progress_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     progress_bytes_total: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    #: Messages the last fetch stored when it succeeded (the card's "N messages fetched");
+    #: None after a failed one, or before the first.
+    last_fetch_stored: Mapped[int | None] = mapped_column(Integer, default=None)
 
     # Counters (kept in the same transaction as the messages they count)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
