@@ -183,6 +183,9 @@ class Progress:
     done: int
     bytes_total: int
     bytes_done: int
+    #: new messages on the server in all: more than ``total`` when a session is capped
+    #: (``max_messages_per_session``) and later sessions take the rest
+    backlog: int = 0
 
 
 ProgressCallback = Callable[[Progress], None]

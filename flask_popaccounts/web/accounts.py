@@ -18,7 +18,8 @@ Routes (under ``POPACCOUNTS_URL_PREFIX``, default ``/settings/mail-accounts``)::
     POST      /<id>/enable | /<id>/disable                               enable, disable
     POST      /<id>/default              make it the default account      set_default
     POST      /<id>/check                fetch now                        check_now
-    GET       /<id>/progress.json        fetch progress for the card     progress
+
+The cards' live progress (``/progress.json``) is :mod:`.progress`.
 
 Templates live under ``popaccounts/`` and each can be overridden by the host.
 """
@@ -44,12 +45,13 @@ from ..engine.errors import PopAccountsError
 from ..engine.types import AuthMethod, DeletePolicy, Security
 from ..i18n import gettext as _
 from ..i18n import isolate, lazy_gettext
-from ..runtime import db_session
+from ..runtime import db_session, get_state
 from .forms import FORMS, AccountForm
 from .helpers import explain, mailbox_url, require_confirm, require_valid
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
+from .progress import card_live
 
 #: Providers offered in step 2, with what the form is prefilled with (brand names stay
 #: as they are; the other labels are translated when shown).
@@ -78,7 +80,6 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/<int:account_id>/disable", "disable", disable, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/default", "set_default", set_default, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/check", "check_now", check_now, methods=["POST"])
-    bp.add_url_rule("/<int:account_id>/progress.json", "progress", progress)
 
 
 def _form_to_input(form: AccountForm, provider: str) -> Any:
@@ -132,11 +133,6 @@ def _local_path(target: str) -> bool:
             and not any(ch in target for ch in "\r\n\t"))
 
 
-def _running(info: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The progress dict only while a fetch runs (the services keep the last one)."""
-    return info if info and info.get("running") else None
-
-
 def _fail_page(form: AccountForm, template: str, error: PopAccountsError | None,
                status: int, **ctx: Any) -> ResponseReturnValue:
     # A refusal that belongs to one field (the address is an account already, a new
@@ -154,7 +150,6 @@ def _fail_page(form: AccountForm, template: str, error: PopAccountsError | None,
 # -- pages ------------------------------------------------------------------------------
 
 def index() -> ResponseReturnValue:
-    from ..services import accounts as svc
     from ..services import health
     from ..services import progress as progress_svc
     from ..services import quota as quota_svc
@@ -163,12 +158,13 @@ def index() -> ResponseReturnValue:
     session = db_session()
     owner = _owner()
     used = storage_used(session, owner)
+    now = get_state(_app()).clock()
     cards = []
-    for account in svc.list_accounts(session, owner):
+    for account, info in progress_svc.owner_fetches(_app(), session, owner):
         cards.append({
             "account": account,
             "status": health.status_view(account),
-            "progress": _running(progress_svc.fetch_progress(account.id)),
+            "live": card_live(account, info, now),  # the bar as of page load (no JS)
             "mailbox_url": mailbox_url(account.id),
             "storage": used.get(account.id, account.bytes_stored),
         })
@@ -384,22 +380,3 @@ def check_now(account_id: int) -> ResponseReturnValue:
     if _local_path(target):
         return redirect(target)
     return redirect(url_for(".index"))
-
-
-def progress(account_id: int) -> ResponseReturnValue:
-    from ..services import health
-    from ..services import progress as progress_svc
-
-    account = _account(account_id)
-    db_session().refresh(account)
-    info = progress_svc.fetch_progress(account.id)
-    status = health.status_view(account)
-    last = account.last_success_at
-    return jsonify({
-        "running": _running(info) is not None,
-        "progress": info,
-        "status": {"label": status.label, "explanation": status.explanation,
-                   "tone": status.tone},
-        "message_count": account.message_count,
-        "last_success_at": last.isoformat() if last else None,
-    })

@@ -139,7 +139,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, dovecot: Dovecot,
 
 
 #: Endpoints that are not pages (files, JSON, redirects into the OAuth dance).
-NOT_PAGES = {"static", "popaccounts.static", "popaccounts.progress", "popaccounts.oauth_callback",
+NOT_PAGES = {"static", "popaccounts.static", "popaccounts.progress", "popaccounts.progress_all",
+             "popaccounts.oauth_callback",
              "message_body", "message_part", "message_original", "home"}
 
 
