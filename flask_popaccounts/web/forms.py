@@ -83,15 +83,24 @@ _EMAIL_REASONS = frozenset({
     N_("The part after the @-sign is not valid. It should have a period."),
     N_("The part after the @-sign is not valid. It is not within a valid top-level domain."),
     N_("An email address cannot have two periods in a row."),
-    N_("An email address cannot start or end with a period."),
+    N_("An email address cannot start with a period."),
+    N_("An email address cannot have a period immediately before the @-sign."),
     N_("The email address contains invalid characters before the @-sign."),
+    N_("The part after the @-sign contains invalid characters."),
+    N_("The part after the @-sign is a special-use or reserved name that cannot be used "
+       "with email."),
     N_("There can't be anything after the email address."),
 })
 
 
 def _email_reason(reason: str) -> str:
+    """email-validator's reason in the reader's language ("...: SPACE." loses its list
+    of characters when translated)."""
     if reason in _EMAIL_REASONS:
         return _(reason)
+    known = reason.split(":")[0] + "."
+    if known in _EMAIL_REASONS and _(known) != known:
+        return _(known)
     if i18n.current_locale().language == i18n.SOURCE_LOCALE:
         return reason
     return _("It contains characters or parts that an email address cannot have.")
@@ -197,8 +206,7 @@ def _days_when_needed(form: Any, field: Field) -> None:
         raise StopValidation()
     if field.data is None or not 1 <= int(field.data) <= 3650:
         field.errors[:] = []
-        raise StopValidation(_("Enter a number of days between %(low)s and %(high)s.",
-                               low=i18n.format_number(1), high=i18n.format_number(3650)))
+        raise StopValidation(_("Enter a number of days between 1 and 3650."))
 
 
 class AccountForm(FlaskForm):
