@@ -73,8 +73,12 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_BLUEPRINT_NAME": "popaccounts",  # the blueprint's name (endpoints name.*)
     "POPACCOUNTS_MAILBOX_ENDPOINT": None,  # host endpoint taking account_id= (R8)
     "POPACCOUNTS_BASE_TEMPLATE": None,  # host layout the pages extend (blocks title/head/content)
-    "POPACCOUNTS_LANG": "en",  # lang= of the standalone layout
-    "POPACCOUNTS_TEXT_DIRECTION": "ltr",  # dir= of the standalone layout ("rtl" for Arabic)
+    # Languages (i18n.py): the locale comes from the host's Flask-Babel selector, else
+    # Accept-Language; these two force it
+    "POPACCOUNTS_LANG": None,  # one language for every page, e.g. "ar" (None: per request)
+    "POPACCOUNTS_TEXT_DIRECTION": None,  # "rtl" | "ltr" (None: the locale's direction)
+    "POPACCOUNTS_TRANSLATION_DIRECTORIES": (),  # host catalogues (domain popaccounts) that
+    # add languages or override ours
     # The pages' Content-Security-Policy (web/security.py PAGE_CSP); "" sends none (a
     # host that sets its own, or whose POPACCOUNTS_BASE_TEMPLATE needs inline script)
     "POPACCOUNTS_CONTENT_SECURITY_POLICY": (

@@ -32,13 +32,17 @@ class PopAccounts:
     ``quota``: the host's quota hook, owner id -> bytes (None: unlimited); without one,
     ``POPACCOUNTS_QUOTA_BYTES`` applies to every owner (services.quota). ``clock``: where
     "now" comes from (default: the system's UTC time; tests inject their own).
+    ``timezone``: the host's time-zone hook, owner id -> IANA name such as
+    ``"Asia/Riyadh"`` (None: the host's Flask-Babel selector, else UTC; see ``i18n``).
     """
 
     def __init__(self, app: Flask | None = None, *, db: Any = None,
                  mailbox_endpoint: str | None = None,
                  quota: Callable[[str], int | None] | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None,
+                 timezone: Callable[[str], str | None] | None = None) -> None:
         self.db = db
+        self.timezone = timezone
         self.mailbox_endpoint = mailbox_endpoint
         self.quota = quota
         self.clock = clock
@@ -65,6 +69,9 @@ class PopAccounts:
                                  sqlite_busy_timeout=float(
                                      app.config["POPACCOUNTS_SQLITE_BUSY_TIMEOUT"]))
         app.extensions["popaccounts"] = state
+        from . import i18n
+
+        i18n.setup(app, timezone_hook=self.timezone)
 
         from .jobs.cli import popaccounts_cli
         from .web.blueprint import create_blueprint

@@ -59,6 +59,11 @@ class PopAccountsState:
         #: the app's clock (tests inject one to move time on)
         self.clock: Clock = clock or utcnow
         self.scheduler: Any = None  # set by jobs.scheduler when it runs
+        #: languages (set by i18n.setup): the gettext domain, the locales it has, and
+        #: the host's time-zone hook (owner id -> IANA name)
+        self.domain: Any = None
+        self.locales: list[str] = []
+        self.timezone_hook: Callable[[str], str | None] | None = None
 
     @property
     def quota(self) -> Callable[[str], int | None] | None:

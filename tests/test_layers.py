@@ -5,7 +5,7 @@ Every ``import`` in the package is read with ``ast``, those inside functions inc
 run, are left out), and checked against the README's architecture:
 
 - ``engine/`` imports only itself (and the standard library: ``tests/engine``);
-- the leaves ``config``, ``signals`` and ``runtime`` import only the engine;
+- the leaves ``config``, ``signals``, ``runtime`` and ``i18n`` import only the engine;
 - ``storage/`` imports the engine and itself;
 - ``services/`` import storage, the engine and the leaves, never ``web/`` or ``jobs/``;
 - ``web/`` and ``jobs/`` import services and below, never each other;
@@ -31,12 +31,13 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"engine"},
     "signals": {"engine"},
     "runtime": {"engine"},
+    "i18n": {"engine"},
     "storage": {"engine", "storage"},
-    "services": {"engine", "storage", "services", "config", "signals", "runtime"},
-    "web": {"engine", "storage", "services", "web", "config", "signals", "runtime"},
-    "jobs": {"engine", "storage", "services", "jobs", "config", "signals", "runtime"},
+    "services": {"engine", "storage", "services", "config", "signals", "runtime", "i18n"},
+    "web": {"engine", "storage", "services", "web", "config", "signals", "runtime", "i18n"},
+    "jobs": {"engine", "storage", "services", "jobs", "config", "signals", "runtime", "i18n"},
     "extension": {"engine", "storage", "services", "web", "jobs", "config", "signals",
-                  "runtime"},
+                  "runtime", "i18n"},
     "__init__": {"extension", "runtime"},
 }
 

@@ -23,6 +23,7 @@ from typing import Any
 from flask import Blueprint, url_for
 from flask.blueprints import BlueprintSetupState
 
+from .. import i18n
 from ..engine.parse import display_text
 from . import accounts, filters, mailproblems, oauth, sending, settings
 from .helpers import require_login, template_helpers
@@ -59,5 +60,9 @@ def _add_url_global(state: BlueprintSetupState) -> None:
         return url_for(f"{full_name}.{endpoint}", **values)
 
     state.app.add_template_global(popaccounts_url, "popaccounts_url")
+    # lang= and dir= for any layout (the host's too): the locale's, or the config's
+    state.app.add_template_global(i18n.html_lang, "popaccounts_lang")
+    state.app.add_template_global(i18n.text_direction, "popaccounts_dir")
+    state.app.add_template_global(i18n.format_datetime, "popaccounts_datetime")
     # The one display rule for untrusted text (no control or bidi formatting characters)
     state.app.add_template_filter(display_text, "display_text")

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BuildError
 
+from .. import i18n
 from ..runtime import db_session
 from .forms import FORMS
 
@@ -94,8 +95,10 @@ def mailbox_url(account_id: int) -> str | None:
 
 
 def template_helpers() -> dict[str, Any]:
-    """What the blueprint's templates may call besides ``popaccounts_url``."""
+    """What the blueprint's templates may call besides ``popaccounts_url``: the
+    extension's own ``_``/``ngettext`` (domain popaccounts, see ``i18n``), ``bdi``..."""
     return {
+        **i18n.template_globals(),
         "popaccounts_mailbox_url": mailbox_url,
         "popaccounts_size": human_size,
         "popaccounts_allow_plaintext": bool(current_app.config.get("POPACCOUNTS_ALLOW_PLAINTEXT")),
