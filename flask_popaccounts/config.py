@@ -72,6 +72,9 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_URL_PREFIX": "/settings/mail-accounts",
     "POPACCOUNTS_BLUEPRINT_NAME": "popaccounts",  # the blueprint's name (endpoints name.*)
     "POPACCOUNTS_MAILBOX_ENDPOINT": None,  # host endpoint taking account_id= (R8)
+    # More providers in the wizard's step 2 (web/accounts.py extra_providers): the host's
+    # own servers, {"key": {"label": .., "pop_host": .., "pop_port": .., ...}}
+    "POPACCOUNTS_EXTRA_PROVIDERS": {},
     "POPACCOUNTS_BASE_TEMPLATE": None,  # host layout the pages extend (blocks title/head/content)
     # Languages (i18n.py): the locale comes from the host's Flask-Babel selector, else
     # Accept-Language; these two force it

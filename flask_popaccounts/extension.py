@@ -59,6 +59,9 @@ class PopAccounts:
             app.config.setdefault(key, value)
         # A malformed trusted pair fails the start-up, not the first fetch hours later.
         trusted_servers(app.config["POPACCOUNTS_TRUSTED_SERVERS"])
+        from .web.providers import extra_providers
+
+        extra_providers(app.config)  # likewise a malformed wizard provider
         if self.mailbox_endpoint and not app.config["POPACCOUNTS_MAILBOX_ENDPOINT"]:
             app.config["POPACCOUNTS_MAILBOX_ENDPOINT"] = self.mailbox_endpoint
 

@@ -43,7 +43,7 @@ import os
 import socket
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Dialect, and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -51,6 +51,9 @@ from sqlalchemy.orm import Session
 from ..engine.clock import utcnow
 from ..storage.models import Account, AccountStatus, value_of
 from .leases import LeaseHeartbeat, LeaseLost, db_now, renew_ids
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 __all__ = ["LeaseHeartbeat", "LeaseLost", "claim", "claim_due", "db_now", "lease_is_live",
            "make_due_now", "new_worker_id", "release", "renew_ids", "stage_release"]
@@ -254,3 +257,17 @@ def release(session: Session, worker: str, account_id: int) -> None:
     session.commit()
 
 
+def poke_scheduler(app: Flask) -> bool:
+    """Let this process's scheduler look for due accounts now (a new account is due at
+    once, so its first sync starts without waiting for the next tick).
+
+    False when no scheduler runs in this process (the account is then fetched by the
+    one that does, at its next tick, or by ``flask popaccounts fetch``).
+    """
+    from ..runtime import get_state
+
+    sched = get_state(app).scheduler
+    if sched is None or not getattr(sched, "running", False):
+        return False
+    sched.poke()
+    return True
