@@ -76,7 +76,7 @@ def test_wrong_password_is_an_authentication_failure(demo: demo_mailbox.DemoMail
 
 def test_mail_sent_to_the_demo_address_comes_back_by_pop3(demo: demo_mailbox.DemoMailbox,
                                                           tmp_path: Path) -> None:
-    raw = (b"From: Me <demo@mail.demo.test>\r\nTo: demo@mail.demo.test\r\n"
+    raw = (b"From: Me <demo@mail.demo.example>\r\nTo: demo@mail.demo.example\r\n"
            b"Subject: hello me\r\n\r\nround trip\r\n")
     server = ServerSpec(demo_mailbox.DEMO_HOST, demo.smtp_port, Security.STARTTLS,
                         demo_mailbox.DEMO_USER)
