@@ -11,6 +11,8 @@ KEYWORDS="-k lazy_gettext -k lazy_ngettext:1,2 -k N_"
 catalogue() {  # cfg  pot  dir  domain  (the .pot is a temporary file)
     "$PYBABEL" -q extract -F "$1" $KEYWORDS --no-location --sort-output \
         --project=flask-popaccounts --copyright-holder="flask-popaccounts" -o "$2" .
+    # a fixed creation date: the catalogues change only when their messages do
+    sed -i 's/^"POT-Creation-Date: .*/"POT-Creation-Date: 2026-01-01 00:00+0000\\n"/' "$2"
     for po in "$3"/*/LC_MESSAGES/"$4".po; do
         [ -e "$po" ] || continue
         "$PYBABEL" -q update -D "$4" -i "$2" -d "$3" --no-wrap --ignore-obsolete \
