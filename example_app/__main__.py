@@ -12,6 +12,7 @@ import os
 from flask import Flask
 
 from . import create_app, start_demo
+from .demo_mailbox import DEMO_POP3_PORT, DEMO_SMTP_PORT
 
 
 def main() -> None:
@@ -34,6 +35,13 @@ def main() -> None:
             print(f"  POP3 127.0.0.1:{demo.pop3_port} (STARTTLS), SMTP 127.0.0.1:"
                   f"{demo.smtp_port} (STARTTLS), user {demo.mailbox.user}, password "
                   f"{demo.mailbox.password}")
+            for what, asked, default, got in (
+                    ("POP3", _port("DEMO_POP3_PORT"), DEMO_POP3_PORT, demo.pop3_port),
+                    ("SMTP", _port("DEMO_SMTP_PORT"), DEMO_SMTP_PORT, demo.smtp_port)):
+                wanted = default if asked is None else asked
+                if wanted and wanted != got:
+                    print(f"  (port {wanted} was busy, so {what} is on {got}: a demo account "
+                          "added in an earlier run needs its port edited, with the password above)")
             print("  Add it: Settings > Mail Accounts > Add account > POP3 > "
                   "“Demo mailbox (this machine)” > Test and save.")
             print("  Send-as confirmation codes are emailed to it: after “Check now”"

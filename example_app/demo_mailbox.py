@@ -336,6 +336,10 @@ class POP3Server:
             session.sock.close()
 
     def close(self) -> None:
+        try:  # wakes the accept() of the serving thread: close() alone leaves it listening
+            self._lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._lsock.close()
 
 
