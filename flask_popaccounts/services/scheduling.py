@@ -280,5 +280,3 @@ def release(session: Session, worker: str, account_id: int) -> None:
     """Give the lease back (only if it is still ours); commits."""
     stage_release(session, worker, account_id)
     session.commit()
-
-

@@ -22,6 +22,7 @@ Routes (under ``POPACCOUNTS_URL_PREFIX``, default ``/settings/mail-accounts``)::
 The cards' live progress (``/progress.json``) is :mod:`.progress`.
 
 Templates live under ``popaccounts/`` and each can be overridden by the host.
+Step 2's providers (ours and the host's own) are :mod:`.providers`'.
 """
 
 from __future__ import annotations
@@ -44,24 +45,16 @@ from flask.typing import ResponseReturnValue
 from ..engine.errors import PopAccountsError
 from ..engine.types import AuthMethod, DeletePolicy, Security
 from ..i18n import gettext as _
-from ..i18n import isolate, lazy_gettext
+from ..i18n import isolate
 from ..runtime import db_session, get_state
+from . import providers as _p
 from .forms import FORMS, AccountForm
 from .helpers import explain, mailbox_url, require_confirm, require_valid
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
 from .progress import card_live
-
-#: Providers offered in step 2, with what the form is prefilled with (brand names stay
-#: as they are; the other labels are translated when shown).
-PROVIDERS: dict[str, dict[str, Any]] = {
-    "gmail": {"label": "Gmail", "pop_host": "pop.gmail.com", "pop_port": 995,
-              "pop_security": Security.SSL.value},
-    "other": {"label": lazy_gettext("Other provider"), "pop_host": "", "pop_port": 995,
-              "pop_security": Security.SSL.value},
-}
-OAUTH_PROVIDERS: dict[str, str] = {"outlook": "Outlook.com", "office365": "Office 365"}
+from .providers import OAUTH_PROVIDERS
 
 _CONNECTION_FIELDS = ("pop_host", "pop_port", "pop_security", "pop_username")
 
@@ -182,7 +175,8 @@ def add_type() -> ResponseReturnValue:
 
 
 def add_provider() -> ResponseReturnValue:
-    return render_template("popaccounts/add_provider.html", providers=PROVIDERS,
+    return render_template("popaccounts/add_provider.html", providers=_p.providers(),
+                           extra_providers=_p.extra_providers(current_app.config),
                            oauth_providers=OAUTH_PROVIDERS)
 
 
@@ -198,21 +192,24 @@ def add_account(provider: str) -> ResponseReturnValue:
 
     if provider in OAUTH_PROVIDERS:
         return redirect(url_for(".add_oauth", provider=provider))
-    preset = PROVIDERS.get(provider)
+    preset = _p.providers().get(provider)
     if preset is None:
         abort(404)
+    fixed = _p.fixed_server(preset)
     form_cls = FORMS["account"]
     if request.method == "GET":
-        form = form_cls(data={k: v for k, v in preset.items() if k != "label"})
+        form = form_cls(data={k: preset[k] for k in _p.PREFILL if preset.get(k)},
+                        password_required=not fixed)
     else:
-        form = form_cls()
+        form = form_cls(password_required=not fixed)
     ctx: dict[str, Any] = {"provider": provider, "provider_label": preset["label"],
-                           "mode": "add"}
+                           "provider_description": preset.get("description") or "",
+                           "fixed_server": fixed, "mode": "add"}
     if not form.validate_on_submit():
         status = 400 if form.is_submitted() else 200
         return _fail_page(form, "popaccounts/account_form.html", None, status, **ctx)
 
-    data = _form_to_input(form, provider)
+    data = _p.apply_fixed_server(preset, _form_to_input(form, provider))
     try:
         svc.check_input(data)
         svc.check_address_free(db_session(), _owner(), data.email)
@@ -251,7 +248,7 @@ def edit(account_id: int) -> ResponseReturnValue:
         form = form_cls(password_required=False)
     form.submit.label.text = _("Test and save")
     ctx: dict[str, Any] = {"account": account, "provider": account.provider,
-                           "provider_label": PROVIDERS.get(account.provider, {}).get(
+                           "provider_label": _p.providers().get(account.provider, {}).get(
                                "label", account.provider),
                            "mode": "edit",
                            "needs_password": account.status == AccountStatus.NEEDS_PASSWORD,

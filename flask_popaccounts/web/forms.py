@@ -43,7 +43,7 @@ from wtforms.validators import (
 )
 
 from .. import i18n
-from ..config import PORTS_KEYS
+from ..config import PORTS_KEYS, trusted_servers
 from ..engine.safety import has_control_chars
 from ..engine.types import DeletePolicy, Security
 from ..i18n import N_, isolate, lazy_gettext, lazy_ngettext
@@ -157,13 +157,18 @@ def listed(items: Iterable[object], *, isolated: bool = True) -> str:
 def allowed_port(kind: str, message: str) -> Callable[[Any, Field], None]:
     """A validator: the port must be one the host allows for ``kind`` ("pop3", "smtp";
     R23). ``message`` (marked with ``N_``, translated when shown) names the allowed
-    ports through ``%(listed)s``."""
+    ports through ``%(listed)s``.
+
+    A port of one of the host's trusted servers (``POPACCOUNTS_TRUSTED_SERVERS``) passes
+    here too; the connection then allows it for that server's address only."""
 
     def validate(form: Any, field: Field) -> None:
         if field.data is None:
             return
         allowed = sorted(int(p) for p in current_app.config[PORTS_KEYS[kind]])
-        if int(field.data) not in allowed:
+        trusted = {port for _host, port in trusted_servers(
+            current_app.config.get("POPACCOUNTS_TRUSTED_SERVERS"))}
+        if int(field.data) not in allowed and int(field.data) not in trusted:
             raise ValidationError(_(message, listed=listed(allowed, isolated=False)))
 
     return validate
