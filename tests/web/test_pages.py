@@ -234,7 +234,7 @@ def test_add_happy_path(app: Flask, alice: FlaskClient, mailbox: dict[str, str])
                      fetch_interval_minutes="15")
     connected = alice.get(f"{PREFIX}/{account_id}/connected")
     assert connected.status_code == 200
-    assert "We signed in to 127.0.0.1" in connected.text
+    assert "We signed in to <bdi>127.0.0.1</bdi>" in connected.text
     assert "Set up outgoing mail" in connected.text
     assert f'href="/mail/{account_id}/"' in connected.text
     assert secret not in connected.text
@@ -540,7 +540,7 @@ def test_progress_json_and_bar(app: Flask, alice: FlaskClient,
     assert data["running"] is True and data["progress"]["done"] == 40
     index = alice.get(PREFIX + "/")
     assert 'max="200" value="40"' in index.text  # server-rendered bar works without JS
-    assert "40 of 200 messages" in index.text
+    assert "<bdi>40</bdi> of <bdi>200</bdi> messages" in index.text  # the counts isolated
 
 
 # -- other users' accounts ------------------------------------------------------------
