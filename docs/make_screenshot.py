@@ -1,11 +1,14 @@
-"""Render the Mail Accounts page of the example webmail to docs/screenshot.png.
+"""Render the Mail Accounts page and the wizard, in English and in Arabic, to docs/.
 
-    .venv/bin/python docs/make_screenshot.py [--rtl] [--out PATH]
+    .venv/bin/python docs/make_screenshot.py [--out-dir DIR]
 
-Builds the example app in a temporary folder with three accounts in typical states
-(working, password refused, retrying, and one downloading its first big fetch), serves
-it on 127.0.0.1 and photographs the page with Debian's Chromium through Playwright.
-No mail server is needed: the states are written directly, as a fetch would.
+Writes accounts-en.png, accounts-ar.png (the Mail Accounts page) and wizard-en.png,
+wizard-ar.png (the wizard's Gmail step). Builds the example app in a temporary folder
+with four accounts in typical states (working, password refused, retrying, and one
+downloading its first big fetch), serves it on 127.0.0.1 and photographs the pages with
+Debian's Chromium through Playwright, the browser asking for each language with
+Accept-Language (as a reader's browser does; nothing is forced in the config). No mail
+server is needed: the states are written directly, as a fetch would.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync"]
 
 
-def build_app(instance: Path, rtl: bool) -> Any:
+def build_app(instance: Path) -> Any:
     from example_app import User, create_app, db
     from flask_popaccounts import db_session
     from flask_popaccounts.engine.types import DeletePolicy, Security
@@ -34,7 +37,6 @@ def build_app(instance: Path, rtl: bool) -> Any:
 
     app = create_app({"TESTING": True, "POPACCOUNTS_SCHEDULER_ENABLED": False,
                       "EXAMPLE_CREATE_DEMO_USERS": False, "SECRET_KEY": "screenshot",
-                      "POPACCOUNTS_TEXT_DIRECTION": "rtl" if rtl else "ltr",
                       "POPACCOUNTS_QUOTA_BYTES": 5_000_000_000},
                      instance_path=str(instance))
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
@@ -74,15 +76,15 @@ def build_app(instance: Path, rtl: bool) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rtl", action="store_true", help='render with dir="rtl"')
-    parser.add_argument("--out", default=str(ROOT / "docs" / "screenshot.png"))
+    parser.add_argument("--out-dir", default=str(ROOT / "docs"))
     args = parser.parse_args()
+    out = Path(args.out_dir)
 
     from playwright.sync_api import sync_playwright
     from werkzeug.serving import make_server
 
     with tempfile.TemporaryDirectory() as tmp:
-        app = build_app(Path(tmp) / "instance", args.rtl)
+        app = build_app(Path(tmp) / "instance")
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
@@ -91,13 +93,19 @@ def main() -> None:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
                                              headless=True, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1200, "height": 860})
-                page.goto(url + "/login")
-                page.fill("#username", "alice")
-                page.fill("#password", "screenshot")
-                page.click("button[type=submit]")
-                page.goto(url + "/settings/mail-accounts/")
-                page.screenshot(path=args.out, full_page=True)
+                for lang in ("en", "ar"):
+                    context = browser.new_context(viewport={"width": 1200, "height": 860},
+                                                  locale=lang)
+                    page = context.new_page()
+                    page.goto(url + "/login")
+                    page.fill("#username", "alice")
+                    page.fill("#password", "screenshot")
+                    page.click("button[type=submit]")
+                    page.goto(url + "/settings/mail-accounts/")
+                    page.screenshot(path=str(out / f"accounts-{lang}.png"), full_page=True)
+                    page.goto(url + "/settings/mail-accounts/add/pop3/gmail")
+                    page.screenshot(path=str(out / f"wizard-{lang}.png"), full_page=True)
+                    context.close()
                 browser.close()
         finally:
             server.shutdown()
@@ -106,7 +114,7 @@ def main() -> None:
 
             with app.app_context():
                 get_state(app).engine.dispose()
-    print(f"wrote {args.out}")
+    print(f"wrote {out}/accounts-{{en,ar}}.png and {out}/wizard-{{en,ar}}.png")
 
 
 if __name__ == "__main__":

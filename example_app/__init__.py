@@ -4,6 +4,11 @@ Run it with ``python -m example_app`` (or ``flask --app example_app run``). On f
 run it creates ``instance/`` with a SQLite database, a Flask secret key and a Fernet
 key for the extension, and two demo users (alice, bob) whose passwords it prints.
 
+``python -m example_app`` (``make demo``) also starts a demo mailbox on this machine
+(:mod:`example_app.demo_mailbox`, :func:`start_demo`): a real POP3 and SMTP server on
+loopback with 300 sample messages, offered in the wizard as "Demo mailbox (this
+machine)", and the system mailer that emails the send-as confirmation codes.
+
 Any config key can be set from the environment with Flask's ``FLASK_`` prefix (values
 are parsed as JSON when they can be), e.g. for a local test server::
 
@@ -17,7 +22,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from flask import Flask, abort, redirect, render_template, request, url_for
@@ -45,6 +50,9 @@ from flask_popaccounts.web.security import (
     download_response,
     message_body_response,
 )
+
+if TYPE_CHECKING:
+    from .demo_mailbox import DemoMailbox
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_USERS = ("alice", "bob")
@@ -92,7 +100,10 @@ def _load_user(user_id: str) -> User | None:
 
 def _instance_secret(app: Flask, name: str, make: Any) -> str:
     """A secret kept in instance/<name>, generated on first run (mode 0600)."""
-    path = Path(app.instance_path) / name
+    return _secret_file(Path(app.instance_path) / name, make)
+
+
+def _secret_file(path: Path, make: Any) -> str:
     if path.exists():
         return path.read_text().strip()
     value = str(make())
@@ -102,9 +113,13 @@ def _instance_secret(app: Flask, name: str, make: Any) -> str:
     return value
 
 
-def create_app(config: dict[str, Any] | None = None, *, instance_path: str | None = None
-               ) -> Flask:
-    """The example webmail. ``config`` overrides everything (tests pass TESTING etc.)."""
+def create_app(config: dict[str, Any] | None = None, *, instance_path: str | None = None,
+               demo: DemoMailbox | None = None) -> Flask:
+    """The example webmail. ``config`` overrides everything (tests pass TESTING etc.).
+
+    With ``demo`` (a running :mod:`.demo_mailbox`), its settings come after the
+    built-in ones and before the environment's (``demo_mailbox.config``).
+    """
     from cryptography.fernet import Fernet
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"),
@@ -119,6 +134,10 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
         EXAMPLE_CREATE_DEMO_USERS=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )
+    if demo is not None:
+        from . import demo_mailbox
+
+        app.config.update(demo_mailbox.config(demo))
     app.config.from_prefixed_env()
     app.config.update(config or {})
     if not app.config.get("SECRET_KEY"):
@@ -158,6 +177,35 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
 
         start_in_process(app)
     return app
+
+
+def start_demo(instance_path: str | None = None, *, config: dict[str, Any] | None = None,
+               pop3_port: int | None = None, smtp_port: int | None = None
+               ) -> tuple[Flask, DemoMailbox]:
+    """What ``python -m example_app`` runs: the demo mailbox, then the webmail using it.
+
+    The demo mailbox's password is kept in ``instance/demo_mailbox_password`` and its
+    TLS files (a CA made for this run) in ``instance/demo-mailbox/``; it listens on
+    ports 19995 (POP3) and 19587 (SMTP) unless they are busy (or other ports are
+    given: 0 for free ones, as the tests do). The caller stops it (``demo.stop()``).
+    """
+    from . import demo_mailbox
+
+    # The folder Flask itself would choose (next to the package, as create_app's)
+    instance = Path(instance_path or Flask(__name__).instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    password = _secret_file(instance / "demo_mailbox_password",
+                            lambda: secrets.token_urlsafe(12))
+    demo = demo_mailbox.start(
+        instance / "demo-mailbox", password=password,
+        pop3_port=demo_mailbox.DEMO_POP3_PORT if pop3_port is None else pop3_port,
+        smtp_port=demo_mailbox.DEMO_SMTP_PORT if smtp_port is None else smtp_port)
+    try:
+        app = create_app(config, instance_path=str(instance), demo=demo)
+    except BaseException:
+        demo.stop()
+        raise
+    return app, demo
 
 
 def create_tables(app: Flask) -> None:

@@ -41,7 +41,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from ..config import PORTS_KEYS
+from ..config import PORTS_KEYS, trusted_servers
 from ..engine.safety import has_control_chars
 from ..engine.types import DeletePolicy, Security
 
@@ -112,13 +112,18 @@ def host_name(form: Any, field: Field) -> None:
 
 def allowed_port(kind: str, message: str) -> Callable[[Any, Field], None]:
     """A validator: the port must be one the host allows for ``kind`` ("pop3", "smtp";
-    R23). ``message`` names the allowed ports through ``{listed}``."""
+    R23). ``message`` names the allowed ports through ``{listed}``.
+
+    A port of one of the host's trusted servers (``POPACCOUNTS_TRUSTED_SERVERS``) passes
+    here too; the connection then allows it for that server's address only."""
 
     def validate(form: Any, field: Field) -> None:
         if field.data is None:
             return
         allowed = sorted(int(p) for p in current_app.config[PORTS_KEYS[kind]])
-        if int(field.data) not in allowed:
+        trusted = {p for _, p in trusted_servers(
+            current_app.config.get("POPACCOUNTS_TRUSTED_SERVERS"))}
+        if int(field.data) not in allowed and int(field.data) not in trusted:
             raise ValidationError(message.format(listed=" and ".join(map(str, allowed))))
 
     return validate
