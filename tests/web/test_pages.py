@@ -234,7 +234,7 @@ def test_add_happy_path(app: Flask, alice: FlaskClient, mailbox: dict[str, str])
                      fetch_interval_minutes="15")
     connected = alice.get(f"{PREFIX}/{account_id}/connected")
     assert connected.status_code == 200
-    assert "We signed in to 127.0.0.1" in connected.text
+    assert "We signed in to <bdi>127.0.0.1</bdi>" in connected.text
     assert "Set up outgoing mail" in connected.text
     assert f'href="/mail/{account_id}/"' in connected.text
     assert secret not in connected.text
