@@ -32,7 +32,7 @@ from .conftest import LiveServer
 pytestmark = pytest.mark.browser
 
 STATUSES = [("needs_password", "auth_failed"), ("needs_reauth", "token_rejected"),
-            ("retrying", "connection_failed"), ("needs_attention", "certificate"),
+            ("retrying", "connection_failed"), ("needs_attention", "certificate_invalid"),
             ("paused_quota", None), ("new", None)]
 
 
