@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from flask import Flask, abort, redirect, render_template, request, url_for
+from flask import Flask, redirect, render_template, request, url_for
+from flask_babel import gettext, lazy_gettext
 from flask_login import (
     LoginManager,
     UserMixin,
-    current_user,
-    login_required,
     login_user,
     logout_user,
 )
@@ -42,21 +41,18 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired
 
-from flask_popaccounts import PopAccounts, db_session
-from flask_popaccounts.services import health
-from flask_popaccounts.web.security import (
-    FRAME_SANDBOX,
-    add_security_headers,
-    download_response,
-    message_body_response,
-)
+from flask_popaccounts import PopAccounts
+from flask_popaccounts.web.security import add_security_headers
+
+from . import languages
+from .languages import N_
+from .mail import register_mail
 
 if TYPE_CHECKING:
     from .demo_mailbox import DemoMailbox
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_USERS = ("alice", "bob")
-PAGE_SIZE = 50
 
 
 class Base(DeclarativeBase):
@@ -85,9 +81,9 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired()])
-    password = PasswordField("Password", validators=[DataRequired()])
-    submit = SubmitField("Sign in")
+    username = StringField(lazy_gettext("Username"), validators=[DataRequired()])
+    password = PasswordField(lazy_gettext("Password"), validators=[DataRequired()])
+    submit = SubmitField(lazy_gettext("Sign in"))
 
 
 @login_manager.user_loader
@@ -150,12 +146,14 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
     db.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "login"
-    login_manager.login_message = "Sign in to read your mail."
+    login_manager.login_message = N_("Sign in to read your mail.")
+    login_manager.localize_callback = gettext
     csrf.init_app(app)
+    languages.init_app(app)  # Flask-Babel with the webmail's selectors, before the extension
     # The scheduler starts only once the tables exist (its first dispatch runs at once).
     run_scheduler = bool(app.config["POPACCOUNTS_SCHEDULER_ENABLED"])
     app.config["POPACCOUNTS_SCHEDULER_ENABLED"] = False
-    PopAccounts(app, db=db)
+    PopAccounts(app, db=db, timezone=languages.user_timezone)
     app.config["POPACCOUNTS_SCHEDULER_ENABLED"] = run_scheduler
 
     _register_routes(app)
@@ -169,7 +167,7 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
         create_tables(app)
         if app.config["EXAMPLE_CREATE_DEMO_USERS"] and db.session.scalar(
                 select(User.id).limit(1)) is None:
-            click.echo("First run: creating demo users (change these passwords!)")
+            click.echo(gettext("First run: creating demo users (change these passwords!)"))
             for name, password in create_demo_users().items():
                 click.echo(f"  {name} / {password}")
     if run_scheduler:
@@ -251,19 +249,6 @@ def _local_path(target: str) -> bool:
 
 
 def _register_routes(app: Flask) -> None:
-    from flask_popaccounts.services import accounts as account_svc
-    from flask_popaccounts.services.reading import body_document, read_message, read_part
-    from flask_popaccounts.storage import mailbox as store
-
-    def side_pane() -> list[dict[str, Any]]:
-        session = db_session()
-        return [
-            {"account": a,
-             "unread": store.count_messages(session, a.id, unread_only=True),
-             "status": health.status_view(a)}
-            for a in account_svc.list_accounts(session, str(current_user.get_id()))
-        ]
-
     @app.route("/")
     def home() -> Any:
         return redirect(url_for("mailbox_home"))
@@ -280,7 +265,7 @@ def _register_routes(app: Flask) -> None:
                 if not _local_path(target):
                     target = url_for("mailbox_home")
                 return redirect(target)
-            error = "Wrong username or password."
+            error = gettext("Wrong username or password.")
         return render_template("login.html", form=form, error=error), (401 if error else 200)
 
     @app.route("/logout", methods=["POST"])
@@ -288,67 +273,4 @@ def _register_routes(app: Flask) -> None:
         logout_user()
         return redirect(url_for("login"))
 
-    @app.route("/mail/")
-    @login_required
-    def mailbox_home() -> Any:
-        accounts = account_svc.list_accounts(db_session(), str(current_user.get_id()))
-        if accounts:  # default account first
-            return redirect(url_for("mailbox", account_id=accounts[0].id))
-        return render_template("mailbox.html", pane=[], account=None, messages=[],
-                               page=1, has_more=False)
-
-    @app.route("/mail/<int:account_id>/")
-    @login_required
-    def mailbox(account_id: int) -> Any:
-        session = db_session()
-        account = account_svc.get_owned_account(session, str(current_user.get_id()), account_id)
-        page = max(1, request.args.get("page", 1, type=int) or 1)
-        messages = store.list_messages(session, account.id, limit=PAGE_SIZE + 1,
-                                       offset=(page - 1) * PAGE_SIZE)
-        return render_template("mailbox.html", pane=side_pane(), account=account,
-                               messages=messages[:PAGE_SIZE], page=page,
-                               has_more=len(messages) > PAGE_SIZE)
-
-    def owned_message(account_id: int, message_id: int) -> Any:
-        session = db_session()
-        account = account_svc.get_owned_account(session, str(current_user.get_id()), account_id)
-        meta = store.get_message(session, account.id, message_id)
-        if meta is None:
-            abort(404)
-        return account, meta
-
-    @app.route("/mail/<int:account_id>/<int:message_id>")
-    @login_required
-    def message(account_id: int, message_id: int) -> Any:
-        account, meta = owned_message(account_id, message_id)
-        session = db_session()
-        readable = read_message(session, meta.id)
-        if not meta.is_read:
-            store.mark_read(session, meta.id)
-        return render_template("message.html", pane=side_pane(), account=account, meta=meta,
-                               msg=readable, frame_sandbox=FRAME_SANDBOX)
-
-    @app.route("/mail/<int:account_id>/<int:message_id>/body")
-    @login_required
-    def message_body(account_id: int, message_id: int) -> Any:
-        """The sanitised HTML body alone, for the message page's sandboxed frame."""
-        _account, meta = owned_message(account_id, message_id)
-        readable = read_message(db_session(), meta.id)
-        return message_body_response(body_document(readable.html or ""))
-
-    @app.route("/mail/<int:account_id>/<int:message_id>/part/<part_id>")
-    @login_required
-    def message_part(account_id: int, message_id: int, part_id: str) -> Any:
-        """One attachment (or a part nested too deep to show, as .eml), downloaded."""
-        _account, meta = owned_message(account_id, message_id)
-        part = read_part(db_session(), meta.id, part_id)
-        if part is None:
-            abort(404)
-        return download_response(part.filename, part.data)
-
-    @app.route("/mail/<int:account_id>/<int:message_id>/original")
-    @login_required
-    def message_original(account_id: int, message_id: int) -> Any:
-        """The message exactly as it was fetched (.eml)."""
-        _account, meta = owned_message(account_id, message_id)
-        return download_response(f"message-{meta.id}.eml", store.read_raw(db_session(), meta.id))
+    register_mail(app)
