@@ -41,6 +41,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from flask_babel import lazy_gettext
 
 DEMO_HOST = "127.0.0.1"
 #: ``.example`` (RFC 2606) resolves nowhere and, unlike ``.test``, is an address domain
@@ -440,13 +441,15 @@ def config(demo: DemoMailbox) -> dict[str, Any]:
         "POPACCOUNTS_TRUSTED_SERVERS": pairs,
         "POPACCOUNTS_TRUSTED_SERVERS_CA_FILE": demo.ca_file,
         "POPACCOUNTS_EXTRA_PROVIDERS": {"demo": {
-            "label": DEMO_LABEL,
-            "description": (f"{DEMO_MESSAGES} sample messages in Arabic and English on a "
-                            "POP3 server that runs beside this webmail; mail sent to "
-                            f"{demo.address} comes back to it."),
+            # the host's own words, in its catalogue (translated when the wizard shows them)
+            "label": lazy_gettext("Demo mailbox (this machine)"),
+            "description": lazy_gettext(
+                "%(num)s sample messages in Arabic and English on a POP3 server that runs "
+                "beside this webmail; mail sent to its address comes back to it.",
+                num=DEMO_MESSAGES),
             "pop_host": DEMO_HOST, "pop_port": demo.pop3_port, "pop_security": "starttls",
             "pop_username": demo.mailbox.user, "password": demo.mailbox.password,
-            "email": demo.address, "name": "Demo mailbox",
+            "email": demo.address, "name": lazy_gettext("Demo mailbox"),
         }},
         "POPACCOUNTS_SYSTEM_SMTP_HOST": DEMO_HOST,
         "POPACCOUNTS_SYSTEM_SMTP_PORT": demo.smtp_port,
