@@ -4,6 +4,11 @@ Run it with ``python -m example_app`` (or ``flask --app example_app run``). On f
 run it creates ``instance/`` with a SQLite database, a Flask secret key and a Fernet
 key for the extension, and two demo users (alice, bob) whose passwords it prints.
 
+``python -m example_app`` (``make demo``) also starts a demo mailbox on this machine
+(:mod:`example_app.demo_mailbox`, :func:`start_demo`): a real POP3 and SMTP server on
+loopback with 300 sample messages, offered in the wizard as "Demo mailbox (this
+machine)", and the system mailer that emails the send-as confirmation codes.
+
 Any config key can be set from the environment with Flask's ``FLASK_`` prefix (values
 are parsed as JSON when they can be), e.g. for a local test server::
 
@@ -17,15 +22,14 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from flask import Flask, abort, redirect, render_template, request, url_for
+from flask import Flask, redirect, render_template, request, url_for
+from flask_babel import gettext, lazy_gettext
 from flask_login import (
     LoginManager,
     UserMixin,
-    current_user,
-    login_required,
     login_user,
     logout_user,
 )
@@ -37,18 +41,18 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired
 
-from flask_popaccounts import PopAccounts, db_session
-from flask_popaccounts.services import health
-from flask_popaccounts.web.security import (
-    FRAME_SANDBOX,
-    add_security_headers,
-    download_response,
-    message_body_response,
-)
+from flask_popaccounts import PopAccounts
+from flask_popaccounts.web.security import add_security_headers
+
+from . import languages
+from .languages import N_
+from .mail import register_mail
+
+if TYPE_CHECKING:
+    from .demo_mailbox import DemoMailbox
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_USERS = ("alice", "bob")
-PAGE_SIZE = 50
 
 
 class Base(DeclarativeBase):
@@ -77,9 +81,9 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired()])
-    password = PasswordField("Password", validators=[DataRequired()])
-    submit = SubmitField("Sign in")
+    username = StringField(lazy_gettext("Username"), validators=[DataRequired()])
+    password = PasswordField(lazy_gettext("Password"), validators=[DataRequired()])
+    submit = SubmitField(lazy_gettext("Sign in"))
 
 
 @login_manager.user_loader
@@ -92,7 +96,10 @@ def _load_user(user_id: str) -> User | None:
 
 def _instance_secret(app: Flask, name: str, make: Any) -> str:
     """A secret kept in instance/<name>, generated on first run (mode 0600)."""
-    path = Path(app.instance_path) / name
+    return _secret_file(Path(app.instance_path) / name, make)
+
+
+def _secret_file(path: Path, make: Any) -> str:
     if path.exists():
         return path.read_text().strip()
     value = str(make())
@@ -102,9 +109,13 @@ def _instance_secret(app: Flask, name: str, make: Any) -> str:
     return value
 
 
-def create_app(config: dict[str, Any] | None = None, *, instance_path: str | None = None
-               ) -> Flask:
-    """The example webmail. ``config`` overrides everything (tests pass TESTING etc.)."""
+def create_app(config: dict[str, Any] | None = None, *, instance_path: str | None = None,
+               demo: DemoMailbox | None = None) -> Flask:
+    """The example webmail. ``config`` overrides everything (tests pass TESTING etc.).
+
+    With ``demo`` (a running :mod:`.demo_mailbox`), its settings come after the
+    built-in ones and before the environment's (``demo_mailbox.config``).
+    """
     from cryptography.fernet import Fernet
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"),
@@ -119,6 +130,10 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
         EXAMPLE_CREATE_DEMO_USERS=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )
+    if demo is not None:
+        from . import demo_mailbox
+
+        app.config.update(demo_mailbox.config(demo))
     app.config.from_prefixed_env()
     app.config.update(config or {})
     if not app.config.get("SECRET_KEY"):
@@ -131,12 +146,14 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
     db.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "login"
-    login_manager.login_message = "Sign in to read your mail."
+    login_manager.login_message = N_("Sign in to read your mail.")
+    login_manager.localize_callback = gettext
     csrf.init_app(app)
+    languages.init_app(app)  # Flask-Babel with the webmail's selectors, before the extension
     # The scheduler starts only once the tables exist (its first dispatch runs at once).
     run_scheduler = bool(app.config["POPACCOUNTS_SCHEDULER_ENABLED"])
     app.config["POPACCOUNTS_SCHEDULER_ENABLED"] = False
-    PopAccounts(app, db=db)
+    PopAccounts(app, db=db, timezone=languages.user_timezone)
     app.config["POPACCOUNTS_SCHEDULER_ENABLED"] = run_scheduler
 
     _register_routes(app)
@@ -150,7 +167,7 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
         create_tables(app)
         if app.config["EXAMPLE_CREATE_DEMO_USERS"] and db.session.scalar(
                 select(User.id).limit(1)) is None:
-            click.echo("First run: creating demo users (change these passwords!)")
+            click.echo(gettext("First run: creating demo users (change these passwords!)"))
             for name, password in create_demo_users().items():
                 click.echo(f"  {name} / {password}")
     if run_scheduler:
@@ -158,6 +175,35 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
 
         start_in_process(app)
     return app
+
+
+def start_demo(instance_path: str | None = None, *, config: dict[str, Any] | None = None,
+               pop3_port: int | None = None, smtp_port: int | None = None
+               ) -> tuple[Flask, DemoMailbox]:
+    """What ``python -m example_app`` runs: the demo mailbox, then the webmail using it.
+
+    The demo mailbox's password is kept in ``instance/demo_mailbox_password`` and its
+    TLS files (a CA made for this run) in ``instance/demo-mailbox/``; it listens on
+    ports 19995 (POP3) and 19587 (SMTP) unless they are busy (or other ports are
+    given: 0 for free ones, as the tests do). The caller stops it (``demo.stop()``).
+    """
+    from . import demo_mailbox
+
+    # The folder Flask itself would choose (next to the package, as create_app's)
+    instance = Path(instance_path or Flask(__name__).instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    password = _secret_file(instance / "demo_mailbox_password",
+                            lambda: secrets.token_urlsafe(12))
+    demo = demo_mailbox.start(
+        instance / "demo-mailbox", password=password,
+        pop3_port=demo_mailbox.DEMO_POP3_PORT if pop3_port is None else pop3_port,
+        smtp_port=demo_mailbox.DEMO_SMTP_PORT if smtp_port is None else smtp_port)
+    try:
+        app = create_app(config, instance_path=str(instance), demo=demo)
+    except BaseException:
+        demo.stop()
+        raise
+    return app, demo
 
 
 def create_tables(app: Flask) -> None:
@@ -203,19 +249,6 @@ def _local_path(target: str) -> bool:
 
 
 def _register_routes(app: Flask) -> None:
-    from flask_popaccounts.services import accounts as account_svc
-    from flask_popaccounts.services.reading import body_document, read_message, read_part
-    from flask_popaccounts.storage import mailbox as store
-
-    def side_pane() -> list[dict[str, Any]]:
-        session = db_session()
-        return [
-            {"account": a,
-             "unread": store.count_messages(session, a.id, unread_only=True),
-             "status": health.status_view(a)}
-            for a in account_svc.list_accounts(session, str(current_user.get_id()))
-        ]
-
     @app.route("/")
     def home() -> Any:
         return redirect(url_for("mailbox_home"))
@@ -232,7 +265,7 @@ def _register_routes(app: Flask) -> None:
                 if not _local_path(target):
                     target = url_for("mailbox_home")
                 return redirect(target)
-            error = "Wrong username or password."
+            error = gettext("Wrong username or password.")
         return render_template("login.html", form=form, error=error), (401 if error else 200)
 
     @app.route("/logout", methods=["POST"])
@@ -240,67 +273,4 @@ def _register_routes(app: Flask) -> None:
         logout_user()
         return redirect(url_for("login"))
 
-    @app.route("/mail/")
-    @login_required
-    def mailbox_home() -> Any:
-        accounts = account_svc.list_accounts(db_session(), str(current_user.get_id()))
-        if accounts:  # default account first
-            return redirect(url_for("mailbox", account_id=accounts[0].id))
-        return render_template("mailbox.html", pane=[], account=None, messages=[],
-                               page=1, has_more=False)
-
-    @app.route("/mail/<int:account_id>/")
-    @login_required
-    def mailbox(account_id: int) -> Any:
-        session = db_session()
-        account = account_svc.get_owned_account(session, str(current_user.get_id()), account_id)
-        page = max(1, request.args.get("page", 1, type=int) or 1)
-        messages = store.list_messages(session, account.id, limit=PAGE_SIZE + 1,
-                                       offset=(page - 1) * PAGE_SIZE)
-        return render_template("mailbox.html", pane=side_pane(), account=account,
-                               messages=messages[:PAGE_SIZE], page=page,
-                               has_more=len(messages) > PAGE_SIZE)
-
-    def owned_message(account_id: int, message_id: int) -> Any:
-        session = db_session()
-        account = account_svc.get_owned_account(session, str(current_user.get_id()), account_id)
-        meta = store.get_message(session, account.id, message_id)
-        if meta is None:
-            abort(404)
-        return account, meta
-
-    @app.route("/mail/<int:account_id>/<int:message_id>")
-    @login_required
-    def message(account_id: int, message_id: int) -> Any:
-        account, meta = owned_message(account_id, message_id)
-        session = db_session()
-        readable = read_message(session, meta.id)
-        if not meta.is_read:
-            store.mark_read(session, meta.id)
-        return render_template("message.html", pane=side_pane(), account=account, meta=meta,
-                               msg=readable, frame_sandbox=FRAME_SANDBOX)
-
-    @app.route("/mail/<int:account_id>/<int:message_id>/body")
-    @login_required
-    def message_body(account_id: int, message_id: int) -> Any:
-        """The sanitised HTML body alone, for the message page's sandboxed frame."""
-        _account, meta = owned_message(account_id, message_id)
-        readable = read_message(db_session(), meta.id)
-        return message_body_response(body_document(readable.html or ""))
-
-    @app.route("/mail/<int:account_id>/<int:message_id>/part/<part_id>")
-    @login_required
-    def message_part(account_id: int, message_id: int, part_id: str) -> Any:
-        """One attachment (or a part nested too deep to show, as .eml), downloaded."""
-        _account, meta = owned_message(account_id, message_id)
-        part = read_part(db_session(), meta.id, part_id)
-        if part is None:
-            abort(404)
-        return download_response(part.filename, part.data)
-
-    @app.route("/mail/<int:account_id>/<int:message_id>/original")
-    @login_required
-    def message_original(account_id: int, message_id: int) -> Any:
-        """The message exactly as it was fetched (.eml)."""
-        _account, meta = owned_message(account_id, message_id)
-        return download_response(f"message-{meta.id}.eml", store.read_raw(db_session(), meta.id))
+    register_mail(app)

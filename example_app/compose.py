@@ -20,16 +20,24 @@ from email import message_from_bytes, policy
 from typing import Any
 
 from flask import Flask, abort, flash, redirect, render_template, request, url_for
+from flask_babel import format_datetime, gettext
 from flask_login import current_user, login_required
 from werkzeug.exceptions import NotFound
 
 from flask_popaccounts import db_session
+from flask_popaccounts import i18n as popaccounts_i18n
 from flask_popaccounts.engine.errors import PopAccountsError
+
+from .languages import N_, isolate_rtl
+from .mail import side_pane
 
 _FIELDS = ("to", "cc", "bcc", "subject", "body", "in_reply_to", "references")
 _MODES = ("new", "reply", "forward")
-_FORWARD_LINE = "---------- Forwarded message ----------"
 _EXTRA = ("sig_for", "sig_mode", "quote_line")  #: the signature's bookkeeping fields
+#: The form's fields as a send error names them (engine.safety / parse_addresses).
+_FIELD_LABELS = {"from": N_("From"), "to": N_("To"), "cc": N_("Cc"), "bcc": N_("Bcc"),
+                 "subject": N_("Subject"), "reply-to": N_("Reply-To"),
+                 "reply_to": N_("Reply-To"), "body": N_("Message")}
 
 
 def _prefixed(prefix: str, subject: str) -> str:
@@ -42,9 +50,7 @@ def _quote(text: str | None) -> str:
 
 def register_compose(app: Flask) -> None:
     from flask_popaccounts.services import accounts as account_svc
-    from flask_popaccounts.services import sendas, sending, settings
-    from flask_popaccounts.services.reading import read_message
-    from flask_popaccounts.storage import mailbox as store
+    from flask_popaccounts.services import reading, sendas, sending, settings
 
     def owner() -> str:
         return str(current_user.get_id())
@@ -68,7 +74,22 @@ def register_compose(app: Flask) -> None:
             "compose.html", values=values, choices=choices, account_id=account_id,
             error=error, accounts=accounts, signatures=signatures(choices, mode),
             templates=settings.templates_by_account(session, [a for a, _ in choices]),
+            mode=mode if mode in _MODES else "new", pane=side_pane(),
+            account=next((a for a in accounts if a.id == account_id), None),
+            current_folder=None, **explained(error),
         ), status
+
+    def explained(error: PopAccountsError | None) -> dict[str, str]:
+        """A send error in the user's language: its texts are the extension's (its
+        catalogue); the field is named as this form labels it when it is one of ours."""
+        if error is None:
+            return {}
+        field = str(getattr(error, "field", "") or "")
+        label = _FIELD_LABELS.get(field.lower())
+        return {"error_title": popaccounts_i18n.gettext(error.title),
+                "error_help": popaccounts_i18n.gettext(error.help),
+                "error_field": (gettext(label) if label else
+                                popaccounts_i18n.gettext(field) if field else "")}
 
     def with_signature(values: dict[str, Any], account: Any, mode: str) -> dict[str, Any]:
         """The page's first body: the account's signature block put in per its settings."""
@@ -142,17 +163,18 @@ def register_compose(app: Flask) -> None:
         except PopAccountsError as exc:
             session.rollback()
             return page(values, account_id, exc, 422)
-        flash(f"Message sent from {account.send_from or account.email}; a copy is in Sent.")
+        flash(gettext("Message sent from %(address)s; a copy is in Sent.",
+                      address=popaccounts_i18n.isolate(account.send_from or account.email)))
         return redirect(url_for("mailbox", account_id=account.id))
 
     def _original(account_id: int, message_id: int) -> tuple[Any, Any, Any, Any]:
         session = db_session()
         account = account_svc.get_owned_account(session, owner(), account_id)
-        meta = store.get_message(session, account.id, message_id)
+        meta = reading.get_message(session, account.id, message_id)
         if meta is None:
             abort(404)
-        readable = read_message(session, meta.id)
-        raw = store.read_raw(session, meta.id)
+        readable = reading.read_message(session, meta.id)
+        raw = reading.read_original(session, meta.id)
         header_end = raw.find(b"\r\n\r\n")
         headers = message_from_bytes(raw[: header_end + 4 if header_end >= 0 else len(raw)],
                                      policy=policy.default)
@@ -164,7 +186,9 @@ def register_compose(app: Flask) -> None:
         account, meta, msg, headers = _original(account_id, message_id)
         msgid = (meta.message_id or "").strip()
         refs = " ".join(x for x in (str(headers.get("References", "") or "").strip(), msgid) if x)
-        quote_line = f"On {meta.sent_at:%Y-%m-%d %H:%M} UTC, {msg.from_} wrote:"
+        quote_line = gettext("On %(date)s, %(sender)s wrote:",
+                             date=format_datetime(meta.sent_at, "medium"),
+                             sender=isolate_rtl(msg.from_))
         values = {
             "to": msg.reply_to or msg.from_, "cc": "", "bcc": "",
             "subject": _prefixed("Re:", msg.subject or ""),
@@ -177,12 +201,17 @@ def register_compose(app: Flask) -> None:
     @login_required
     def forward(account_id: int, message_id: int) -> Any:
         account, meta, msg, _headers = _original(account_id, message_id)
+        forward_line = gettext("---------- Forwarded message ----------")
         values = {
             "to": "", "cc": "", "bcc": "",
             "subject": _prefixed("Fwd:", msg.subject or ""),
-            "body": f"\n\n{_FORWARD_LINE}\n"
-                    f"From: {msg.from_}\nDate: {meta.sent_at:%Y-%m-%d %H:%M} UTC\n"
-                    f"Subject: {msg.subject}\nTo: {msg.to}\n\n{msg.text or ''}",
-            "in_reply_to": "", "references": "", "quote_line": _FORWARD_LINE,
+            "body": f"\n\n{forward_line}\n" + "\n".join((
+                gettext("From: %(sender)s", sender=isolate_rtl(msg.from_)),
+                gettext("Date: %(date)s", date=format_datetime(meta.sent_at, "medium")),
+                gettext("Subject: %(subject)s",
+                        subject=isolate_rtl(msg.subject)),
+                gettext("To: %(recipients)s", recipients=isolate_rtl(msg.to)),
+            )) + f"\n\n{msg.text or ''}",
+            "in_reply_to": "", "references": "", "quote_line": forward_line,
         }
         return page(with_signature(values, account, "forward"), account.id, None)

@@ -10,7 +10,13 @@ confirmation without any outside account.
 
 It is part of the example application, never of the package: the extension's own
 defaults (no private hosts, certificates verified) are untouched, and the example
-app allows exactly this host and these ports for the demo account only.
+app trusts exactly these two (address, port) pairs and this run's CA for them
+(:func:`config`: ``POPACCOUNTS_TRUSTED_SERVERS``), offers the mailbox in the wizard
+(``POPACCOUNTS_EXTRA_PROVIDERS``) and sends confirmation codes through its SMTP server.
+
+The sample messages keep their UIDLs from run to run (``demo-000001``...), so a webmail
+that fetched them once does not fetch them again after a restart; mail that arrives by
+SMTP gets a UIDL of its own run.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import base64
 import datetime as dt
 import ipaddress
 import random
+import secrets
 import socket
 import ssl
 import threading
@@ -34,11 +41,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from flask_babel import lazy_gettext
 
 DEMO_HOST = "127.0.0.1"
-DEMO_ADDRESS = "demo@mail.demo.test"
+#: ``.example`` (RFC 2606) resolves nowhere and, unlike ``.test``, is an address domain
+#: that email-validator (the account form) accepts.
+DEMO_ADDRESS = "demo@mail.demo.example"
 DEMO_USER = "demo"
 DEMO_MESSAGES = 300
+#: Where ``make demo`` listens when it can (an account added in one run works in the
+#: next); a busy port falls back to a free one.
+DEMO_POP3_PORT = 19995
+DEMO_SMTP_PORT = 19587
+DEMO_LABEL = "Demo mailbox (this machine)"
 
 
 # -- TLS: a CA for this run, and the servers' certificate ------------------------------
@@ -117,7 +132,7 @@ def sample_messages(count: int = DEMO_MESSAGES, *, now: dt.datetime | None = Non
         msg["To"] = DEMO_ADDRESS
         msg["Subject"] = f"{subject} ({i + 1})"
         msg["Date"] = format_datetime(sent)
-        msg["Message-ID"] = make_msgid(f"demo{i}", domain="mail.demo.test")
+        msg["Message-ID"] = make_msgid(f"demo{i}", domain="mail.demo.example")
         msg.set_content(f"{body}\n\n— {name}\n")
         if i % 25 == 0:
             msg.add_attachment(b"demo attachment %d\n" % i, maintype="text",
@@ -135,12 +150,14 @@ class Mailbox:
     password: str
     messages: list[tuple[str, bytes]] = field(default_factory=list)  #: (uidl, raw)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    run: str = field(default_factory=lambda: secrets.token_hex(4))  #: this run, in UIDLs
     _next: int = 0
 
-    def add(self, raw: bytes) -> None:
+    def add(self, raw: bytes, uidl: str | None = None) -> None:
+        """Add a message; without ``uidl`` it gets one that no other run gives."""
         with self.lock:
             self._next += 1
-            self.messages.append((f"demo-{self._next:06d}", raw))
+            self.messages.append((uidl or f"in-{self.run}-{self._next:06d}", raw))
 
     def snapshot(self) -> list[tuple[str, bytes]]:
         with self.lock:
@@ -294,7 +311,10 @@ class POP3Server:
 
     def __init__(self, mailbox: Mailbox, tls: ssl.SSLContext, port: int = 0) -> None:
         self.mailbox, self.tls = mailbox, tls
-        self._lsock = socket.create_server((DEMO_HOST, port))
+        try:
+            self._lsock = socket.create_server((DEMO_HOST, port))
+        except OSError:  # busy: any free port (the caller prints which)
+            self._lsock = socket.create_server((DEMO_HOST, 0))
         self.port: int = self._lsock.getsockname()[1]
         threading.Thread(target=self._serve, name="demo-pop3", daemon=True).start()
 
@@ -317,6 +337,10 @@ class POP3Server:
             session.sock.close()
 
     def close(self) -> None:
+        try:  # wakes the accept() of the serving thread: close() alone leaves it listening
+            self._lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._lsock.close()
 
 
@@ -337,7 +361,18 @@ class _Handler:
         return "250 OK"
 
 
-def _smtp_server(mailbox: Mailbox, tls: ssl.SSLContext) -> Any:
+def _free(port: int) -> int:
+    """``port`` if nothing listens there now, else a free one (aiosmtpd needs a number)."""
+    for wanted in ((port, 0) if port else (0,)):
+        try:
+            with socket.create_server((DEMO_HOST, wanted)) as probe:
+                return int(probe.getsockname()[1])
+        except OSError:
+            continue
+    raise OSError("no free port on loopback")
+
+
+def _smtp_server(mailbox: Mailbox, tls: ssl.SSLContext, port: int = 0) -> Any:
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -348,9 +383,7 @@ def _smtp_server(mailbox: Mailbox, tls: ssl.SSLContext) -> Any:
         return AuthResult(success=ok)
 
     handler = _Handler(mailbox)
-    with socket.create_server((DEMO_HOST, 0)) as probe:  # aiosmtpd needs a port up front
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname=DEMO_HOST, port=port, tls_context=tls,
+    controller = Controller(handler, hostname=DEMO_HOST, port=_free(port), tls_context=tls,
                             require_starttls=True, auth_require_tls=True,
                             authenticator=authenticate, server_hostname="localhost")
     controller.start()
@@ -380,10 +413,50 @@ class DemoMailbox:
         self.smtp.stop()
 
 
-def start(directory: Path, *, password: str, count: int = DEMO_MESSAGES) -> DemoMailbox:
-    """Start both servers with ``count`` sample messages; TLS files go to ``directory``."""
+def start(directory: Path, *, password: str, count: int = DEMO_MESSAGES, pop3_port: int = 0,
+          smtp_port: int = 0) -> DemoMailbox:
+    """Start both servers with ``count`` sample messages; TLS files go to ``directory``.
+
+    Ports 0 (the default) are free ones; a given port that is busy becomes a free one.
+    """
     tls, ca_file = make_tls(directory)
     mailbox = Mailbox(DEMO_USER, password)
-    for raw in sample_messages(count):
-        mailbox.add(raw)
-    return DemoMailbox(mailbox, POP3Server(mailbox, tls), _smtp_server(mailbox, tls), ca_file)
+    for i, raw in enumerate(sample_messages(count), 1):
+        mailbox.add(raw, f"demo-{i:06d}")
+    pop3 = POP3Server(mailbox, tls, pop3_port)
+    try:
+        smtp = _smtp_server(mailbox, tls, smtp_port)
+    except BaseException:
+        pop3.close()
+        raise
+    return DemoMailbox(mailbox, pop3, smtp, ca_file)
+
+
+def config(demo: DemoMailbox) -> dict[str, Any]:
+    """The example app's settings for the running demo: its two servers trusted (and
+    nothing else private), its CA for them only, a wizard tile that fills in everything,
+    and confirmation codes sent through its SMTP server (so they land in the mailbox)."""
+    pairs = [(DEMO_HOST, demo.pop3_port), (DEMO_HOST, demo.smtp_port)]
+    return {
+        "POPACCOUNTS_TRUSTED_SERVERS": pairs,
+        "POPACCOUNTS_TRUSTED_SERVERS_CA_FILE": demo.ca_file,
+        "POPACCOUNTS_EXTRA_PROVIDERS": {"demo": {
+            # the host's own words, in its catalogue (translated when the wizard shows them)
+            "label": lazy_gettext("Demo mailbox (this machine)"),
+            "description": lazy_gettext(
+                "%(num)s sample messages in Arabic and English on a POP3 server that runs "
+                "beside this webmail; mail sent to its address comes back to it.",
+                num=DEMO_MESSAGES),
+            "pop_host": DEMO_HOST, "pop_port": demo.pop3_port, "pop_security": "starttls",
+            "pop_username": demo.mailbox.user, "password": demo.mailbox.password,
+            "email": demo.address, "name": lazy_gettext("Demo mailbox"),
+        }},
+        "POPACCOUNTS_SYSTEM_SMTP_HOST": DEMO_HOST,
+        "POPACCOUNTS_SYSTEM_SMTP_PORT": demo.smtp_port,
+        "POPACCOUNTS_SYSTEM_SMTP_SECURITY": "starttls",
+        "POPACCOUNTS_SYSTEM_SMTP_USERNAME": demo.mailbox.user,
+        "POPACCOUNTS_SYSTEM_SMTP_PASSWORD": demo.mailbox.password,
+        "POPACCOUNTS_SYSTEM_SMTP_FROM": "Example webmail <no-reply@mail.demo.example>",
+        "POPACCOUNTS_SYSTEM_SMTP_CA_FILE": demo.ca_file,
+        "POPACCOUNTS_SITE_NAME": "the example webmail",
+    }

@@ -8,7 +8,8 @@ test keeps the two equal); :func:`net_policy` turns a config into the engine's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .engine.types import NetPolicy
@@ -30,6 +31,10 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_READ_TIMEOUT": 60.0,
     "POPACCOUNTS_SESSION_TIMEOUT": 1800.0,  # one POP3 session at most (trickling servers)
     "POPACCOUNTS_SOURCE_ADDRESS": None,  # bind outgoing connections (tests)
+    # exact (IP address, port) pairs allowed though private, on their own port (a demo
+    # mailbox on loopback): [("127.0.0.1", 19995)] or ["127.0.0.1:19995", "[::1]:19995"]
+    "POPACCOUNTS_TRUSTED_SERVERS": (),
+    "POPACCOUNTS_TRUSTED_SERVERS_CA_FILE": None,  # a CA trusted for those servers only
     # Sending (R9-R11): the host's system mailer, for confirmation codes and for accounts
     # without their own SMTP server
     "POPACCOUNTS_SYSTEM_SMTP_HOST": None,  # None: no system mailer (no codes can be sent)
@@ -67,6 +72,9 @@ DEFAULTS: dict[str, Any] = {
     "POPACCOUNTS_URL_PREFIX": "/settings/mail-accounts",
     "POPACCOUNTS_BLUEPRINT_NAME": "popaccounts",  # the blueprint's name (endpoints name.*)
     "POPACCOUNTS_MAILBOX_ENDPOINT": None,  # host endpoint taking account_id= (R8)
+    # More providers in the wizard's step 2 (web/accounts.py extra_providers): the host's
+    # own servers, {"key": {"label": .., "pop_host": .., "pop_port": .., ...}}
+    "POPACCOUNTS_EXTRA_PROVIDERS": {},
     "POPACCOUNTS_BASE_TEMPLATE": None,  # host layout the pages extend (blocks title/head/content)
     # Languages (i18n.py): the locale comes from the host's Flask-Babel selector, else
     # Accept-Language; these two force it
@@ -97,6 +105,35 @@ PORTS_KEYS = {
 }
 
 
+def _trusted_pair(item: Any) -> tuple[str, int]:
+    if isinstance(item, str):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep:
+            raise ValueError(f"POPACCOUNTS_TRUSTED_SERVERS: {item!r} has no port")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    else:
+        host, port = item
+    try:
+        ip = ipaddress.ip_address(str(host))
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"POPACCOUNTS_TRUSTED_SERVERS: {item!r} is not an (IP address, "
+                         f"port) pair; name the address, not a host name") from None
+    if not 0 < number < 65536:
+        raise ValueError(f"POPACCOUNTS_TRUSTED_SERVERS: {item!r} has no valid port")
+    return str(ip), number
+
+
+def trusted_servers(items: Iterable[Any] | None) -> frozenset[tuple[str, int]]:
+    """``POPACCOUNTS_TRUSTED_SERVERS`` as normalised ``(address, port)`` pairs.
+
+    Entries are pairs ``("127.0.0.1", 19995)`` (lists from JSON too) or strings
+    ``"127.0.0.1:19995"`` / ``"[::1]:19995"``; an address, never a host name (the pair
+    is matched on the address connected to). Raises ``ValueError`` for anything else.
+    """
+    return frozenset(_trusted_pair(item) for item in items or ())
+
+
 def net_policy(config: Mapping[str, Any], kind: str = "pop3") -> NetPolicy:
     """The engine's network policy for user-given servers of ``kind`` ("pop3", "smtp")."""
     src = config.get("POPACCOUNTS_SOURCE_ADDRESS")
@@ -111,4 +148,6 @@ def net_policy(config: Mapping[str, Any], kind: str = "pop3") -> NetPolicy:
         session_timeout=None if session_timeout is None else float(session_timeout),
         source_address=(src, 0) if isinstance(src, str) else src,
         max_listing=int(config["POPACCOUNTS_MAX_LISTING"]),
+        trusted_servers=trusted_servers(config.get("POPACCOUNTS_TRUSTED_SERVERS")),
+        trusted_ca_file=config.get("POPACCOUNTS_TRUSTED_SERVERS_CA_FILE"),
     )

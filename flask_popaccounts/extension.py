@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import Engine, create_engine, make_url
 
-from .config import DEFAULTS
+from .config import DEFAULTS, trusted_servers
 from .engine.clock import Clock
 from .runtime import PopAccountsState, close_request_session, db_session, get_state
 from .storage.crypto import secret_box
@@ -57,6 +57,11 @@ class PopAccounts:
             )
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
+        # A malformed trusted pair fails the start-up, not the first fetch hours later.
+        trusted_servers(app.config["POPACCOUNTS_TRUSTED_SERVERS"])
+        from .web.providers import extra_providers
+
+        extra_providers(app.config)  # likewise a malformed wizard provider
         if self.mailbox_endpoint and not app.config["POPACCOUNTS_MAILBOX_ENDPOINT"]:
             app.config["POPACCOUNTS_MAILBOX_ENDPOINT"] = self.mailbox_endpoint
 

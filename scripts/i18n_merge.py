@@ -39,8 +39,12 @@ def merge(target: Path, fragments: list[Path]) -> int:
                 message.string]
             if not all(strings):
                 continue
-            catalogue[message.id] = Message(message.id, message.string)  # adds or replaces
-            entry = catalogue[message.id]
+            entry = catalogue.get(message.id)
+            if entry is None:
+                catalogue[message.id] = Message(message.id, message.string)
+                entry = catalogue[message.id]
+            else:  # (Catalog's own __setitem__ keeps the old string)
+                entry.string = message.string
             entry.flags.discard("fuzzy")
             count += 1
     with target.open("wb") as f:

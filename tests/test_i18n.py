@@ -91,7 +91,9 @@ def test_arabic_has_six_plural_forms(tmp_path: Path, n: int, form: int) -> None:
         entry = read_po(f, locale="ar").get(("%(num)s message fetched",
                                               "%(num)s messages fetched"))
     assert entry is not None and len(entry.string) == 6
-    assert len(set(entry.string)) == 6  # six different forms, not one copied
+    # zero, one, two and few (3-10) have words of their own; many (11-99) and other
+    # may be spelt alike without diacritics
+    assert len(set(entry.string)) >= 5
     html = get(make_app(tmp_path), "ar", n=n)
     assert entry.string[form] % {"num": str(n)} in html
 

@@ -5,6 +5,12 @@ the database next door or loopback (SSRF). So the name is resolved exactly once,
 every address it resolves to must be public (unless the host application allows
 private targets), and the socket connects to that checked address, never re-resolving
 (no DNS-rebinding window). TLS is then verified against the *name* the user gave.
+
+A host may also trust exact ``(address, port)`` pairs (``NetPolicy.trusted_servers``:
+a demo mailbox on loopback, an on-premise server): such a pair is allowed though not
+public and on its own port, and its CA (``trusted_ca_file``) is trusted on connections
+to it only. The pair is matched on each resolved address, the one connected to, so a
+name cannot borrow the trust by resolving to a trusted address and another one.
 """
 
 from __future__ import annotations
@@ -98,11 +104,22 @@ def is_public_address(ip: IPAddress) -> bool:
     )
 
 
+def _ip(addr: str) -> IPAddress:
+    return ipaddress.ip_address(addr.split("%", 1)[0])
+
+
+def is_trusted(ip: IPAddress, port: int, net: NetPolicy) -> bool:
+    """Whether ``ip``:``port`` is one of the host's trusted servers (exact pair)."""
+    return (str(ip), int(port)) in net.trusted_servers
+
+
 def resolve(host: str, port: int, net: NetPolicy) -> list[tuple[int, tuple[str, int]]]:
     """Resolve ``host`` once; return ``(family, sockaddr)`` candidates, all checked.
 
     Raises :class:`AddressNotAllowed` when any address is not public (and private
-    targets are not allowed): a name that resolves to both kinds is treated as hostile.
+    targets are not allowed) and is not a trusted pair with ``port``: a name that
+    resolves to both kinds is treated as hostile. A port outside ``allowed_ports`` is
+    allowed only for trusted pairs (:class:`PortNotAllowed` for any other address).
     """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
@@ -113,9 +130,13 @@ def resolve(host: str, port: int, net: NetPolicy) -> list[tuple[int, tuple[str, 
         if family not in (socket.AF_INET, socket.AF_INET6):
             continue
         addr = str(sockaddr[0])
-        ip = ipaddress.ip_address(addr.split("%", 1)[0])
-        if not net.allow_private and not is_public_address(ip):
+        ip = _ip(addr)
+        if is_trusted(ip, port, net):
+            pass
+        elif not net.allow_private and not is_public_address(ip):
             raise AddressNotAllowed(detail=f"{host} -> {ip}")
+        elif port not in net.allowed_ports:
+            raise PortNotAllowed(detail=f"{port} ({host} -> {ip})")
         item = (family, (addr, port))
         if item not in out:
             out.append(item)
@@ -125,38 +146,45 @@ def resolve(host: str, port: int, net: NetPolicy) -> list[tuple[int, tuple[str, 
 
 
 def check_target(host: str, port: int, security: Security, net: NetPolicy) -> str:
-    """Everything that can be refused before a packet leaves; returns the clean host."""
+    """Everything that can be refused before a packet leaves; returns the clean host.
+
+    A port outside ``allowed_ports`` passes here only when a trusted pair has it;
+    :func:`resolve` then allows it for that pair's address alone.
+    """
     h = check_host(host)
-    if port not in net.allowed_ports:
+    if port not in net.allowed_ports and all(port != p for _, p in net.trusted_servers):
         raise PortNotAllowed(detail=str(port))
     if security is Security.PLAIN and not net.allow_plaintext:
         raise PlaintextNotAllowed()
     return h
 
 
-_contexts: dict[tuple[str | None, int], ssl.SSLContext] = {}
+_contexts: dict[tuple[tuple[str, int], ...], ssl.SSLContext] = {}
 _contexts_lock = threading.Lock()
 
 
-def tls_context(net: NetPolicy) -> ssl.SSLContext:
+def tls_context(net: NetPolicy, *, trusted: bool = False) -> ssl.SSLContext:
     """System trust store + the configured extra CA; host names checked; TLS 1.2 or newer.
 
-    Built once per CA file (and rebuilt when that file changes): loading the system
+    ``trusted`` (a connection to one of ``net.trusted_servers``) adds
+    ``net.trusted_ca_file``, which no other connection trusts.
+
+    Built once per set of CA files (and rebuilt when one changes): loading the system
     trust store costs ~50 ms of CPU, which dominated an idle poll. An SSLContext is safe
     to share between threads; each connection gets its own SSL object from it.
     """
-    stamp = os.stat(net.ca_file).st_mtime_ns if net.ca_file else 0
-    key = (net.ca_file, stamp)
+    files = [f for f in (net.ca_file, net.trusted_ca_file if trusted else None) if f]
+    key = tuple((f, os.stat(f).st_mtime_ns) for f in files)
     with _contexts_lock:
         ctx = _contexts.get(key)
         if ctx is None:
-            ctx = _contexts[key] = _new_tls_context(net.ca_file)
+            ctx = _contexts[key] = _new_tls_context(files)
     return ctx
 
 
-def _new_tls_context(ca_file: str | None) -> ssl.SSLContext:
+def _new_tls_context(ca_files: list[str]) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
-    if ca_file:
+    for ca_file in ca_files:
         ctx.load_verify_locations(cafile=ca_file)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = True
@@ -185,6 +213,17 @@ def connect_tcp(candidates: Iterable[tuple[int, tuple[str, int]]], net: NetPolic
     raise ConnectionFailed(detail=str(last) if last else None)
 
 
+def _peer_trusted(sock: socket.socket, net: NetPolicy) -> bool:
+    """Whether ``sock`` is connected to a trusted pair (whose own CA then applies)."""
+    if not net.trusted_servers or not net.trusted_ca_file:
+        return False
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return False
+    return is_trusted(_ip(str(peer[0])), int(peer[1]), net)
+
+
 def wrap_tls(sock: socket.socket, server_hostname: str, net: NetPolicy, *,
              starttls: bool = False, port: int | None = None) -> ssl.SSLSocket:
     """TLS handshake over ``sock``, verified against ``server_hostname``.
@@ -193,7 +232,7 @@ def wrap_tls(sock: socket.socket, server_hostname: str, net: NetPolicy, *,
     On failure the socket is closed. ``starttls`` (after STLS / STARTTLS) and ``port``
     choose the words of a certificate error: no advice about port 995 on a STARTTLS port.
     """
-    ctx = tls_context(net)
+    ctx = tls_context(net, trusted=_peer_trusted(sock, net))
     try:
         sock.settimeout(net.connect_timeout)
         tls = ctx.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)

@@ -326,7 +326,8 @@ def _retrieve(client: POP3Client, wanted: list[int], sizes: dict[int, int], mail
         report.bytes_stored += octets
         batch.commit_if_due()
         if progress is not None:
-            progress(Progress(len(wanted), done, total_bytes, report.bytes_stored))
+            progress(Progress(len(wanted), done, total_bytes, report.bytes_stored,
+                              backlog=report.new - len(report.skipped_too_large)))
     for _ in items:  # pragma: no cover - one item per message asked for
         pass
     batch.commit()

@@ -53,6 +53,12 @@ class NetPolicy:
     session_timeout: float | None = 1800.0
     source_address: tuple[str, int] | None = None  #: bind before connecting (tests)
     max_listing: int = 300_000  #: most messages a mailbox may list (POPACCOUNTS_MAX_LISTING)
+    #: exact ``(IP address, port)`` pairs the host trusts (POPACCOUNTS_TRUSTED_SERVERS):
+    #: allowed although not public, on their own port; judged on the address resolved
+    #: and connected to, never on the name typed. Addresses in ``ipaddress``'s text form.
+    trusted_servers: frozenset[tuple[str, int]] = frozenset()
+    #: a CA bundle trusted only on connections to ``trusted_servers`` (a demo's own CA)
+    trusted_ca_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,9 @@ class Progress:
     done: int
     bytes_total: int
     bytes_done: int
+    #: new messages on the server in all: more than ``total`` when a session is capped
+    #: (``max_messages_per_session``) and later sessions take the rest
+    backlog: int = 0
 
 
 ProgressCallback = Callable[[Progress], None]

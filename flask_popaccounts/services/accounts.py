@@ -29,7 +29,7 @@ from ..i18n import gettext as _
 from ..runtime import get_state
 from ..storage.mailbox import delete_account_data, ensure_default_folders
 from ..storage.models import Account, AccountStatus, value_of
-from . import credentials, health, oauth
+from . import credentials, health, oauth, scheduling
 from .account_input import (
     AccountInput,
     AddressInUse,
@@ -168,6 +168,7 @@ def _insert_account(app: Flask, session: Session, account: Account, *,
             _unset_other_defaults(session, account.owner_id, account.id)
         session.commit()
     log.info("account %s created for owner %s", account.id, account.owner_id)
+    scheduling.dispatch_soon(app)  # its first fetch starts now, not at the next tick
     return account
 
 
@@ -272,6 +273,7 @@ def authorize_account(app: Flask, session: Session, account: Account, provider_k
     account.next_due_at = now
     session.commit()
     log.info("account %s authorized with %s", account.id, provider.key)
+    scheduling.dispatch_soon(app)
     return account
 
 
@@ -320,6 +322,8 @@ def set_enabled(app: Flask, session: Session, account: Account, enabled: bool) -
     if enabled:
         account.next_due_at = get_state(app).clock()
     session.commit()
+    if enabled:
+        scheduling.dispatch_soon(app)
 
 
 def confirm_uidl_reset(app: Flask, session: Session, account: Account) -> None:

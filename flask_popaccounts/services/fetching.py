@@ -272,7 +272,7 @@ def _succeeded(app: Flask, account_id: int, total: FetchReport, started: Any,
     def record(s: Any, a: Account, owner: str | None) -> bool:
         a.fetch_warning = warning  # in the outcome's own transaction
         return health.record_success(app, s, a, now=started, release_owner=owner,
-                                     login_delay=total.login_delay)
+                                     login_delay=total.login_delay, stored=total.stored)
 
     recovered = _outcome(app, account_id, lease, record)
     tracking.finish(app, account_id, stored=total.stored)

@@ -101,6 +101,7 @@ def interval_seconds(app: Flask, account: Account) -> float:
 def _attempted(session: Session, account: Account, *, now: datetime,
                release_owner: str | None) -> None:
     account.last_attempt_at = now
+    account.last_fetch_stored = None  # (a success sets it again)
     progress.clear_columns(account)
     scheduling.stage_release(session, release_owner, account.id)
 
@@ -112,16 +113,19 @@ def _failed(account: Account, code: str, now: datetime) -> None:
 
 
 def record_success(app: Flask, session: Session, account: Account, *, now: datetime,
-                   release_owner: str | None = None, login_delay: int | None = None) -> bool:
+                   release_owner: str | None = None, login_delay: int | None = None,
+                   stored: int | None = None) -> bool:
     """Mark a successful fetch; commits; True when the account recovered from failures.
 
-    ``login_delay``: the server's CAPA LOGIN-DELAY, the least wait till the next login.
+    ``login_delay``: the server's CAPA LOGIN-DELAY, the least wait till the next login;
+    ``stored``: how many messages the fetch stored (the card's result).
     """
     recovered = int(account.consecutive_failures or 0) > 0 or value_of(account.status) not in (
         AccountStatus.OK.value, AccountStatus.NEW.value)
     _attempted(session, account, now=now, release_owner=release_owner)
     account.status = AccountStatus.OK.value  # type: ignore[assignment]
     account.last_success_at = now
+    account.last_fetch_stored = stored
     account.last_error_code = None
     account.consecutive_failures = 0
     account.accept_uidl_reset = False  # a confirmation is good for one import only

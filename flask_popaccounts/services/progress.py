@@ -111,6 +111,47 @@ def fetch_progress(account_id: int, app: Flask | None = None) -> dict[str, Any] 
     return _from_row(row) or local
 
 
+def owner_fetches(app: Flask, session: Session, owner_id: str
+                  ) -> list[tuple[Account, dict[str, Any] | None]]:
+    """Each of the owner's accounts (as :func:`.accounts.list_accounts` orders them)
+    with its running fetch's progress (None when none runs), in one query.
+
+    What :func:`fetch_progress` answers for one account, for a whole page at once: a
+    fetch of this process from the registry, any other from the row under a live
+    lease, a queued "check now" as running. The rows are read afresh (a poll must
+    see what other sessions committed since).
+    """
+    live = lease_live_clause(session.get_bind().dialect)
+    rows = session.execute(
+        select(Account, case((live, 1), else_=0).label("lease_live"))
+        .where(Account.owner_id == str(owner_id))
+        .order_by(Account.is_default.desc(), Account.name, Account.id)
+        .execution_options(populate_existing=True)
+    ).all()
+    reg = _registry(app)
+    with reg.lock:
+        local = {row[0].id: dict(reg.progress[row[0].id]) for row in rows
+                 if row[0].id in reg.progress and reg.progress[row[0].id]["running"]}
+    out: list[tuple[Account, dict[str, Any] | None]] = []
+    for account, lease_live in rows:
+        info = local.get(account.id)
+        if info is None:
+            info = _from_row(_RowView(account, bool(lease_live)))
+        out.append((account, info))
+    return out
+
+
+class _RowView:
+    """An account with its lease's liveness, read like :func:`fetch_progress`'s row."""
+
+    def __init__(self, account: Account, lease_live: bool) -> None:
+        self._account = account
+        self.lease_live = lease_live
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._account, name)
+
+
 def _from_row(row: Any) -> dict[str, Any] | None:
     # A live lease (by the database's clock) means a fetch is running somewhere
     # (progress_* appear with its first commit; until then it is "connecting"). A
@@ -164,8 +205,10 @@ class ProgressTracker:
 
     def __call__(self, p: Progress) -> None:
         total = self.total
-        # After the first session the whole backlog is known (report.new): show it.
-        overall = max(self.done_before + p.total, total.new - len(total.skipped_too_large))
+        # The whole backlog, from the first message on (a capped session's p.backlog;
+        # after the first session, report.new), not just this session's share.
+        overall = max(self.done_before + p.total, self.done_before + p.backlog,
+                      total.new - len(total.skipped_too_large))
         values = {"done": self.done_before + p.done, "total": overall,
                   "bytes_done": self.bytes_before + p.bytes_done,
                   "bytes_total": self.bytes_before + p.bytes_total}

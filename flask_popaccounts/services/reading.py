@@ -19,21 +19,36 @@
   Pages show it through :func:`body_document` in a sandboxed frame with its own
   Content-Security-Policy (``web.security``), so even HTML the sanitiser missed cannot
   run script.
+
+The mailbox side for a host's pages (the host checks the account is the user's, with
+``accounts.get_owned_account``; every call here is restricted to that account): its
+folders with their counts (:func:`folders`), a folder's mail newest first by sent date
+(:func:`list_folder`), opening a message (:func:`open_message` marks it read), and the
+actions :func:`mark`, :func:`move` and :func:`delete_messages` (to Trash; in Trash, for
+good, which frees the quota).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nh3
 from sqlalchemy.orm import Session
 
 from ..engine import mimeparts
 from ..engine.parse import display_text
+from ..storage import mailbox as store
+from ..storage.models import Account, FolderRole, value_of
+from ..storage.models import Message as StoredMessage
+from .quota import resume_if_room
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 #: Tags kept in sanitised HTML: nh3's defaults minus nothing, plus nothing that loads.
 _LINK_SCHEMES = {"http", "https", "mailto"}
@@ -80,9 +95,7 @@ class ReadableMessage:
 
 def read_message(session: Session, message_id: int) -> ReadableMessage:
     """Load a stored message's raw bytes and make them readable."""
-    from ..storage.mailbox import read_raw
-
-    return render_raw(read_raw(session, message_id))
+    return render_raw(store.read_raw(session, message_id))
 
 
 def render_raw(raw: bytes) -> ReadableMessage:
@@ -133,9 +146,7 @@ def render_raw(raw: bytes) -> ReadableMessage:
 
 def read_part(session: Session, message_id: int, part_id: str) -> Download | None:
     """One listed part of a stored message as a file (None: no such part)."""
-    from ..storage.mailbox import read_raw
-
-    return part_download(read_raw(session, message_id), part_id)
+    return part_download(store.read_raw(session, message_id), part_id)
 
 
 def part_download(raw: bytes, part_id: str) -> Download | None:
@@ -195,6 +206,139 @@ def sanitize_html(html: str) -> tuple[str, bool]:
         strip_comments=True,
     )
     return clean, blocked
+
+
+# -- folders and message actions ---------------------------------------------------------
+
+
+@dataclass
+class FolderItem:
+    """One folder as a side pane lists it. ``role`` is "inbox", "sent", "trash" or
+    "custom" (a folder a filter files mail into: its ``name`` is the user's own text)."""
+
+    id: int
+    account_id: int
+    name: str
+    role: str
+    total: int = 0
+    unread: int = 0
+
+
+@dataclass
+class Deleted:
+    """What :func:`delete_messages` did: moved to Trash, and deleted for good (bytes)."""
+
+    trashed: int = 0
+    deleted: int = 0
+    bytes_freed: int = 0
+
+
+def folders(session: Session, account_ids: Collection[int]) -> dict[int, list[FolderItem]]:
+    """Each account's folders, Inbox, Sent and Trash first, then the others by name,
+    with how many messages each holds and how many are unread."""
+    counts = store.folder_counts(session, account_ids)
+    out: dict[int, list[FolderItem]] = {}
+    for account_id in account_ids:
+        out[account_id] = [
+            FolderItem(f.id, f.account_id, f.name, value_of(f.role),
+                       *counts.get(f.id, (0, 0)))
+            for f in store.list_folders(session, account_id)]
+    return out
+
+
+def folder(session: Session, account_id: int, folder_id: int | None = None
+           ) -> FolderItem | None:
+    """One of the account's folders (None: its Inbox), or None if it has no such folder."""
+    if folder_id is None:
+        try:
+            folder_id = store.folder_id_for(session, account_id, FolderRole.INBOX)
+        except LookupError:
+            return None
+    row = store.get_folder(session, account_id, folder_id)
+    if row is None:
+        return None
+    total, unread = store.folder_counts(session, [account_id]).get(row.id, (0, 0))
+    return FolderItem(row.id, row.account_id, row.name, value_of(row.role), total, unread)
+
+
+def list_folder(session: Session, account_id: int, folder_id: int, *, limit: int = 50,
+                offset: int = 0) -> list[StoredMessage]:
+    """The folder's messages, newest first by their sent date (R18)."""
+    return store.list_messages(session, account_id, folder_id, limit=limit, offset=offset)
+
+
+def get_message(session: Session, account_id: int, message_id: int) -> StoredMessage | None:
+    """One stored message, only if it belongs to that account."""
+    return store.get_message(session, account_id, message_id)
+
+
+def messages(session: Session, account_id: int, message_ids: Collection[int]
+             ) -> list[StoredMessage]:
+    """Those of ``message_ids`` that are the account's messages (a host compares the
+    count: a message of another account is not found)."""
+    return store.get_messages(session, account_id, message_ids)
+
+
+def read_original(session: Session, message_id: int) -> bytes:
+    """The stored message exactly as it was fetched (or sent), for a download."""
+    return store.read_raw(session, message_id)
+
+
+def open_message(session: Session, message: StoredMessage) -> ReadableMessage:
+    """The message made readable; opening it marks it read (commits when it was unread)."""
+    readable = read_message(session, message.id)
+    if not message.is_read:
+        store.mark_read(session, message.id)
+    return readable
+
+
+def mark(session: Session, account_id: int, message_ids: Collection[int], *, read: bool
+         ) -> int:
+    """Mark the account's messages read (or unread again); returns how many; commits."""
+    n = store.set_read(session, account_id, message_ids, read)
+    session.commit()
+    return n
+
+
+def move(session: Session, account_id: int, message_ids: Collection[int], folder_id: int
+         ) -> int:
+    """File the account's messages in another of its folders; returns how many; commits.
+
+    LookupError: the folder is not the account's (nothing moves).
+    """
+    n = store.move_messages(session, account_id, message_ids, folder_id)
+    session.commit()
+    return n
+
+
+def in_trash(session: Session, account_id: int, message_ids: Collection[int]
+             ) -> list[StoredMessage]:
+    """Those of the messages that are in the account's Trash (deleting them is for good:
+    a page asks first)."""
+    trash = store.folder_id_for(session, account_id, FolderRole.TRASH)
+    return [m for m in store.get_messages(session, account_id, message_ids)
+            if m.folder_id == trash]
+
+
+def delete_messages(app: Flask, session: Session, account: Account,
+                    message_ids: Collection[int]) -> Deleted:
+    """Delete the account's messages: into Trash, or, those already in Trash, for good.
+
+    Mail in Trash still counts against the quota (the account's counters keep it) until
+    it is deleted for good; then the bytes go, the counters drop, and the owner's
+    accounts paused for a full quota are resumed if there is room. Commits.
+    """
+    trash = store.folder_id_for(session, account.id, FolderRole.TRASH)
+    messages = store.get_messages(session, account.id, message_ids)
+    gone = [m.id for m in messages if m.folder_id == trash]
+    out = Deleted()
+    out.trashed = store.move_messages(session, account.id,
+                                      [m.id for m in messages if m.folder_id != trash], trash)
+    out.deleted, out.bytes_freed = store.delete_messages(session, account.id, gone)
+    session.commit()
+    if out.deleted:
+        resume_if_room(app, session, account.owner_id)
+    return out
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -43,17 +43,22 @@ import os
 import socket
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Dialect, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..engine.clock import utcnow
+from ..runtime import get_state
 from ..storage.models import Account, AccountStatus, value_of
 from .leases import LeaseHeartbeat, LeaseLost, db_now, renew_ids
 
-__all__ = ["LeaseHeartbeat", "LeaseLost", "claim", "claim_due", "db_now", "lease_is_live",
-           "make_due_now", "new_worker_id", "release", "renew_ids", "stage_release"]
+__all__ = ["LeaseHeartbeat", "LeaseLost", "claim", "claim_due", "db_now", "dispatch_soon",
+           "is_due", "lease_is_live", "make_due_now", "new_worker_id", "release", "renew_ids",
+           "stage_release"]
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger("flask_popaccounts.services.scheduling")
 
@@ -79,6 +84,29 @@ USER_HOLD_STATUSES = (*NO_LOGIN_STATUSES, AccountStatus.DISABLED.value)
 def waits_for_user(account: Account) -> bool:
     """Nothing fetches this account, not even "check now", until its user acts."""
     return not account.enabled or value_of(account.status) in USER_HOLD_STATUSES
+
+
+def is_due(account: Account, now: datetime) -> bool:
+    """The account would be claimed now if its lease were free (a saved account's first
+    fetch, a "check now", a retry whose time came): what a page watches for. The same
+    rule as the claim's own SQL."""
+    if not account.enabled:
+        return False
+    status = value_of(account.status)
+    if account.check_requested_at is not None and status not in USER_HOLD_STATUSES:
+        return True
+    return status not in PAUSED_STATUSES and (
+        account.next_due_at is None or account.next_due_at <= now)
+
+
+def dispatch_soon(app: Flask) -> None:
+    """An account was just made due (saved, enabled, authorized): this process's
+    scheduler, if it runs one, dispatches now instead of at its next tick, so a new
+    account's first fetch starts while its user is still looking. (Schedulers of other
+    processes find it at their own next tick.)"""
+    sched = get_state(app).scheduler
+    if sched is not None and getattr(sched, "running", False):
+        sched.poke()
 
 
 def new_worker_id() -> str:
@@ -252,5 +280,3 @@ def release(session: Session, worker: str, account_id: int) -> None:
     """Give the lease back (only if it is still ours); commits."""
     stage_release(session, worker, account_id)
     session.commit()
-
-

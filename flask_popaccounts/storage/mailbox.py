@@ -8,10 +8,10 @@ marked "commits" end their own transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import cast
+from collections.abc import Collection, Iterator
+from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Integer, Table, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from .models import (
@@ -92,6 +92,27 @@ def list_folders(session: Session, account_id: int) -> list[Folder]:
     return sorted(folders, key=lambda f: (order.get(value_of(f.role), 99), f.name.lower(), f.id))
 
 
+def get_folder(session: Session, account_id: int, folder_id: int) -> Folder | None:
+    """One folder, only if it belongs to that account."""
+    return session.scalar(
+        select(Folder).where(Folder.id == folder_id, Folder.account_id == account_id))
+
+
+def folder_counts(session: Session, account_ids: Collection[int]) -> dict[int, tuple[int, int]]:
+    """Messages and unread messages per folder of these accounts: folder id -> (all, unread).
+
+    One grouped query for the whole side pane; a folder without mail is absent.
+    """
+    if not account_ids:
+        return {}
+    unread = func.sum(case((MESSAGES.c.is_read.is_(False), 1), else_=0), type_=Integer)
+    rows = session.execute(
+        select(MESSAGES.c.folder_id, func.count(), unread)
+        .where(MESSAGES.c.account_id.in_(list(account_ids)))
+        .group_by(MESSAGES.c.folder_id))
+    return {int(fid): (int(n), int(u or 0)) for fid, n, u in rows}
+
+
 # -- reading -----------------------------------------------------------------------------
 
 
@@ -160,6 +181,75 @@ def mark_read(session: Session, message_id: int, read: bool = True) -> None:
     """Mark a message read (or unread again); commits."""
     session.execute(update(MESSAGES).where(MESSAGES.c.id == message_id).values(is_read=read))
     session.commit()
+
+
+# -- changing messages (each restricted to one account; none commits) -------------------
+
+
+def get_messages(session: Session, account_id: int, message_ids: Collection[int]
+                 ) -> list[Message]:
+    """The messages among ``message_ids`` that belong to that account (others are left out)."""
+    ids = sorted({int(i) for i in message_ids})
+    if not ids:
+        return []
+    return list(session.scalars(
+        select(Message).where(Message.account_id == account_id, Message.id.in_(ids))
+        .order_by(Message.id)))
+
+
+def set_read(session: Session, account_id: int, message_ids: Collection[int], read: bool
+             ) -> int:
+    """Mark the account's messages among ``message_ids`` read or unread; returns how many."""
+    result = session.execute(
+        update(MESSAGES).where(MESSAGES.c.account_id == account_id,
+                               MESSAGES.c.id.in_(list(message_ids))).values(is_read=read))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def move_messages(session: Session, account_id: int, message_ids: Collection[int],
+                  folder_id: int) -> int:
+    """Put the account's messages among ``message_ids`` into one of its folders.
+
+    Raises LookupError when the folder is not the account's. The counters do not change:
+    the bytes stay stored wherever they are filed (Trash counts until it is emptied).
+    """
+    if get_folder(session, account_id, folder_id) is None:
+        raise LookupError(f"account {account_id} has no folder {folder_id}")
+    result = session.execute(
+        update(MESSAGES).where(MESSAGES.c.account_id == account_id,
+                               MESSAGES.c.id.in_(list(message_ids)))
+        .values(folder_id=folder_id))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def delete_messages(session: Session, account_id: int, message_ids: Collection[int]
+                    ) -> tuple[int, int]:
+    """Delete the account's messages among ``message_ids`` from the store for good.
+
+    Their chunks and rows go and the account's counters drop by what they held, in this
+    transaction; returns (messages, bytes). The UIDL ledger keeps their ids, so POP does
+    not fetch them again.
+    """
+    ids = [m.id for m in get_messages(session, account_id, message_ids)]
+    if not ids:
+        return 0, 0
+    count, size = session.execute(
+        select(func.count(), func.coalesce(func.sum(MESSAGES.c.size), 0))
+        .where(MESSAGES.c.id.in_(ids))).one()
+    outbox = table_of(OutboxItem)  # a reply still queued keeps its row, without the message
+    session.execute(update(outbox).where(outbox.c.message_id.in_(ids)).values(message_id=None))
+    session.execute(delete(CHUNKS).where(CHUNKS.c.message_id.in_(ids)))
+    session.execute(delete(MESSAGES).where(MESSAGES.c.id.in_(ids)))
+    session.execute(
+        update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(
+            message_count=_minus(ACCOUNTS.c.message_count, int(count)),
+            bytes_stored=_minus(ACCOUNTS.c.bytes_stored, int(size))))
+    return int(count), int(size)
+
+
+def _minus(column: Any, amount: int) -> Any:
+    """``column - amount``, never below 0 (portable: no GREATEST on SQLite)."""
+    return case((column > amount, column - amount), else_=0)
 
 
 def storage_used(session: Session, owner_id: str) -> dict[int, int]:

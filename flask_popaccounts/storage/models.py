@@ -162,13 +162,14 @@ class Account(Base):
     #: when it needs attention (never when its credentials were refused). Cleared on claim.
     check_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
-    # Progress of the fetch running now (R16), on the row so that any web process can
-    # show it; written at most about twice a second, cleared when the fetch ends.
+    # Progress of the fetch running now (R16), on the row for any web process; written at
+    # most twice a second, cleared at its end. last_fetch_stored: its result (None: failed).
     progress_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     progress_done: Mapped[int | None] = mapped_column(Integer, default=None)
     progress_total: Mapped[int | None] = mapped_column(Integer, default=None)
     progress_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     progress_bytes_total: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    last_fetch_stored: Mapped[int | None] = mapped_column(Integer, default=None)
 
     # Counters (kept in the same transaction as the messages they count)
     message_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -18,9 +18,11 @@ Routes (under ``POPACCOUNTS_URL_PREFIX``, default ``/settings/mail-accounts``)::
     POST      /<id>/enable | /<id>/disable                               enable, disable
     POST      /<id>/default              make it the default account      set_default
     POST      /<id>/check                fetch now                        check_now
-    GET       /<id>/progress.json        fetch progress for the card     progress
+
+The cards' live progress (``/progress.json``) is :mod:`.progress`.
 
 Templates live under ``popaccounts/`` and each can be overridden by the host.
+Step 2's providers (ours and the host's own) are :mod:`.providers`'.
 """
 
 from __future__ import annotations
@@ -42,21 +44,17 @@ from flask.typing import ResponseReturnValue
 
 from ..engine.errors import PopAccountsError
 from ..engine.types import AuthMethod, DeletePolicy, Security
-from ..runtime import db_session
+from ..i18n import gettext as _
+from ..i18n import isolate
+from ..runtime import db_session, get_state
+from . import providers as _p
 from .forms import FORMS, AccountForm
-from .helpers import mailbox_url, require_confirm, require_valid
+from .helpers import explain, mailbox_url, require_confirm, require_valid
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
-
-#: Providers offered in step 2, with what the form is prefilled with.
-PROVIDERS: dict[str, dict[str, Any]] = {
-    "gmail": {"label": "Gmail", "pop_host": "pop.gmail.com", "pop_port": 995,
-              "pop_security": Security.SSL.value},
-    "other": {"label": "Other provider", "pop_host": "", "pop_port": 995,
-              "pop_security": Security.SSL.value},
-}
-OAUTH_PROVIDERS: dict[str, str] = {"outlook": "Outlook.com", "office365": "Office 365"}
+from .progress import card_live
+from .providers import OAUTH_PROVIDERS
 
 _CONNECTION_FIELDS = ("pop_host", "pop_port", "pop_security", "pop_username")
 
@@ -75,7 +73,6 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/<int:account_id>/disable", "disable", disable, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/default", "set_default", set_default, methods=["POST"])
     bp.add_url_rule("/<int:account_id>/check", "check_now", check_now, methods=["POST"])
-    bp.add_url_rule("/<int:account_id>/progress.json", "progress", progress)
 
 
 def _form_to_input(form: AccountForm, provider: str) -> Any:
@@ -129,18 +126,13 @@ def _local_path(target: str) -> bool:
             and not any(ch in target for ch in "\r\n\t"))
 
 
-def _running(info: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The progress dict only while a fetch runs (the services keep the last one)."""
-    return info if info and info.get("running") else None
-
-
 def _fail_page(form: AccountForm, template: str, error: PopAccountsError | None,
                status: int, **ctx: Any) -> ResponseReturnValue:
     # A refusal that belongs to one field (the address is an account already, a new
     # server needs the password again) is shown on that field, like a validation error.
     target = getattr(form, str(getattr(error, "field", "") or ""), None)
     if error is not None and target is not None:
-        target.errors = [*target.errors, f"{error} {error.help}"]
+        target.errors = [*target.errors, explain(error, message=True)]
         error = None
     # The password is never echoed back: PasswordField hides it, and we drop it too.
     form.password.data = ""
@@ -151,7 +143,6 @@ def _fail_page(form: AccountForm, template: str, error: PopAccountsError | None,
 # -- pages ------------------------------------------------------------------------------
 
 def index() -> ResponseReturnValue:
-    from ..services import accounts as svc
     from ..services import health
     from ..services import progress as progress_svc
     from ..services import quota as quota_svc
@@ -160,12 +151,13 @@ def index() -> ResponseReturnValue:
     session = db_session()
     owner = _owner()
     used = storage_used(session, owner)
+    now = get_state(_app()).clock()
     cards = []
-    for account in svc.list_accounts(session, owner):
+    for account, info in progress_svc.owner_fetches(_app(), session, owner):
         cards.append({
             "account": account,
             "status": health.status_view(account),
-            "progress": _running(progress_svc.fetch_progress(account.id)),
+            "live": card_live(account, info, now),  # the bar as of page load (no JS)
             "mailbox_url": mailbox_url(account.id),
             "storage": used.get(account.id, account.bytes_stored),
         })
@@ -183,7 +175,8 @@ def add_type() -> ResponseReturnValue:
 
 
 def add_provider() -> ResponseReturnValue:
-    return render_template("popaccounts/add_provider.html", providers=PROVIDERS,
+    return render_template("popaccounts/add_provider.html", providers=_p.providers(),
+                           extra_providers=_p.extra_providers(current_app.config),
                            oauth_providers=OAUTH_PROVIDERS)
 
 
@@ -199,21 +192,24 @@ def add_account(provider: str) -> ResponseReturnValue:
 
     if provider in OAUTH_PROVIDERS:
         return redirect(url_for(".add_oauth", provider=provider))
-    preset = PROVIDERS.get(provider)
+    preset = _p.providers().get(provider)
     if preset is None:
         abort(404)
+    fixed = _p.fixed_server(preset)
     form_cls = FORMS["account"]
     if request.method == "GET":
-        form = form_cls(data={k: v for k, v in preset.items() if k != "label"})
+        form = form_cls(data={k: preset[k] for k in _p.PREFILL if preset.get(k)},
+                        password_required=not fixed)
     else:
-        form = form_cls()
+        form = form_cls(password_required=not fixed)
     ctx: dict[str, Any] = {"provider": provider, "provider_label": preset["label"],
-                           "mode": "add"}
+                           "provider_description": preset.get("description") or "",
+                           "fixed_server": fixed, "mode": "add"}
     if not form.validate_on_submit():
         status = 400 if form.is_submitted() else 200
         return _fail_page(form, "popaccounts/account_form.html", None, status, **ctx)
 
-    data = _form_to_input(form, provider)
+    data = _p.apply_fixed_server(preset, _form_to_input(form, provider))
     try:
         svc.check_input(data)
         svc.check_address_free(db_session(), _owner(), data.email)
@@ -250,9 +246,9 @@ def edit(account_id: int) -> ResponseReturnValue:
         form = form_cls(data=_account_data(account), password_required=False)
     else:
         form = form_cls(password_required=False)
-    form.submit.label.text = "Test and save"
+    form.submit.label.text = _("Test and save")
     ctx: dict[str, Any] = {"account": account, "provider": account.provider,
-                           "provider_label": PROVIDERS.get(account.provider, {}).get(
+                           "provider_label": _p.providers().get(account.provider, {}).get(
                                "label", account.provider),
                            "mode": "edit",
                            "needs_password": account.status == AccountStatus.NEEDS_PASSWORD,
@@ -287,7 +283,7 @@ def edit(account_id: int) -> ResponseReturnValue:
     except PopAccountsError as exc:
         session.rollback()
         return _fail_page(form, "popaccounts/account_form.html", exc, 422, **ctx)
-    flash(f"Saved the settings of {account.email}.", "success")
+    flash(_("Saved the settings of %(address)s.", address=isolate(account.email)), "success")
     return redirect(url_for(".index"))
 
 
@@ -302,7 +298,8 @@ def delete(account_id: int) -> ResponseReturnValue:
         session = db_session()
         svc.delete_account(_app(), session, account)  # (also revokes an OAuth grant)
         session.commit()
-        flash(f"Removed {email} and the mail stored from it.", "success")
+        flash(_("Removed %(address)s and the mail stored from it.", address=isolate(email)),
+              "success")
         return redirect(url_for(".index"))
     return render_template("popaccounts/delete.html", account=account, form=form)
 
@@ -315,7 +312,8 @@ def _set_enabled(account_id: int, enabled: bool) -> ResponseReturnValue:
     session = db_session()
     svc.set_enabled(_app(), session, account, enabled)
     session.commit()
-    flash(f"{account.email} is {'enabled' if enabled else 'disabled'}.", "success")
+    flash(_("%(address)s is enabled.", address=isolate(account.email)) if enabled else
+          _("%(address)s is disabled.", address=isolate(account.email)), "success")
     return redirect(url_for(".index"))
 
 
@@ -335,7 +333,8 @@ def set_default(account_id: int) -> ResponseReturnValue:
     session = db_session()
     svc.set_default(session, account)
     session.commit()
-    flash(f"{account.email} is now your default account.", "success")
+    flash(_("%(address)s is now your default account.", address=isolate(account.email)),
+          "success")
     return redirect(url_for(".index"))
 
 
@@ -361,13 +360,15 @@ def check_now(account_id: int) -> ResponseReturnValue:
     require_confirm()
     started = fetching.check_now(_app(), account.id)
     waiting = not started and scheduling.waits_for_user(account)
+    address = isolate(account.email)
     if started:
-        message = f"Checking {account.email} for new mail."
+        message = _("Checking %(address)s for new mail.", address=address)
     elif waiting:
         # Say why nothing happens: it waits for the user, not for another check.
-        message = f"{account.email} was not checked: {health.status_view(account).label}."
+        message = _("%(address)s was not checked: %(status)s.", address=address,
+                    status=health.status_view(account).label)
     else:
-        message = f"{account.email} is already being checked."
+        message = _("%(address)s is already being checked.", address=address)
     if request.accept_mimetypes.best == "application/json":
         return jsonify({"started": bool(started), "waits_for_user": waiting,
                         "message": message})
@@ -376,22 +377,3 @@ def check_now(account_id: int) -> ResponseReturnValue:
     if _local_path(target):
         return redirect(target)
     return redirect(url_for(".index"))
-
-
-def progress(account_id: int) -> ResponseReturnValue:
-    from ..services import health
-    from ..services import progress as progress_svc
-
-    account = _account(account_id)
-    db_session().refresh(account)
-    info = progress_svc.fetch_progress(account.id)
-    status = health.status_view(account)
-    last = account.last_success_at
-    return jsonify({
-        "running": _running(info) is not None,
-        "progress": info,
-        "status": {"label": status.label, "explanation": status.explanation,
-                   "tone": status.tone},
-        "message_count": account.message_count,
-        "last_success_at": last.isoformat() if last else None,
-    })

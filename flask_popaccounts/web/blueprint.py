@@ -25,7 +25,7 @@ from flask.blueprints import BlueprintSetupState
 
 from .. import i18n
 from ..engine.parse import display_text
-from . import accounts, filters, mailproblems, oauth, sending, settings
+from . import accounts, filters, mailproblems, oauth, progress, sending, settings
 from .helpers import require_login, template_helpers
 from .security import add_security_headers
 
@@ -39,6 +39,7 @@ def create_blueprint(name: str = "popaccounts") -> Blueprint:
     bp.after_request(add_security_headers)  # CSP, nosniff, Referrer-Policy (web/security)
     bp.record_once(_add_url_global)
     accounts.register(bp)  # the list, the wizard, edit, delete, check now
+    progress.register(bp)  # the cards' live progress, one JSON poll per page (R16)
     oauth.register(bp)  # OAuth sign-in, re-authenticate, switch (R12, R13)
     sending.register(bp)  # outgoing server, send mail as (R9-R11)
     settings.register(bp)  # signatures, templates, storage (R1, R19)

@@ -26,6 +26,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import NotFound
 
 from ..engine import filters as rules
+from ..i18n import N_, isolate, ngettext
+from ..i18n import gettext as _
 from ..runtime import db_session, get_state
 from .forms import FORMS
 from .helpers import delete_named, or_404, require_confirm
@@ -109,7 +111,7 @@ def filter_edit(account_id: int, rule_id: int | None = None) -> ResponseReturnVa
             session.rollback()
             problems = exc.problems
         else:
-            flash(f"Rule “{saved.name}” saved.", "success")
+            flash(_("Rule “%(name)s” saved.", name=isolate(saved.name)), "success")
             return redirect(url_for(".filters", account_id=account.id))
     else:
         name = row.name if row is not None else ""
@@ -147,8 +149,8 @@ def filter_delete(account_id: int, rule_id: int) -> ResponseReturnValue:
     from ..services import filtering
 
     account = _account(account_id)
-    return delete_named(_rule(account.id, rule_id), filtering.delete_rule, "Rule", ".filters",
-                        account.id)
+    return delete_named(_rule(account.id, rule_id), filtering.delete_rule,
+                        N_("Rule “%(name)s” deleted."), ".filters", account.id)
 
 
 def filter_run(account_id: int, rule_id: int) -> ResponseReturnValue:
@@ -158,8 +160,10 @@ def filter_run(account_id: int, rule_id: int) -> ResponseReturnValue:
     row = _rule(account.id, rule_id)
     require_confirm()
     n = filtering.run_on_existing(db_session(), account.id, row)
-    flash(f"Rule “{row.name}” applied to existing mail: {n} message"
-          f"{'' if n == 1 else 's'} matched. (Existing mail is never forwarded.)", "success")
+    flash(ngettext("Rule “%(name)s” applied to existing mail: %(num)s message matched. "
+                   "(Existing mail is never forwarded.)",
+                   "Rule “%(name)s” applied to existing mail: %(num)s messages matched. "
+                   "(Existing mail is never forwarded.)", n, name=isolate(row.name)), "success")
     return redirect(url_for(".filters", account_id=account.id))
 
 
@@ -187,7 +191,8 @@ def vacation_page(account_id: int) -> ResponseReturnValue:
             session.rollback()
             problems = exc.problems
         else:
-            flash("Vacation reply " + ("on." if data.enabled else "off."), "success")
+            flash(_("Vacation reply on.") if data.enabled else _("Vacation reply off."),
+                  "success")
             return redirect(url_for(".vacation", account_id=account.id))
         values = {"enabled": data.enabled, "starts_on": data.starts_on, "ends_on": data.ends_on,
                   "subject": data.subject, "body": data.body,

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from babel.lists import format_list
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from flask_wtf import FlaskForm
@@ -41,9 +42,12 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from ..config import PORTS_KEYS
+from .. import i18n
+from ..config import PORTS_KEYS, trusted_servers
 from ..engine.safety import has_control_chars
 from ..engine.types import DeletePolicy, Security
+from ..i18n import N_, isolate, lazy_gettext, lazy_ngettext
+from ..i18n import gettext as _
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
@@ -67,7 +71,39 @@ def no_control_chars(form: Any, field: Field) -> None:
     """Refuse CR, LF and every other control character (header/protocol injection)."""
     value = field.data
     if isinstance(value, str) and has_control_chars(value):
-        raise ValidationError("Line breaks and control characters are not allowed here.")
+        raise ValidationError(_("Line breaks and control characters are not allowed here."))
+
+
+#: email-validator's most common reasons, translated (the others are shown in English to
+#: English readers, and as a general reason to the others).
+_EMAIL_REASONS = frozenset({
+    N_("An email address must have an @-sign."),
+    N_("There must be something before the @-sign."),
+    N_("There must be something after the @-sign."),
+    N_("The part after the @-sign is not valid. It should have a period."),
+    N_("The part after the @-sign is not valid. It is not within a valid top-level domain."),
+    N_("An email address cannot have two periods in a row."),
+    N_("An email address cannot start with a period."),
+    N_("An email address cannot have a period immediately before the @-sign."),
+    N_("The email address contains invalid characters before the @-sign."),
+    N_("The part after the @-sign contains invalid characters."),
+    N_("The part after the @-sign is a special-use or reserved name that cannot be used "
+       "with email."),
+    N_("There can't be anything after the email address."),
+})
+
+
+def _email_reason(reason: str) -> str:
+    """email-validator's reason in the reader's language ("...: SPACE." loses its list
+    of characters when translated)."""
+    if reason in _EMAIL_REASONS:
+        return _(reason)
+    known = reason.split(":")[0] + "."
+    if known in _EMAIL_REASONS and _(known) != known:
+        return _(known)
+    if i18n.current_locale().language == i18n.SOURCE_LOCALE:
+        return reason
+    return _("It contains characters or parts that an email address cannot have.")
 
 
 def email_address(form: Any, field: Field) -> None:
@@ -78,14 +114,15 @@ def email_address(form: Any, field: Field) -> None:
     try:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise ValidationError(f"This is not a valid email address: {exc}") from None
+        raise ValidationError(_("This is not a valid email address: %(reason)s",
+                                reason=_email_reason(str(exc)))) from None
     field.data = result.normalized
 
 
 def _bad_host(field: Field) -> str:
     example = "smtp.example.com" if "smtp" in (field.name or "") else "pop.example.com"
-    return ("This is not a valid server name. Use the host name your provider gives, "
-            f"for example {example}.")
+    return _("This is not a valid server name. Use the host name your provider gives, "
+             "for example %(example)s.", example=isolate(example))
 
 
 def host_name(form: Any, field: Field) -> None:
@@ -110,27 +147,40 @@ def host_name(form: Any, field: Field) -> None:
     field.data = ascii_host.lower()
 
 
+def listed(items: Iterable[object], *, isolated: bool = True) -> str:
+    """``a, b and c`` in the reader's language, each item isolated (data in a sentence;
+    ``isolated=False`` for plain numbers, which keep their order in any direction)."""
+    return format_list([isolate(item) if isolated else str(item) for item in items],
+                       locale=i18n.current_locale())
+
+
 def allowed_port(kind: str, message: str) -> Callable[[Any, Field], None]:
     """A validator: the port must be one the host allows for ``kind`` ("pop3", "smtp";
-    R23). ``message`` names the allowed ports through ``{listed}``."""
+    R23). ``message`` (marked with ``N_``, translated when shown) names the allowed
+    ports through ``%(listed)s``.
+
+    A port of one of the host's trusted servers (``POPACCOUNTS_TRUSTED_SERVERS``) passes
+    here too; the connection then allows it for that server's address only."""
 
     def validate(form: Any, field: Field) -> None:
         if field.data is None:
             return
         allowed = sorted(int(p) for p in current_app.config[PORTS_KEYS[kind]])
-        if int(field.data) not in allowed:
-            raise ValidationError(message.format(listed=" and ".join(map(str, allowed))))
+        trusted = {port for _host, port in trusted_servers(
+            current_app.config.get("POPACCOUNTS_TRUSTED_SERVERS"))}
+        if int(field.data) not in allowed and int(field.data) not in trusted:
+            raise ValidationError(_(message, listed=listed(allowed, isolated=False)))
 
     return validate
 
 
 #: 110 and 995 unless the host allows more.
 allowed_pop3_port = allowed_port(
-    "pop3", "Only the standard POP3 ports are allowed: {listed}. If your provider uses "
-    "another port, ask them for the standard one.")
+    "pop3", N_("Only the standard POP3 ports are allowed: %(listed)s. If your provider uses "
+               "another port, ask them for the standard one."))
 #: 465 and 587 (25 only when the host application allows it).
 allowed_smtp_port = allowed_port(
-    "smtp", "Only the standard SMTP submission ports are allowed: {listed}.")
+    "smtp", N_("Only the standard SMTP submission ports are allowed: %(listed)s."))
 
 
 def address_field(label: str, description: str | None = None, *,
@@ -144,11 +194,11 @@ def address_field(label: str, description: str | None = None, *,
 def delete_policy_field() -> Any:
     """What happens to mail on the server once it is fetched (R5)."""
     return RadioField(
-        "Delete emails from the server",
+        lazy_gettext("Delete emails from the server"),
         choices=_choices([
-            (DeletePolicy.KEEP.value, "Keep a copy on the server"),
-            (DeletePolicy.DELETE.value, "Delete from the server once stored here"),
-            (DeletePolicy.AFTER_DAYS.value, "Delete from the server after some days"),
+            (DeletePolicy.KEEP.value, lazy_gettext("Keep a copy on the server")),
+            (DeletePolicy.DELETE.value, lazy_gettext("Delete from the server once stored here")),
+            (DeletePolicy.AFTER_DAYS.value, lazy_gettext("Delete from the server after some days")),
         ]),
         default=DeletePolicy.KEEP.value,
     )
@@ -161,61 +211,69 @@ def _days_when_needed(form: Any, field: Field) -> None:
         raise StopValidation()
     if field.data is None or not 1 <= int(field.data) <= 3650:
         field.errors[:] = []
-        raise StopValidation("Enter a number of days between 1 and 3650.")
+        raise StopValidation(_("Enter a number of days between 1 and 3650."))
 
 
 class AccountForm(FlaskForm):
     """The add/edit form: identity, incoming server, retrieval settings."""
 
-    email = address_field("Email address", required=True)
+    email = address_field(lazy_gettext("Email address"), required=True)
     name = StringField(
-        "Account name",
-        description="Shown in the side pane, e.g. “Work” or “Old ISP mail”.",
-        validators=[DataRequired(), Length(max=200), no_control_chars],
+        lazy_gettext("Account name"),
+        description=lazy_gettext("Shown in the side pane, e.g. “Work” or “Old ISP mail”."),
+        validators=[DataRequired(message=lazy_gettext("Give the account a name.")),
+                    Length(max=200), no_control_chars],
     )
-    send_from = address_field("Send mail as",
-                              "The From address for mail sent from this account. "
-                              "Leave empty to use the email address.")
-    reply_to = address_field("Reply-To address",
-                             "Leave empty unless replies should go to another address.")
-    is_default = BooleanField("Set this as the default account")
+    send_from = address_field(lazy_gettext("Send mail as"),
+                              lazy_gettext("The From address for mail sent from this account. "
+                                           "Leave empty to use the email address."))
+    reply_to = address_field(lazy_gettext("Reply-To address"),
+                             lazy_gettext("Leave empty unless replies should go to another "
+                                          "address."))
+    is_default = BooleanField(lazy_gettext("Set this as the default account"))
 
     pop_host = StringField(
-        "Incoming (POP3) server",
-        validators=[DataRequired(), Length(max=253), no_control_chars, host_name],
+        lazy_gettext("Incoming (POP3) server"),
+        validators=[DataRequired(message=lazy_gettext("Enter the incoming server name.")),
+                    Length(max=253), no_control_chars, host_name],
     )
     pop_port = IntegerField(
-        "Port", validators=[InputRequired(message="Enter the port number."), allowed_pop3_port]
+        lazy_gettext("Port"),
+        validators=[InputRequired(message=lazy_gettext("Enter the port number.")),
+                    allowed_pop3_port]
     )
-    pop_security = SelectField("Security", choices=[])
+    pop_security = SelectField(lazy_gettext("Security"), choices=[])
     pop_username = StringField(
-        "Username",
-        description="Some providers want the full email address, others domain\\username.",
-        validators=[DataRequired(), Length(max=320), no_control_chars],
+        lazy_gettext("Username"),
+        description=lazy_gettext("Some providers want the full email address, others "
+                                 "domain\\username."),
+        validators=[DataRequired(message=lazy_gettext("Enter the username.")),
+                    Length(max=320), no_control_chars],
     )
     password = PasswordField(
-        "Password",
+        lazy_gettext("Password"),
         validators=[Length(max=1024), no_control_chars],
     )
     delete_policy = delete_policy_field()
-    delete_after_days = IntegerField("Days to keep on the server", default=7,
+    delete_after_days = IntegerField(lazy_gettext("Days to keep on the server"), default=7,
                                      validators=[_days_when_needed])
     fetch_interval_minutes = SelectField(
-        "Check for new mail every",
-        choices=_choices([(str(m), f"{m} minutes") for m in INTERVAL_CHOICES]),
+        lazy_gettext("Check for new mail every"),
+        choices=_choices([(str(m), lazy_ngettext("%(num)s minute", "%(num)s minutes", m))
+                          for m in INTERVAL_CHOICES]),
         default="5",
     )
-    submit = SubmitField("Test and save")
+    submit = SubmitField(lazy_gettext("Test and save"))
 
     def __init__(self, *args: Any, password_required: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.password_required = password_required
         choices = [
-            (Security.SSL.value, "SSL (port 995)"),
-            (Security.STARTTLS.value, "STARTTLS (port 110)"),
+            (Security.SSL.value, _("SSL (port %(port)s)", port=995)),
+            (Security.STARTTLS.value, _("STARTTLS (port %(port)s)", port=110)),
         ]
         if current_app.config.get("POPACCOUNTS_ALLOW_PLAINTEXT"):
-            choices.append((Security.PLAIN.value, "Plain, no encryption (not recommended)"))
+            choices.append((Security.PLAIN.value, _("Plain, no encryption (not recommended)")))
         self.pop_security.choices = _choices(choices)
         if not self.is_submitted() and not self.pop_security.data:
             self.pop_security.data = Security.SSL.value
@@ -225,13 +283,13 @@ class AccountForm(FlaskForm):
 
     def validate_password(self, field: Field) -> None:
         if self.password_required and not field.data:
-            raise ValidationError("Enter the password (or app password) for this mailbox.")
+            raise ValidationError(_("Enter the password (or app password) for this mailbox."))
 
 
 class ConfirmForm(FlaskForm):
     """A button that changes something (delete, enable, default, check now): CSRF only."""
 
-    submit = SubmitField("Confirm")
+    submit = SubmitField(lazy_gettext("Confirm"))
 
 
 #: The form classes the views use; a host may replace any of them before the first request.

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Blueprint, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
+from ..i18n import gettext as _
 from ..runtime import db_session, get_state
 from .helpers import owned_account, require_confirm, this_app
 
@@ -43,12 +44,13 @@ def _act(account_id: int, action: str) -> ResponseReturnValue:
     uidl = request.form.get("uidl", "")
     do = mailproblems.retry if action == "retry" else mailproblems.fetch_anyway
     if do(db_session(), account, uidl, now=get_state(this_app()).clock()):
-        flash("The message will be downloaded at the next check, which starts now."
+        flash(_("The message will be downloaded at the next check, which starts now.")
               if action == "retry" else
-              "This message will be downloaded at the next check, despite its size.", "success")
+              _("This message will be downloaded at the next check, despite its size."),
+              "success")
     else:
-        flash("That message is no longer waiting (already downloaded, or gone from the "
-              "server).", "info")
+        flash(_("That message is no longer waiting (already downloaded, or gone from the "
+                "server)."), "info")
     return redirect(url_for(".index") + f"#account-{account.id}")
 
 

@@ -40,10 +40,12 @@ from wtforms.validators import Length, Optional
 
 from ..engine.errors import PopAccountsError
 from ..engine.types import DeletePolicy
+from ..i18n import gettext as _
+from ..i18n import isolate, lazy_gettext
 from ..runtime import db_session, get_state
 from .forms import FORMS, _days_when_needed, address_field, delete_policy_field, no_control_chars
+from .helpers import error_title, isolated_markup, require_valid
 from .helpers import owner_id as _owner
-from .helpers import require_valid
 from .helpers import this_app as _app
 
 _PENDING = "popaccounts_oauth"
@@ -54,13 +56,15 @@ _PENDING_SECONDS = 15 * 60
 class OAuthAccountForm(FlaskForm):
     """The OAuth wizard step: the address and the delete option (R12), no password."""
 
-    email = address_field("Email address", required=True)
-    name = StringField("Account name",
-                       description="Shown in the side pane. Leave empty to use the address.",
+    email = address_field(lazy_gettext("Email address"), required=True)
+    name = StringField(lazy_gettext("Account name"),
+                       description=lazy_gettext("Shown in the side pane. Leave empty to use "
+                                                "the address."),
                        validators=[Optional(), Length(max=200), no_control_chars])
     delete_policy = delete_policy_field()
-    delete_after_days = IntegerField("Days", default=7, validators=[_days_when_needed])
-    is_default = BooleanField("Set this as the default account")
+    delete_after_days = IntegerField(lazy_gettext("Days"), default=7,
+                                     validators=[_days_when_needed])
+    is_default = BooleanField(lazy_gettext("Set this as the default account"))
     popup = HiddenField()
 
 
@@ -158,7 +162,8 @@ def _finish(*, ok: bool, popup: bool, message: str, next_url: str,
     result = {"type": "popaccounts-oauth", "ok": ok, "message": message,
               "redirect": next_url if ok else None}
     return render_template("popaccounts/oauth_done.html", ok=ok, popup=popup,
-                           message=message, error=error, next_url=next_url, result=result,
+                           message=isolated_markup(message), error=error, next_url=next_url,
+                           result=result,
                            retry_url=retry_url), status
 
 
@@ -188,7 +193,7 @@ def oauth_reauth(account_id: int) -> ResponseReturnValue:
     require_valid(form)
     provider = account.provider if account.provider in _oauth().providers(_app()) else None
     if provider is None or not _provider(provider).configured:
-        flash("Sign-in with this account's provider is not set up on this site.", "error")
+        flash(_("Sign-in with this account's provider is not set up on this site."), "error")
         return redirect(url_for(".index"))
     return _begin(provider, mode="reauth", popup=form.popup.data == "1",
                   login_hint=account.email, account_id=account.id)
@@ -204,7 +209,7 @@ def oauth_switch(account_id: int) -> ResponseReturnValue:
     if request.method == "POST":
         require_valid(form)
         if form.provider.data not in choices:
-            abort(400, "Choose a provider.")
+            abort(400, _("Choose a provider."))
         return _begin(form.provider.data, mode="switch", popup=form.popup.data == "1",
                       login_hint=account.email, account_id=account.id)
     return render_template("popaccounts/oauth_switch.html", account=account,
@@ -222,7 +227,7 @@ def oauth_callback() -> ResponseReturnValue:
     session[_PENDING] = pending
     if item is None or item.get("owner") != _owner():
         return _finish(ok=False, popup=False, status=400,
-                       message="This sign-in expired or was started elsewhere. Start again.",
+                       message=_("This sign-in expired or was started elsewhere. Start again."),
                        next_url=url_for(".index"))
     popup = bool(item["popup"])
     provider_key = str(item["provider"])
@@ -244,8 +249,8 @@ def oauth_callback() -> ResponseReturnValue:
 
     if request.args.get("error"):
         if request.args["error"] == "access_denied":
-            return fail("You cancelled the sign-in, so nothing was changed.")
-        return fail("The provider did not grant access, so nothing was changed.")
+            return fail(_("You cancelled the sign-in, so nothing was changed."))
+        return fail(_("The provider did not grant access, so nothing was changed."))
     try:
         grant = oauth.complete_authorization(
             _app(), provider_key, _redirect_uri(), authorization_response=request.url,
@@ -253,18 +258,19 @@ def oauth_callback() -> ResponseReturnValue:
     except PopAccountsError as exc:
         current_app.logger.info("popaccounts: OAuth sign-in failed for owner %s: %s (%s)",
                                 _owner(), exc.code, exc.detail)
-        return fail(f"{exc.title}.", exc)
+        return fail(error_title(exc), exc)
 
     expected = account.email if account is not None else str(item.get("email") or "")
     if expected and not oauth.same_address(expected, grant.email):
-        return fail(f"You signed in as {grant.email}, but this is for {expected}. "
-                    "Sign in with that account instead.")
+        return fail(_("You signed in as %(signed_in)s, but this is for %(expected)s. "
+                      "Sign in with that account instead.", signed_in=isolate(grant.email),
+                      expected=isolate(expected)))
     try:
         oauth.test_login(_app(), provider_key, grant)
     except PopAccountsError as exc:
         current_app.logger.info("popaccounts: OAuth POP3 test failed for owner %s: %s (%s)",
                                 _owner(), exc.code, exc.detail)
-        return fail(f"{exc.title}.", exc)
+        return fail(error_title(exc), exc)
 
     db = db_session()
     if account is None:
@@ -278,11 +284,15 @@ def oauth_callback() -> ResponseReturnValue:
                 is_default=bool(data.get("is_default"))))
         except PopAccountsError as exc:  # e.g. the address is an account already
             db.rollback()
-            return fail(f"{exc}", exc)
-        return _finish(ok=True, popup=popup, message=f"{new.email} is connected.",
+            return fail(_(str(exc)), exc)
+        return _finish(ok=True, popup=popup,
+                       message=_("%(address)s is connected.", address=isolate(new.email)),
                        next_url=url_for(".connected", account_id=new.id))
     accounts.authorize_account(_app(), db, account, provider_key, grant)
-    word = "re-authenticated" if mode == "reauth" else "now signs in with OAuth"
-    return _finish(ok=True, popup=popup,
-                   message=f"{account.email} {word}; fetching resumes.",
+    address = isolate(account.email)
+    if mode == "reauth":
+        message = _("%(address)s re-authenticated; fetching resumes.", address=address)
+    else:
+        message = _("%(address)s now signs in with OAuth; fetching resumes.", address=address)
+    return _finish(ok=True, popup=popup, message=message,
                    next_url=url_for(".index"))

@@ -24,9 +24,11 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from ..engine.errors import PopAccountsError
 from ..engine.types import Security
+from ..i18n import gettext as _
+from ..i18n import isolate, lazy_gettext
 from ..runtime import db_session
 from .forms import FORMS, _choices, allowed_smtp_port, host_name, no_control_chars
-from .helpers import or_404, require_confirm
+from .helpers import explain, or_404, require_confirm
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
@@ -35,25 +37,28 @@ from .helpers import this_app as _app
 class OutgoingForm(FlaskForm):
     """The outgoing step: a custom SMTP server, or the site's own mail server."""
 
-    mode = RadioField("How should mail from this account be sent?", choices=_choices([
-        ("custom", "Use a custom SMTP server (recommended)"),
-        ("system", "Send through this site's mail server (we email you a code to confirm "
-                   "the address)"),
+    mode = RadioField(lazy_gettext("How should mail from this account be sent?"),
+                      choices=_choices([
+        ("custom", lazy_gettext("Use a custom SMTP server (recommended)")),
+        ("system", lazy_gettext("Send through this site's mail server (we email you a code "
+                                "to confirm the address)")),
     ]), default="custom")
-    smtp_host = StringField("Outgoing (SMTP) server",
+    smtp_host = StringField(lazy_gettext("Outgoing (SMTP) server"),
                             validators=[Length(max=253), no_control_chars, host_name])
-    smtp_port = IntegerField("Port", default=465, validators=[Optional(), allowed_smtp_port])
-    smtp_security = SelectField("Security", choices=_choices([
-        (Security.SSL.value, "SSL (port 465)"),
-        (Security.STARTTLS.value, "STARTTLS (port 587)"),
+    smtp_port = IntegerField(lazy_gettext("Port"), default=465,
+                             validators=[Optional(), allowed_smtp_port])
+    smtp_security = SelectField(lazy_gettext("Security"), choices=_choices([
+        (Security.SSL.value, lazy_gettext("SSL (port %(port)s)", port=465)),
+        (Security.STARTTLS.value, lazy_gettext("STARTTLS (port %(port)s)", port=587)),
     ]), default=Security.SSL.value)
-    auth_mode = RadioField("Authentication", choices=_choices([
-        ("same", "Use the same credentials as for incoming mail"),
-        ("custom", "Use these credentials"),
+    auth_mode = RadioField(lazy_gettext("Authentication"), choices=_choices([
+        ("same", lazy_gettext("Use the same credentials as for incoming mail")),
+        ("custom", lazy_gettext("Use these credentials")),
     ]), default="same")
-    smtp_username = StringField("SMTP username", validators=[Length(max=320), no_control_chars])
-    smtp_password = PasswordField("SMTP password", validators=[Length(max=1024),
-                                                                no_control_chars])
+    smtp_username = StringField(lazy_gettext("SMTP username"),
+                                validators=[Length(max=320), no_control_chars])
+    smtp_password = PasswordField(lazy_gettext("SMTP password"),
+                                  validators=[Length(max=1024), no_control_chars])
 
     def validate(self, extra_validators: Any = None) -> bool:
         ok = super().validate(extra_validators)
@@ -62,25 +67,28 @@ class OutgoingForm(FlaskForm):
                 f.errors = []
             return not (self.csrf_token.errors if hasattr(self, "csrf_token") else [])
         if not (self.smtp_host.data or "").strip():
-            self.smtp_host.errors = [*self.smtp_host.errors, "Enter the outgoing server name."]
+            self.smtp_host.errors = [*self.smtp_host.errors,
+                                     _("Enter the outgoing server name.")]
             ok = False
         if self.smtp_port.data is None:
-            self.smtp_port.errors = [*self.smtp_port.errors, "Enter the port number."]
+            self.smtp_port.errors = [*self.smtp_port.errors, _("Enter the port number.")]
             ok = False
         if self.auth_mode.data == "custom":
             if not (self.smtp_username.data or "").strip():
-                self.smtp_username.errors = [*self.smtp_username.errors, "Enter the username."]
+                self.smtp_username.errors = [*self.smtp_username.errors,
+                                             _("Enter the username.")]
                 ok = False
             if not self.smtp_password.data:
                 self.smtp_password.errors = [*self.smtp_password.errors,
-                                             "Enter the password for the outgoing server."]
+                                             _("Enter the password for the outgoing server.")]
                 ok = False
         return ok
 
 
 class VerifyForm(FlaskForm):
-    code = StringField("Confirmation code", validators=[
-        InputRequired(message="Enter the code from the email."), DataRequired(),
+    code = StringField(lazy_gettext("Confirmation code"), validators=[
+        InputRequired(message=lazy_gettext("Enter the code from the email.")),
+        DataRequired(message=lazy_gettext("Enter the code from the email.")),
         Length(max=32), no_control_chars])
 
 
@@ -107,11 +115,11 @@ def _row(send_as_id: int) -> Any:
 def _announce(results: list[tuple[Any, PopAccountsError | None]]) -> None:
     for row, err in results:
         if err is None:
-            flash(f"We emailed a confirmation code to {row.address}. Click Verify by the "
-                  "address and enter it.", "success")
+            flash(_("We emailed a confirmation code to %(address)s. Click Verify by the "
+                    "address and enter it.", address=isolate(row.address)), "success")
         else:
-            flash(f"We could not email a code to {row.address}: {err.title}. {err.help}",
-                  "error")
+            flash(_("We could not email a code to %(address)s: %(problem)s",
+                    address=isolate(row.address), problem=explain(err)), "error")
 
 
 def outgoing(account_id: int) -> ResponseReturnValue:
@@ -161,12 +169,13 @@ def outgoing(account_id: int) -> ResponseReturnValue:
         form.smtp_password.data = ""
         target = getattr(form, str(getattr(exc, "field", "") or ""), None)
         if target is not None:  # a refusal that belongs to one field is shown there
-            target.errors = [*target.errors, f"{exc} {exc.help}"]
+            target.errors = [*target.errors, explain(exc, message=True)]
         return render_template("popaccounts/outgoing.html", form=form,
                                test_error=None if target is not None else exc, **ctx), 422
     pending = outgoing.save_outgoing(session, _app(), account, data_in)
-    flash(f"Outgoing server saved: mail from {account.send_from or account.email} goes out "
-          f"through {account.smtp_host}.", "success")
+    flash(_("Outgoing server saved: mail from %(address)s goes out through %(host)s.",
+            address=isolate(account.send_from or account.email),
+            host=isolate(account.smtp_host)), "success")
     _announce(sendas.send_codes(session, _app(), pending))
     return redirect(url_for(".send_as"))
 
@@ -195,7 +204,7 @@ def verify_send_as(send_as_id: int) -> ResponseReturnValue:
 
     row = _row(send_as_id)
     if row.verified_at is not None:
-        flash(f"{row.address} is already verified.", "success")
+        flash(_("%(address)s is already verified.", address=isolate(row.address)), "success")
         return redirect(url_for(".send_as"))
     form = FORMS["verify"]()
     if request.method == "GET" or not form.validate_on_submit():
@@ -207,8 +216,13 @@ def verify_send_as(send_as_id: int) -> ResponseReturnValue:
         db_session().rollback()
         form.code.data = ""
         return _send_as_page(row, form, exc, 422)
-    flash(f"{row.address} is verified. You can now send mail "
-          f"{'as' if row.kind == 'from' else 'with Reply-To'} {row.address}.", "success")
+    address = isolate(row.address)
+    if row.kind == "from":
+        flash(_("%(address)s is verified. You can now send mail as %(address)s.",
+                address=address), "success")
+    else:
+        flash(_("%(address)s is verified. You can now send mail with Reply-To %(address)s.",
+                address=address), "success")
     return redirect(url_for(".send_as"))
 
 
@@ -222,7 +236,7 @@ def resend_code(send_as_id: int) -> ResponseReturnValue:
     try:
         sendas.send_code(db_session(), _app(), row)
     except PopAccountsError as exc:
-        flash(f"{exc.title}. {exc.help}", "error")
+        flash(explain(exc), "error")
         return redirect(url_for(".send_as"))
     _announce([(row, None)])
     return redirect(url_for(".send_as"))

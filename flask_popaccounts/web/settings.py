@@ -28,8 +28,10 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, IntegerField, RadioField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
+from ..i18n import N_, isolate, lazy_gettext, ngettext
+from ..i18n import gettext as _
 from ..runtime import db_session
-from .forms import FORMS, _choices, no_control_chars
+from .forms import FORMS, _choices, listed, no_control_chars
 from .helpers import delete_named, human_size, or_404, require_confirm
 from .helpers import owned_account as _account
 from .helpers import owner_id as _owner
@@ -37,34 +39,42 @@ from .helpers import this_app as _app
 
 
 class SignatureForm(FlaskForm):
-    text = TextAreaField("Signature (plain text)", validators=[Length(max=10_000)],
-                         description="Added below a line with “-- ”, as mail programs expect.")
-    html = TextAreaField("Signature (HTML, optional)", validators=[Length(max=10_000)],
-                         description="Used in the HTML version of your mail. Scripts, forms "
-                                     "and remote images are removed.")
-    placement = RadioField("Where the signature goes in replies and forwards", choices=_choices([
-        ("below", "At the end of the message, below the quoted text"),
-        ("above", "Right after my reply, above the quoted text"),
+    text = TextAreaField(lazy_gettext("Signature (plain text)"),
+                         validators=[Length(max=10_000)],
+                         description=lazy_gettext("Added below a line with “-- ”, as mail "
+                                                  "programs expect."))
+    html = TextAreaField(lazy_gettext("Signature (HTML, optional)"),
+                         validators=[Length(max=10_000)],
+                         description=lazy_gettext("Used in the HTML version of your mail. "
+                                                  "Scripts, forms and remote images are "
+                                                  "removed."))
+    placement = RadioField(lazy_gettext("Where the signature goes in replies and forwards"),
+                           choices=_choices([
+        ("below", lazy_gettext("At the end of the message, below the quoted text")),
+        ("above", lazy_gettext("Right after my reply, above the quoted text")),
     ]), default="below")
-    on_new = BooleanField("Add it to new messages", default=True)
-    on_reply = BooleanField("Add it to replies", default=True)
-    on_forward = BooleanField("Add it to forwarded messages", default=True)
+    on_new = BooleanField(lazy_gettext("Add it to new messages"), default=True)
+    on_reply = BooleanField(lazy_gettext("Add it to replies"), default=True)
+    on_forward = BooleanField(lazy_gettext("Add it to forwarded messages"), default=True)
 
 
 class TemplateForm(FlaskForm):
-    name = StringField("Template name", validators=[
-        InputRequired(message="Give the template a name."), DataRequired(
-            message="Give the template a name."), Length(max=200), no_control_chars])
-    subject = StringField("Subject", validators=[Length(max=998), no_control_chars])
-    body = TextAreaField("Message", validators=[Length(max=100_000)])
+    name = StringField(lazy_gettext("Template name"), validators=[
+        InputRequired(message=lazy_gettext("Give the template a name.")), DataRequired(
+            message=lazy_gettext("Give the template a name.")), Length(max=200),
+        no_control_chars])
+    subject = StringField(lazy_gettext("Subject"),
+                          validators=[Length(max=998), no_control_chars])
+    body = TextAreaField(lazy_gettext("Message"), validators=[Length(max=100_000)])
 
 
 class DeleteOlderForm(FlaskForm):
-    days = IntegerField("Delete messages sent more than this many days ago", default=365,
-                        validators=[InputRequired(message="Enter a number of days."),
+    days = IntegerField(lazy_gettext("Delete messages sent more than this many days ago"),
+                        default=365,
+                        validators=[InputRequired(message=lazy_gettext("Enter a number of days.")),
                                     NumberRange(min=1, max=36500,
-                                                message="Enter a number of days from 1 "
-                                                        "to 36500.")])
+                                                message=lazy_gettext(
+                                                    "Enter a number of days from 1 to 36500."))])
     confirmed = HiddenField(default="")
 
 
@@ -122,7 +132,8 @@ def signature(account_id: int) -> ResponseReturnValue:
                                 on_reply=data.on_reply, on_forward=data.on_forward)
         else:
             settings.save_signature(session, account, data)
-            flash(f"Signature saved for {account.send_from or account.email}.", "success")
+            flash(_("Signature saved for %(address)s.",
+                    address=isolate(account.send_from or account.email)), "success")
             return redirect(url_for(".signature", account_id=account.id))
     status = 400 if form.is_submitted() and form.errors else 200
     return render_template("popaccounts/signature.html", account=account, form=form,
@@ -159,15 +170,15 @@ def _template_form(account: Any, row: Any = None) -> ResponseReturnValue:
         session = db_session()
         if row is None:
             row = settings.create_template(session, account, data)
-            flash(f"Template “{row.name}” created.", "success")
+            flash(_("Template “%(name)s” created.", name=isolate(row.name)), "success")
         else:
             settings.update_template(session, row, data)
-            flash(f"Template “{row.name}” saved.", "success")
+            flash(_("Template “%(name)s” saved.", name=isolate(row.name)), "success")
         unknown = settings.unknown_placeholders(row.subject, row.body)
         if unknown:
-            flash("Not a placeholder, left as typed: " + ", ".join(unknown)
-                  + ". The placeholders are: "
-                  + ", ".join("{" + k + "}" for k in settings.PLACEHOLDERS) + ".", "warning")
+            flash(_("Not a placeholder, left as typed: %(unknown)s. The placeholders are: "
+                    "%(known)s.", unknown=listed(unknown),
+                    known=listed("{" + k + "}" for k in settings.PLACEHOLDERS)), "warning")
         return redirect(url_for(".templates", account_id=account.id))
     unknown = settings.unknown_placeholders(form.subject.data or "", form.body.data or "")
     status = 400 if form.is_submitted() and form.errors else 200
@@ -188,8 +199,8 @@ def template_delete(account_id: int, template_id: int) -> ResponseReturnValue:
     from ..services import settings
 
     account = _account(account_id)
-    return delete_named(_template(account, template_id), settings.delete_template, "Template",
-                        ".templates", account.id)
+    return delete_named(_template(account, template_id), settings.delete_template,
+                        N_("Template “%(name)s” deleted."), ".templates", account.id)
 
 
 def template_move(account_id: int, template_id: int) -> ResponseReturnValue:
@@ -219,8 +230,10 @@ def empty_trash(account_id: int) -> ResponseReturnValue:
     account = _account(account_id)
     require_confirm()
     count, size = quota.empty_trash(_app(), db_session(), account)
-    flash(f"Trash of {account.email} emptied: {count} message{'s' * (count != 1)} deleted "
-          f"({human_size(size)} freed).", "success")
+    flash(ngettext("Trash of %(address)s emptied: %(num)s message deleted (%(size)s freed).",
+                   "Trash of %(address)s emptied: %(num)s messages deleted (%(size)s freed).",
+                   count, address=isolate(account.email), size=isolate(human_size(size))),
+          "success")
     return redirect(url_for(".storage"))
 
 
@@ -241,6 +254,11 @@ def delete_older(account_id: int) -> ResponseReturnValue:
         return render_template("popaccounts/storage_delete_older.html", account=account,
                                form=form, pending={"count": count, "size": size, "days": days})
     count, size = quota.delete_older_than(_app(), session, account, days)
-    flash(f"{count} message{'s' * (count != 1)} of {account.email} sent more than {days} "
-          f"days ago deleted ({human_size(size)} freed).", "success")
+    flash(ngettext("%(num)s message of %(address)s sent more than %(age)s ago deleted "
+                   "(%(size)s freed).",
+                   "%(num)s messages of %(address)s sent more than %(age)s ago deleted "
+                   "(%(size)s freed).",
+                   count, address=isolate(account.email),
+                   age=ngettext("%(num)s day", "%(num)s days", days),
+                   size=isolate(human_size(size))), "success")
     return redirect(url_for(".storage"))

@@ -52,7 +52,7 @@ def test_filter_and_vacation_made_in_the_pages_act_on_fetched_mail(
     page.get_by_label("Condition 1: value").fill("invoice")
     page.get_by_role("button", name="Save rule").click()
     page.wait_for_url(re.compile(rf"/{aid}/filters$"))
-    assert "Rule “Invoices” saved." in page.content()
+    assert "Rule “<bdi>Invoices</bdi>” saved." in page.content()
     assert "If Subject contains “invoice”: Move to folder Bills; Flag" in page.content()
 
     page.get_by_role("link", name="Vacation reply").click()

@@ -76,7 +76,7 @@ def test_wrong_password_is_an_authentication_failure(demo: demo_mailbox.DemoMail
 
 def test_mail_sent_to_the_demo_address_comes_back_by_pop3(demo: demo_mailbox.DemoMailbox,
                                                           tmp_path: Path) -> None:
-    raw = (b"From: Me <demo@mail.demo.test>\r\nTo: demo@mail.demo.test\r\n"
+    raw = (b"From: Me <demo@mail.demo.example>\r\nTo: demo@mail.demo.example\r\n"
            b"Subject: hello me\r\n\r\nround trip\r\n")
     server = ServerSpec(demo_mailbox.DEMO_HOST, demo.smtp_port, Security.STARTTLS,
                         demo_mailbox.DEMO_USER)
@@ -88,3 +88,23 @@ def test_mail_sent_to_the_demo_address_comes_back_by_pop3(demo: demo_mailbox.Dem
     fetch(_pop(demo), Credentials(AuthMethod.PASSWORD, "demo-pass"), RetrievalPolicy(), store,
           store, net=_net(demo))
     assert store.raw_messages()[-1].endswith(b"Subject: hello me\r\n\r\nround trip\r\n")
+
+
+def test_a_restart_keeps_the_port_and_the_sample_uidls(tmp_path: Path) -> None:
+    # make demo's account survives a restart: the same port is free again at once, the
+    # samples keep their UIDLs (not fetched twice), and mail that arrives in the new run
+    # gets a UIDL the old run never gave (so the ledger does not skip it).
+    first = demo_mailbox.start(tmp_path / "a", password="pw", count=3)
+    port = first.pop3_port
+    first.mailbox.add(b"Subject: a\r\n\r\nx\r\n")
+    old = [u for u, _ in first.mailbox.snapshot()]
+    first.stop()
+    second = demo_mailbox.start(tmp_path / "b", password="pw", count=3, pop3_port=port)
+    try:
+        assert second.pop3_port == port
+        second.mailbox.add(b"Subject: b\r\n\r\nx\r\n")
+        new = [u for u, _ in second.mailbox.snapshot()]
+        assert new[:3] == old[:3] == ["demo-000001", "demo-000002", "demo-000003"]
+        assert new[3] != old[3]
+    finally:
+        second.stop()

@@ -62,7 +62,7 @@ def test_add_outlook_account_in_popup_then_fetch_over_xoauth2(
     result = popup_result(resp)
     [account] = accounts(oauth_app)
     assert result == {"type": "popaccounts-oauth", "ok": True,
-                      "message": f"{ms_user.email} is connected.",
+                      "message": f"\u2068{ms_user.email}\u2069 is connected.",
                       "redirect": f"{PREFIX}/{account.id}/connected"}
     assert account.auth_method == AuthMethod.XOAUTH2.value
     assert account.provider == "outlook" and account.pop_username == ms_user.email
@@ -88,7 +88,7 @@ def test_add_account_without_popup_redirects(oauth_app: Flask, client: FlaskClie
     assert resp.headers["Location"] == f"{PREFIX}/{account.id}/connected"
     assert account.provider == "office365" and account.delete_policy == "delete"
     page = client.get(resp.headers["Location"]).text
-    assert f"{ms_user.email} is connected" in page
+    assert f"<bdi>{ms_user.email}</bdi> is connected" in page
 
 
 def test_cancelled_wrong_account_and_replayed_state(oauth_app: Flask, client: FlaskClient,
@@ -102,7 +102,8 @@ def test_cancelled_wrong_account_and_replayed_state(oauth_app: Flask, client: Fl
     resp = sign_in(client, authsrv, path, add_form(ms_user, email="other@contoso.com"),
                    ms_user)
     assert resp.status_code == 422
-    assert f"You signed in as {ms_user.email}, but this is for other@contoso.com" in resp.text
+    assert (f"You signed in as <bdi>{ms_user.email}</bdi>, but this is for "
+            "<bdi>other@contoso.com</bdi>") in resp.text
 
     url = start(client, path, add_form(ms_user))
     location = authsrv.consent(url, ms_user.username, ms_user.password)

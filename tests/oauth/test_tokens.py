@@ -212,11 +212,12 @@ def test_reauth_in_popup_and_only_as_the_same_person(
     resp = sign_in(client, authsrv, f"{PREFIX}/{account_id}/oauth/authenticate",
                    {"popup": "1"}, other)
     result = popup_result(resp)
-    assert result["ok"] is False and "You signed in as intruder@contoso.com" in result["message"]
+    assert result["ok"] is False
+    assert "You signed in as \u2068intruder@contoso.com\u2069" in result["message"]
     resp = sign_in(client, authsrv, f"{PREFIX}/{account_id}/oauth/authenticate",
                    {"popup": "1"}, ms_user)
     assert popup_result(resp) == {"type": "popaccounts-oauth", "ok": True,
-                                  "message": f"{ms_user.email} re-authenticated; "
+                                  "message": f"\u2068{ms_user.email}\u2069 re-authenticated; "
                                              "fetching resumes.",
                                   "redirect": f"{PREFIX}/"}
 

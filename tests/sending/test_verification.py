@@ -110,7 +110,7 @@ def test_code_limits_per_address_user_and_site_survive_deleting_the_row(
     account_id = make_account(send_app, "lim17@example.com", "u", "p")
     _set_reply_to(send_app, account_id, victim)
     client = login(send_app.test_client())
-    assert "We emailed a confirmation code to " + victim in _resend(
+    assert f"We emailed a confirmation code to <bdi>{victim}</bdi>" in _resend(
         client, send_app, account_id, "reply_to")
     # toggling the Reply-To deletes the row and makes a new one: the limit stays
     _set_reply_to(send_app, account_id, "")

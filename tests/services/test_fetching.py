@@ -132,6 +132,8 @@ def test_sessions_are_cut_and_looped(app, session, dovecot, new_user):
     report = fetching.fetch_account(app, account.id, progress=seen.append)
     assert report.stored == 5 and not report.more_pending
     assert seen[-1].done == 5 and seen[-1].total == 5
+    # The bar counts the whole backlog from the first message, not one session's share.
+    assert [p.total for p in seen] == [5] * 5 and [p.done for p in seen] == [1, 2, 3, 4, 5]
     info = progress.fetch_progress(account.id, app=app)
     assert info is not None and not info["running"] and info["stored"] == 5
 

@@ -305,7 +305,7 @@ def test_storage_page_quota_pause_on_the_card_and_freeing_tools(
         resp = client.post(f"{PREFIX}/{a_id}/storage/delete-older", data={"days": "0"})
         assert resp.status_code == 400 and "from 1 to 36500" in resp.text
         resp = client.post(f"{PREFIX}/{a_id}/storage/delete-older", data={"days": "365"})
-        assert resp.status_code == 200 and "Delete 1 message?" in resp.text
+        assert resp.status_code == 200 and "Delete <bdi>1</bdi> message?" in resp.text
         with get_state(send_app).session_factory() as s:
             assert s.get(Account, a_id).message_count == 1  # type: ignore[union-attr]
         resp = client.post(f"{PREFIX}/{a_id}/storage/delete-older",

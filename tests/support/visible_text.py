@@ -7,6 +7,8 @@ button labels, the ``<title>``) that is neither
 - inside an element marked as data: ``<bdi>``, an element with ``dir=`` (``ltr`` /
   ``auto``: an address, a host, a subject, a user's own text), ``<textarea>``,
   ``<code>``, ``<kbd>``, ``<samp>``, ``<pre>``; nor
+- isolated in plain text, between FSI and PDI (``i18n.isolate``: a datum where no
+  element can mark it, such as a ``<title>`` or an ``<option>``); nor
 - one of the technical names that stay in Latin script in every language
   (:data:`LATIN_NAMES`: POP3, SMTP, OAuth, Gmail...).
 
@@ -33,6 +35,7 @@ _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "me
          "source", "track", "wbr"}
 _ATTRS = ("title", "aria-label", "placeholder", "alt")
 _WORD = re.compile("[A-Za-z][A-Za-z'\u2019]+")
+_ISOLATED = re.compile("\u2068[^\u2068\u2069]*\u2069")  # FSI ... PDI: data in plain text
 
 
 class _Reader(HTMLParser):
@@ -45,7 +48,7 @@ class _Reader(HTMLParser):
         return bool(self.stack) and self.stack[-1][1]
 
     def _words(self, text: str, where: str) -> None:
-        words = [w for w in _WORD.findall(text) if w not in LATIN_NAMES]
+        words = [w for w in _WORD.findall(_ISOLATED.sub(" ", text)) if w not in LATIN_NAMES]
         if words:
             self.found.append(f"{where} {' '.join(text.split())[:100]!r}")
 

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from flask_popaccounts import get_state
 from flask_popaccounts.services import fetching, progress
-from flask_popaccounts.storage.models import Account, Message, SendAsAddress
+from flask_popaccounts.storage.models import Account, Folder, Message, SendAsAddress
 from tests.filters.conftest import mail, setup_account
 from tests.sending.conftest import dns_server, owner_id, smtpd  # noqa: F401 (fixtures)
 from tests.support.dnsserver import DNSServer
@@ -91,7 +91,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, dovecot: Dovecot,
         assert main is not None
         statuses: list[tuple[str, str | None, str | None]] = [
             ("needs_password", "auth_failed", None), ("needs_reauth", "token_rejected", None),
-            ("retrying", "connection_failed", None), ("needs_attention", "certificate", None),
+            ("retrying", "connection_failed", None), ("needs_attention", "certificate_invalid", None),
             ("needs_attention", "uidl_reset", None), ("paused_quota", None, None),
             ("ok", None, "dele_refused"), ("new", None, None)]
         for n, (status, code, warning) in enumerate(statuses):
@@ -121,6 +121,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, dovecot: Dovecot,
         template = client.get(f"{PREFIX}/{aid}/templates").text
         values = {
             "account_id": aid, "message_id": message.id, "part_id": "1",
+            "folder_id": s.scalar(select(Folder.id).where(Folder.account_id == aid,
+                                                          Folder.name == "Bills")),
             "send_as_id": pending, "provider": "other",
             "rule_id": int(re.search(r'id="rule-(\d+)"', rule).group(1)),  # type: ignore[union-attr]
             "template_id": int(re.search(r"templates/(\d+)/edit", template).group(1)),  # type: ignore[union-attr]
@@ -139,8 +141,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, dovecot: Dovecot,
 
 
 #: Endpoints that are not pages (files, JSON, redirects into the OAuth dance).
-NOT_PAGES = {"static", "popaccounts.static", "popaccounts.progress", "popaccounts.oauth_callback",
-             "message_body", "message_part", "message_original", "home"}
+NOT_PAGES = {"static", "popaccounts.static", "popaccounts.progress", "popaccounts.progress_all",
+             "popaccounts.oauth_callback",
+             "message_body", "message_part", "message_original", "home",
+             "mailbox_home"}  # (a redirect to the first account once there is one)
 
 
 def _pages(app: Flask, values: dict[str, Any]) -> list[str]:

@@ -37,7 +37,7 @@ class _Targets(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
-        for attr in ("href", "action", "src", "formaction", "data-progress-url"):
+        for attr in ("href", "action", "src", "formaction", "data-pa-progress-url"):
             url = values.get(attr)
             if url is not None:
                 method = (values.get("method") or "get") if tag == "form" else "get"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -113,9 +114,15 @@ def test_python_m_example_app_serves(tmp_path: Path) -> None:
     try:
         assert b"Sign in" in wait_until(login_page, 20, "the example app to serve /login")
     finally:
-        proc.terminate()
-        out = proc.communicate(timeout=10)[0].decode()
+        proc.send_signal(signal.SIGINT)  # Ctrl+C
+        out = proc.communicate(timeout=20)[0].decode()
     assert "alice / " in out
+    # make demo's start-up lines: where to go, how to sign in, the demo mailbox
+    assert f"Example webmail: http://127.0.0.1:{port}/" in out
+    assert "Sign in as alice or bob" in out
+    assert "Demo mailbox on this machine: demo@mail.demo.example, 300 messages" in out
+    assert re.search(r"POP3 127\.0\.0\.1:\d+ \(STARTTLS\), SMTP 127\.0\.0\.1:\d+", out)
+    assert "Traceback" not in out and proc.returncode == 0, out  # stopped cleanly
 
 
 HTML_MAIL = (

@@ -235,7 +235,7 @@ def test_add_happy_path(app: Flask, alice: FlaskClient, mailbox: dict[str, str])
                      fetch_interval_minutes="15")
     connected = alice.get(f"{PREFIX}/{account_id}/connected")
     assert connected.status_code == 200
-    assert "We signed in to 127.0.0.1" in connected.text
+    assert "We signed in to <bdi>127.0.0.1</bdi>" in connected.text
     assert "Set up outgoing mail" in connected.text
     assert f'href="/mail/{account_id}/"' in connected.text
     assert secret not in connected.text
@@ -420,7 +420,7 @@ def test_needs_password_call_to_action_and_reenable(app: Flask, alice: FlaskClie
     assert "Sign in with the provider instead" not in index.text
     assert f"{PREFIX}/{account_id}/check" in index.text
     checked = alice.post(f"{PREFIX}/{account_id}/check", follow_redirects=True)
-    assert "me@example.com was not checked:" in checked.text  # and says why
+    assert "<bdi>me@example.com</bdi> was not checked:" in checked.text  # and says why
     edit = alice.get(f"{PREFIX}/{account_id}/edit")
     assert "Update the password" in edit.text
     resp = alice.post(f"{PREFIX}/{account_id}/edit", data=account_form(**mailbox))
@@ -498,7 +498,7 @@ def test_check_now(app: Flask, alice: FlaskClient, mailbox: dict[str, str],
                     b"Date: Tue, 01 Jul 2025 10:00:00 +0000\r\n\r\nHi.\r\n")
     account_id = add(alice, mailbox)
     resp = alice.post(f"{PREFIX}/{account_id}/check", follow_redirects=True)
-    assert "Checking me@example.com for new mail" in resp.text
+    assert "Checking <bdi>me@example.com</bdi> for new mail" in resp.text
     assert wait_for_check(app, account_id, timeout=30)
     assert "Hello there" in alice.get(f"/mail/{account_id}/").text  # it really fetched
 
@@ -507,7 +507,7 @@ def test_check_now(app: Flask, alice: FlaskClient, mailbox: dict[str, str],
     assert "already being checked" in resp.text
     js = alice.post(f"{PREFIX}/{account_id}/check", headers={"Accept": "application/json"})
     assert js.get_json() == {"started": False, "waits_for_user": False,
-                             "message": "me@example.com is already being checked."}
+                             "message": "\u2068me@example.com\u2069 is already being checked."}
     back = alice.post(f"{PREFIX}/{account_id}/check", data={"next": f"/mail/{account_id}/"})
     assert back.location == f"/mail/{account_id}/"
     evil = alice.post(f"{PREFIX}/{account_id}/check", data={"next": "//evil.example/"})
@@ -521,7 +521,8 @@ def test_check_now_on_an_account_waiting_for_its_user_says_why(
         s.get(Account, account_id).status = AccountStatus.NEEDS_PASSWORD.value
         s.commit()
     resp = alice.post(f"{PREFIX}/{account_id}/check", follow_redirects=True)
-    assert "me@example.com was not checked: Needs your attention: update the password" in resp.text
+    assert ("<bdi>me@example.com</bdi> was not checked: Needs your attention: update the "
+            "password") in resp.text
     assert "already being checked" not in resp.text
     js = alice.post(f"{PREFIX}/{account_id}/check", headers={"Accept": "application/json"})
     assert js.get_json()["waits_for_user"] is True and js.get_json()["started"] is False

@@ -37,7 +37,9 @@
     var flag = form.querySelector("input[name=popup]");
     if (flag) { flag.value = "1"; }
     form.target = name;
-    show("Sign in and allow access in the window that opened. This page updates when you are done.", "info");
+    /* the text comes translated from the page (data-pa-oauth-waiting on the status box) */
+    var box = statusBox();
+    show(box ? box.getAttribute("data-pa-oauth-waiting") || "" : "", "info");
     window.setTimeout(function () {
       form.removeAttribute("target");
       if (flag) { flag.value = ""; }
