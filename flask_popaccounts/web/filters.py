@@ -30,7 +30,7 @@ from ..i18n import N_, isolate, ngettext
 from ..i18n import gettext as _
 from ..runtime import db_session, get_state
 from .forms import FORMS
-from .helpers import delete_named, or_404, require_confirm
+from .helpers import delete_named, isolated_markup, or_404, require_confirm
 from .helpers import owned_account as _account
 
 #: Editor rows shown beyond the rule's own (empty rows are ignored on save).
@@ -71,7 +71,8 @@ def filters_page(account_id: int) -> ResponseReturnValue:
     account = _account(account_id)
     rows = filtering.list_rules(db_session(), account.id)
     return render_template("popaccounts/filters.html", account=account, rows=rows,
-                           describe=lambda r: rules.describe(filtering.rule_of(r)),
+                           # the summary in the reader's language, its values in <bdi>
+                           describe=lambda r: isolated_markup(filtering.describe(r)),
                            confirm_form=FORMS["confirm"]())
 
 

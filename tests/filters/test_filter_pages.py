@@ -10,6 +10,7 @@ from sqlalchemy import select
 from flask_popaccounts.services import fetching
 from flask_popaccounts.storage.models import Filter, Folder, Message, Vacation
 from tests.support.dovecot import Dovecot
+from tests.support.isolation import plain
 from tests.support.smtpd import SMTPServers
 from tests.web.conftest import PREFIX, login
 
@@ -58,7 +59,7 @@ def test_rule_editor_list_order_and_vacation_pages(send_app: Flask, dovecot: Dov
         ids = [r.id for r in rows]
     assert [r.name for r in rows] == ["Bills", "Home"]
     page = client.get(f"{PREFIX}/{aid}/filters").text
-    assert "If Subject contains “invoice”: Move to folder Bills; Mark as read" in page
+    assert "If Subject contains “invoice”: Move to folder Bills; Mark as read" in plain(page)
     assert client.post(f"{PREFIX}/{aid}/filters/{ids[1]}/move/up").status_code == 302
     page = client.get(f"{PREFIX}/{aid}/filters").text
     assert page.index('data-rule="Home"') < page.index('data-rule="Bills"')
