@@ -163,6 +163,11 @@ def test_outgoing_step_names_every_failure(send_app: Flask, smtpd: SMTPServers,
                 "no_starttls": "The outgoing server does not offer STARTTLS",
                 "not_allowed": "Sending not allowed"}[case]
     assert expected in resp.text
+    notice = resp.text.split('id="test-error"', 1)[1].split("</section>", 1)[0]
+    if case == "password":  # the server was reached: no advice about its name or port
+        assert "server name and port" not in notice and "app password" in notice
+    elif case == "closed":
+        assert "server name and port" in notice
     assert typed not in resp.text  # the password is never echoed back
     assert account_row(send_app, account_id).smtp_host is None  # nothing saved
 

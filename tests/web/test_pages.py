@@ -276,6 +276,9 @@ def test_failed_test_shows_named_error_and_saves_nothing(
     if exc is AuthenticationFailed:
         assert "domain\\username" in resp.text
         assert "POP access is enabled" in resp.text
+        # the server was reached: no advice about its name or port (issue 12)
+        notice = resp.text.split('id="test-error"', 1)[1].split("</section>", 1)[0]
+        assert "server name and port" not in notice and "host name" not in notice
     assert "me@example.com" in resp.text  # the other fields are kept
     with app.app_context():
         assert account_svc.list_accounts(db_session(), "1") == []
