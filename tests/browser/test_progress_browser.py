@@ -146,6 +146,7 @@ def test_first_sync_of_2000_messages_shows_its_bar_by_itself(
     expect(result).to_have_text("2,000 messages fetched")
     expect(bar).to_be_hidden()
     expect(card.locator("[data-role=message-count]")).to_have_text("2,000")
+    expect(card.locator("[data-role=storage-used]")).not_to_have_text("0 bytes")
     expect(card.locator("[data-role=status-label]")).to_have_text("Working")
     expect(card.locator("[data-role=last-check] time")).to_have_attribute(
         "datetime", re.compile(r"^\d{4}-"))
