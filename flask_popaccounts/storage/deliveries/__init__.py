@@ -1,0 +1,5 @@
+"""The built-in deliveries behind the ``delivery`` hook (:mod:`flask_popaccounts.hooks`).
+
+- :mod:`.sql`: the built-in SQL store (the default): the scanner's verdicts for it.
+- :mod:`.records`: the table of open intents and rejected messages.
+"""
