@@ -18,6 +18,7 @@ The modules, each with one job::
     sasl       PLAIN and XOAUTH2 messages  types     data types, Ledger and Sink protocols
     errors     every named failure
     delivery   what deliveries to the host's platform share (ids, items, verdicts, errors)
+    imapsearch the IMAP read-back, modified UTF-7 mailbox names
 """
 
 from __future__ import annotations
