@@ -19,6 +19,7 @@ The modules, each with one job::
     errors     every named failure
     delivery   what deliveries to the host's platform share (ids, items, verdicts, errors)
     imapsearch the IMAP read-back, modified UTF-7 mailbox names
+    lmtp       LMTP into the host's own mail server
 """
 
 from __future__ import annotations
