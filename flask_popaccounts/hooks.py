@@ -19,6 +19,9 @@ hook                      contract
 ``display_name``          owner id -> the user's name (None: unknown).
 ``timezone``              owner id -> IANA zone such as "Asia/Riyadh" (also
                           ``PopAccounts(timezone=...)``; see :mod:`.i18n`).
+``locale``                owner id -> the user's language ("ar", "en_GB"), for what
+                          the extension writes outside the user's requests (a
+                          forward's note, the vacation reply's default subject).
 ========================  ===========================================================
 
 **The exactly-once contract of a delivery.** The fetch deletes a message from the
@@ -141,6 +144,7 @@ class Hooks:
     quota: QuotaHook | None = None
     display_name: NameHook | None = None
     timezone: NameHook | None = None
+    locale: NameHook | None = None
 
     def __post_init__(self) -> None:
         if self.delivery is not None and not isinstance(self.delivery, Delivery):
@@ -172,6 +176,10 @@ class Hooks:
     def user_display_name(self, owner_id: str) -> str | None:
         """The user's name from the host (None without a hook or when it does not know)."""
         return self.display_name(str(owner_id)) if self.display_name is not None else None
+
+    def user_locale(self, owner_id: str) -> str | None:
+        """The user's language from the host (None: not known)."""
+        return self.locale(str(owner_id)) if self.locale is not None else None
 
     def user_timezone(self, owner_id: str) -> str | None:
         """The user's IANA time zone from the host (None: not known)."""

@@ -145,3 +145,20 @@ def test_times_in_the_users_time_zone(tmp_path: Path) -> None:
 def test_isolation_helpers() -> None:
     assert i18n.isolate("a@b.example") == "\u2068a@b.example\u2069"
     assert str(i18n.bdi("<x@y>")) == "<bdi>&lt;x@y&gt;</bdi>"
+
+
+def test_mail_written_outside_a_request_is_in_the_owners_language(tmp_path: Path) -> None:
+    """What the outbox does for a forward's note or a vacation reply's default subject:
+    the host's ``locale`` hook names the owner's language, with no request at all."""
+    from flask_popaccounts.hooks import Hooks
+    from flask_popaccounts.services.texts import owner_locale
+
+    app = Flask(__name__)
+    app.config.update(TESTING=True, SECRET_KEY="x", POPACCOUNTS_SCHEDULER_ENABLED=False)
+    PopAccounts(app, db=create_engine(f"sqlite:///{tmp_path / 'z.db'}"),
+                hooks=Hooks(locale=lambda owner: "ar" if owner == "7" else None))
+    with app.app_context():
+        with i18n.in_locale(owner_locale(app, "7")):
+            assert i18n.gettext("Mail Accounts") == "حسابات البريد"
+        with i18n.in_locale(owner_locale(app, "8")):  # unknown: the site's default
+            assert i18n.gettext("Mail Accounts") == "Mail Accounts"

@@ -56,12 +56,10 @@ def sentences(*parts: str) -> str:
 
 
 def owner_locale(app: Flask, owner_id: str) -> str | None:
-    """The language to write in for ``owner_id``: the host's locale hook when it has one
-    (``locale_hook``, owner id -> locale name, beside the time-zone hook), else None,
-    which keeps the current one (the request's: the owner's own; outside a request the
-    site's default, ``POPACCOUNTS_LANG`` or Flask-Babel's default locale)."""
-    hook = getattr(get_state(app), "locale_hook", None)
-    if hook is None:
-        return None
-    name = hook(str(owner_id))
+    """The language to write in for ``owner_id``: the host's ``locale`` hook
+    (:class:`~..hooks.Hooks`) when it has one, else None, which keeps the current one
+    (the request's: the owner's own; outside a request the site's default,
+    ``POPACCOUNTS_LANG`` or Flask-Babel's default locale)."""
+    hooks = get_state(app).hooks
+    name = hooks.user_locale(str(owner_id)) if hooks is not None else None
     return str(name).replace("-", "_") if name else None
