@@ -53,7 +53,8 @@ class Plan:
     server: ServerSpec
     creds: Credentials = field(repr=False)
     policy: RetrievalPolicy
-    inbox_id: int
+    inbox_id: int  #: where unfiltered mail goes (the Inbox, or the account's chosen folder)
+    mark_read: bool = False  #: "mark as read on arrival" (services.retrieval)
 
 
 def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
@@ -73,7 +74,7 @@ def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
             sink = SqlSink(session, account_id, plan.inbox_id, on_commit=on_commit,
                            classifier=filtering.classifier_for(session, account_id,
                                                                  clock=state.clock),
-                           clock=state.clock)
+                           clock=state.clock, mark_read=plan.mark_read)
             try:
                 report = sync.fetch(plan.server, creds, plan.policy,
                                     SqlLedger(session, account_id),
