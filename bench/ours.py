@@ -8,20 +8,16 @@
 * ``poll``: ``repeat`` fetch sessions against an existing store, timing each.
 
 The store is the extension's built-in one (``flask_popaccounts.storage.mailstore``: SqlLedger +
-SqlSink on SQLAlchemy over a SQLite file, tuned as the extension tunes SQLite). If that
-module cannot be imported, a plain sqlite3 stand-in with the same shape is used and the
-result says ``"store": "sqlite3-standin"``.
+SqlSink on SQLAlchemy over a SQLite file, tuned as the extension tunes SQLite); there is
+no stand-in (an earlier one measured a sqlite3 copy whenever an import moved).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import sys
 import time
-from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +28,8 @@ from flask_popaccounts.engine import sync
 from flask_popaccounts.engine.types import (
     AuthMethod,
     Credentials,
-    LedgerEntry,
     NetPolicy,
     RetrievalPolicy,
-    RetrievedMessage,
     Security,
     ServerSpec,
 )
@@ -130,94 +124,15 @@ class RealStore:
             return int(n), int(b)
 
 
-# -- a stand-in, only if the real store is missing ----------------------------------------
-
-
-class _StandinLedger:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def entries(self) -> Mapping[str, LedgerEntry]:
-        return {
-            u: LedgerEntry(stored_at=datetime.fromisoformat(at), on_server=bool(on))
-            for u, at, on in self.conn.execute("SELECT uidl, stored_at, on_server FROM uidl")
-        }
-
-    def mark_gone(self, uidls: Collection[str]) -> None:
-        self.conn.executemany("UPDATE uidl SET on_server=0 WHERE uidl=?", [(u,) for u in uidls])
-        self.conn.commit()
-
-
-class _StandinSink:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def add(self, message: RetrievedMessage) -> None:
-        m = message.meta
-        cur = self.conn.execute(
-            "INSERT INTO message (uidl, sent_at, from_addr, subject, size) VALUES (?,?,?,?,?)",
-            (message.uidl, m.sent_at.isoformat(), m.from_addr, m.subject, message.size),
-        )
-        seq = 0
-        while chunk := message.spool.read(1 << 20):
-            self.conn.execute("INSERT INTO chunk VALUES (?,?,?)", (cur.lastrowid, seq, chunk))
-            seq += 1
-        self.conn.execute(
-            "INSERT INTO uidl VALUES (?,?,1)", (message.uidl, datetime.now(UTC).isoformat())
-        )
-
-    def commit(self) -> None:
-        self.conn.commit()
-
-    def rollback(self) -> None:
-        self.conn.rollback()
-
-
-class StandinStore:
-    label = "sqlite3 stand-in (flask_popaccounts.store not importable)"
-
-    def __init__(self, db: str) -> None:
-        self.db = db
-        conn = self._connect()
-        conn.executescript(
-            "CREATE TABLE IF NOT EXISTS message (id INTEGER PRIMARY KEY, uidl TEXT,"
-            " sent_at TEXT, from_addr TEXT, subject TEXT, size INTEGER);"
-            "CREATE TABLE IF NOT EXISTS chunk (message_id INTEGER, seq INTEGER, data BLOB,"
-            " PRIMARY KEY (message_id, seq));"
-            "CREATE TABLE IF NOT EXISTS uidl (uidl TEXT PRIMARY KEY, stored_at TEXT,"
-            " on_server INTEGER);"
-        )
-        conn.close()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.db)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        return conn
-
-    def open(self) -> tuple[Any, Any, Any]:
-        conn = self._connect()
-        return conn, _StandinLedger(conn), _StandinSink(conn)
-
-    def count(self) -> tuple[int, int]:
-        conn = self._connect()
-        n, b = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM message").fetchone()
-        conn.close()
-        return int(n), int(b)
-
-
-def make_store(db: str) -> RealStore | StandinStore:
-    try:
-        import flask_popaccounts.store  # noqa: F401
-    except ImportError:
-        return StandinStore(db)
+def make_store(db: str) -> RealStore:
+    """The extension's own store: a benchmark of anything else would measure nothing."""
     return RealStore(db)
 
 
 # -- jobs ---------------------------------------------------------------------------------
 
 
-def _one_fetch(job: dict[str, Any], store: RealStore | StandinStore) -> tuple[float, Any]:
+def _one_fetch(job: dict[str, Any], store: RealStore) -> tuple[float, Any]:
     server = ServerSpec(
         host=job["host"], port=job["port"], security=Security.SSL, username=job["user"]
     )

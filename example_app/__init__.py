@@ -127,6 +127,9 @@ def create_app(config: dict[str, Any] | None = None, *, instance_path: str | Non
         POPACCOUNTS_MAILBOX_ENDPOINT="mailbox",
         POPACCOUNTS_BASE_TEMPLATE="base.html",
         POPACCOUNTS_SCHEDULER_ENABLED=True,
+        # Flask-SQLAlchemy's pool gives 15 connections: room for these and the pages
+        # (SQLite has one writer anyway)
+        POPACCOUNTS_WORKERS=8,
         EXAMPLE_CREATE_DEMO_USERS=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )

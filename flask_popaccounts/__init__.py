@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["PopAccounts", "__version__", "db_session", "get_state"]
+__all__ = ["Hooks", "PopAccounts", "__version__", "db_session", "get_state"]
 
 if TYPE_CHECKING:
     from .extension import PopAccounts
+    from .hooks import Hooks
     from .runtime import db_session, get_state
 
 
@@ -22,6 +23,10 @@ def __getattr__(name: str) -> Any:
         from .extension import PopAccounts
 
         return PopAccounts
+    if name == "Hooks":
+        from .hooks import Hooks
+
+        return Hooks
     if name in ("db_session", "get_state"):
         from . import runtime
 

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, create_engine, make_url
 
 from .config import DEFAULTS, trusted_servers
 from .engine.clock import Clock
+from .hooks import Hooks, merged
 from .runtime import PopAccountsState, close_request_session, db_session, get_state
 from .storage.crypto import secret_box
 
@@ -29,25 +30,41 @@ class PopAccounts:
     """The extension. ``db`` is a Flask-SQLAlchemy object or a SQLAlchemy ``Engine``;
     without one, ``POPACCOUNTS_DATABASE_URI`` is used.
 
-    ``quota``: the host's quota hook, owner id -> bytes (None: unlimited); without one,
-    ``POPACCOUNTS_QUOTA_BYTES`` applies to every owner (services.quota). ``clock``: where
-    "now" comes from (default: the system's UTC time; tests inject their own).
-    ``timezone``: the host's time-zone hook, owner id -> IANA name such as
-    ``"Asia/Riyadh"`` (None: the host's Flask-Babel selector, else UTC; see ``i18n``).
+    ``hooks``: the host's :class:`~.hooks.Hooks` (delivery, scanners, quota, user
+    look-ups; see :mod:`.hooks`). ``quota`` and ``timezone`` are two of them, also
+    accepted here as keywords: the quota hook, owner id -> bytes (None: unlimited;
+    without one, ``POPACCOUNTS_QUOTA_BYTES`` applies to every owner, services.quota),
+    and the time-zone hook, owner id -> IANA name such as ``"Asia/Riyadh"`` (None: the
+    host's Flask-Babel selector, else UTC; see ``i18n``). ``clock``: where "now" comes
+    from (default: the system's UTC time; tests inject their own).
     """
 
     def __init__(self, app: Flask | None = None, *, db: Any = None,
                  mailbox_endpoint: str | None = None,
                  quota: Callable[[str], int | None] | None = None,
                  clock: Clock | None = None,
-                 timezone: Callable[[str], str | None] | None = None) -> None:
+                 timezone: Callable[[str], str | None] | None = None,
+                 hooks: Hooks | None = None) -> None:
         self.db = db
-        self.timezone = timezone
+        self.hooks = merged(hooks, quota=quota, timezone=timezone)
         self.mailbox_endpoint = mailbox_endpoint
-        self.quota = quota
         self.clock = clock
         if app is not None:
             self.init_app(app)
+
+    @property
+    def quota(self) -> Callable[[str], int | None] | None:
+        """The quota hook (``hooks.quota``)."""
+        return self.hooks.quota
+
+    @quota.setter
+    def quota(self, hook: Callable[[str], int | None] | None) -> None:
+        self.hooks.quota = hook
+
+    @property
+    def timezone(self) -> Callable[[str], str | None] | None:
+        """The time-zone hook (``hooks.timezone``)."""
+        return self.hooks.timezone
 
     def init_app(self, app: Flask) -> None:
         if "popaccounts" in app.extensions:
@@ -74,7 +91,7 @@ class PopAccounts:
         app.extensions["popaccounts"] = state
         from . import i18n
 
-        i18n.setup(app, timezone_hook=self.timezone)
+        i18n.setup(app, timezone_hook=self.hooks.user_timezone)  # (read live)
 
         from .jobs.cli import popaccounts_cli
         from .web.blueprint import create_blueprint

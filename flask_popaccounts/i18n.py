@@ -222,14 +222,24 @@ def user_timezone() -> Any:
     return timezone.utc
 
 
-def format_datetime(value: datetime | None, format: str = "medium") -> str:
-    """A stored time (naive means UTC) in the user's time zone and locale; "" for None."""
+def format_datetime(value: datetime | None, format: str = "when") -> str:
+    """A stored time (naive means UTC) in the user's time zone and locale; "" for None.
+
+    ``"when"`` (the default) is what a card says: the medium date and the short time,
+    joined as the locale joins them ("Dec 3, 2026, 2:22 PM"; no seconds). Any Babel
+    format name or pattern may be given instead.
+    """
     if value is None:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return str(babel_dates.format_datetime(value, format, tzinfo=user_timezone(),
-                                           locale=current_locale()))
+    locale, tz = current_locale(), user_timezone()
+    if format != "when":
+        return str(babel_dates.format_datetime(value, format, tzinfo=tz, locale=locale))
+    local = value.astimezone(tz)
+    return str(locale.datetime_formats["medium"]).format(
+        babel_dates.format_time(local, "short", locale=locale),
+        babel_dates.format_date(local, "medium", locale=locale))
 
 
 def format_number(num: int | float) -> str:

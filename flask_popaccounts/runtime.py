@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .engine.clock import Clock, utcnow
 
 if TYPE_CHECKING:
+    from .hooks import Hooks
     from .storage.crypto import SecretBox
 
 
@@ -70,6 +71,12 @@ class PopAccountsState:
         """The host's quota hook: owner id -> bytes (None: unlimited), or None."""
         hook: Callable[[str], int | None] | None = getattr(self.ext, "quota", None)
         return hook
+
+    @property
+    def hooks(self) -> Hooks | None:
+        """The host's hook registry (:mod:`.hooks`; None: an extension object without one)."""
+        hooks: Hooks | None = getattr(self.ext, "hooks", None)
+        return hooks
 
     @property
     def engine(self) -> Engine:

@@ -2,7 +2,9 @@
 
 Each is sent with the app as sender and keyword arguments:
 
-- ``message_fetched``: ``account_id``, ``message_id`` (after the commit that stored it)
+- ``message_fetched``: ``account_id``, ``message_id`` (after the commit that stored it);
+  with a host delivery (:mod:`.hooks`) ``message_id`` is None and ``delivery_id`` names
+  the message (its ``X-PopAccounts-Id``, its Maildir file name)
 - ``account_fetched``: ``account_id``, ``report`` (a FetchReport) after a successful fetch
 - ``account_failed``: ``account_id``, ``code``, ``transient``
 - ``account_disabled``: ``account_id``, ``code`` (automatic fetching stopped: the user must act)

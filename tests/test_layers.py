@@ -5,7 +5,8 @@ Every ``import`` in the package is read with ``ast``, those inside functions inc
 run, are left out), and checked against the README's architecture:
 
 - ``engine/`` imports only itself (and the standard library: ``tests/engine``);
-- the leaves ``config``, ``signals``, ``runtime`` and ``i18n`` import only the engine;
+- the leaves ``config``, ``signals``, ``runtime``, ``i18n`` and ``hooks`` import only the
+  engine;
 - ``storage/`` imports the engine and itself;
 - ``services/`` import storage, the engine and the leaves, never ``web/`` or ``jobs/``;
 - ``web/`` and ``jobs/`` import services and below, never each other;
@@ -32,13 +33,17 @@ ALLOWED: dict[str, set[str]] = {
     "signals": {"engine"},
     "runtime": {"engine"},
     "i18n": {"engine"},
+    "hooks": {"engine"},
     "storage": {"engine", "storage"},
-    "services": {"engine", "storage", "services", "config", "signals", "runtime", "i18n"},
-    "web": {"engine", "storage", "services", "web", "config", "signals", "runtime", "i18n"},
-    "jobs": {"engine", "storage", "services", "jobs", "config", "signals", "runtime", "i18n"},
+    "services": {"engine", "storage", "services", "config", "signals", "runtime", "i18n",
+                 "hooks"},
+    "web": {"engine", "storage", "services", "web", "config", "signals", "runtime", "i18n",
+            "hooks"},
+    "jobs": {"engine", "storage", "services", "jobs", "config", "signals", "runtime", "i18n",
+             "hooks"},
     "extension": {"engine", "storage", "services", "web", "jobs", "config", "signals",
-                  "runtime", "i18n"},
-    "__init__": {"extension", "runtime"},
+                  "runtime", "i18n", "hooks"},
+    "__init__": {"extension", "runtime", "hooks"},
 }
 
 

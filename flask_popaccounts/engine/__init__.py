@@ -17,10 +17,14 @@ The modules, each with one job::
     autoreply  RFC 3834 vacation replies   clock     the one "now"
     sasl       PLAIN and XOAUTH2 messages  types     data types, Ledger and Sink protocols
     errors     every named failure         texts     N_ and Text: words to translate
+    delivery   what deliveries to the host's platform share (ids, items, verdicts, errors)
+    imapsearch the IMAP read-back, modified UTF-7 mailbox names
+    lmtp       LMTP into the host's own mail server
 """
 
 from __future__ import annotations
 
+from . import delivery as delivery  # its named errors are found by code (account cards)
 from .errors import ConnectionFailed, PopAccountsError, clean_detail, error_for_code
 from .net import is_public_address, open_connection
 from .parse import header_section, parse_meta, read_header_section

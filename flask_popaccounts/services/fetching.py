@@ -174,11 +174,13 @@ def _run_sessions(app: Flask, account_id: int, plan: Plan, tracker: tracking.Pro
     state = get_state(app)
     total = tracker.total
 
-    def on_commit(ids: list[int]) -> None:
+    def on_commit(ids: list[int] | list[str]) -> None:
         tracking.update_local(app, account_id, stored=total.stored + len(ids))
         tracker.committed()  # the row's progress, now that no write transaction is open
-        for mid in ids:
-            send_signal(message_fetched, app, account_id=account_id, message_id=mid)
+        for mid in ids:  # a stored message's id, or an external delivery's (a str)
+            send_signal(message_fetched, app, account_id=account_id, **(
+                {"message_id": None, "delivery_id": mid} if isinstance(mid, str)
+                else {"message_id": mid}))
 
     with state.session_factory() as session:
         known = mailproblems.load(session, account_id)

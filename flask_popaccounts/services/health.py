@@ -268,7 +268,7 @@ def status_view(account: Account) -> StatusView:
         when = ""
         if account.next_due_at is not None:  # in the reader's time zone and words
             when = _("Next try at %(time)s.",
-                     time=isolate(format_datetime(account.next_due_at, "short")))
+                     time=isolate(format_datetime(account.next_due_at)))
         return StatusView(_("Retrying: %(problem)s", problem=_(err.title)),
                           sentences(_(card_help(err, account)), when), "warning")
     if status == AccountStatus.OK.value:

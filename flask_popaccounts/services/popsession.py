@@ -1,6 +1,7 @@
 """One POP3 session of a fetch: the engine's ``sync.fetch`` on a database session of its
 own, with the built-in store's ledger and sink (the account's filters classifying, the
-owner's quota guarding), and one retry after an OAuth token the server refused.
+owner's quota guarding) or the host's delivery (:mod:`.delivering`), and one retry after
+an OAuth token the server refused.
 
 :mod:`.fetching` runs these session after session and records the outcome.
 """
@@ -25,7 +26,7 @@ from ..engine.types import (
 )
 from ..runtime import get_state
 from ..storage.mailstore import SqlLedger, SqlSink
-from . import filtering, quota
+from . import delivering, quota
 from . import progress as tracking
 from .credentials import refresh_refused
 
@@ -58,7 +59,7 @@ class Plan:
 
 
 def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
-                tracker: tracking.ProgressTracker, on_commit: Callable[[list[int]], None],
+                tracker: tracking.ProgressTracker, on_commit: Callable[[list[Any]], None],
                 fence: Fence | None, *, report: FetchReport | None = None
                 ) -> tuple[FetchReport, Credentials]:
     """One POP3 session on a database session of its own; the report and the credentials
@@ -71,15 +72,19 @@ def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
     for attempt in (1, 2):
         with state.session_factory() as session:
             tracker.current = session
-            sink = SqlSink(session, account_id, plan.inbox_id, on_commit=on_commit,
-                           classifier=filtering.classifier_for(session, account_id,
-                                                                 clock=state.clock),
-                           clock=state.clock, mark_read=plan.mark_read)
+            # The host's delivery hook (Maildir, LMTP, its own), else the built-in store.
+            external = delivering.external_sink(
+                app, session, account_id, owner_id=plan.owner_id,
+                username=plan.server.username, host=plan.server.host, on_commit=on_commit)
+            sink: Sink = external if external is not None else _released(
+                session, quota.guard_sink(app, session, plan.owner_id, SqlSink(
+                    session, account_id, plan.inbox_id, on_commit=on_commit,
+                    classifier=delivering.classifier_for(app, session, account_id,
+                                                         plan.owner_id),
+                    clock=state.clock, mark_read=plan.mark_read)))
             try:
                 report = sync.fetch(plan.server, creds, plan.policy,
-                                    SqlLedger(session, account_id),
-                                    _released(session, quota.guard_sink(
-                                        app, session, plan.owner_id, sink)),
+                                    SqlLedger(session, account_id), sink,
                                     net=net, progress=tracker, now=state.clock,
                                     report=report, fence=fence)
                 return report, creds
@@ -90,6 +95,8 @@ def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
                          "once and trying again", account_id)
             finally:
                 tracker.current = None
+                if external is not None:
+                    external.close()
         creds = refresh_refused(app, account_id, creds)  # outside any transaction
     raise AssertionError("unreachable")  # pragma: no cover
 

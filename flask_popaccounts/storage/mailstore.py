@@ -132,6 +132,8 @@ class Placement:
     is_read: bool = False
     is_flagged: bool = False
     outbox: list[dict[str, object]] = field(default_factory=list)
+    #: a scanner rejected it (the reason): not stored, only its ledger row (seen)
+    rejected: str | None = None
 
 
 class Classifier(Protocol):
@@ -214,12 +216,14 @@ class SqlSink:
             "is_read": self.mark_read or (placement is not None and placement.is_read),
             "is_flagged": placement is not None and placement.is_flagged,
         }
-        outbox = [{**item, "account_id": self.account_id, "created_at": now,
-                   "state": "pending", "attempts": 0}
-                  for item in (placement.outbox if placement is not None else ())]
         # Ledger rows go in one executemany at commit time, still in this transaction.
         self._uidl_rows.append({"account_id": self.account_id, "uidl": message.uidl,
                                 "stored_at": now, "on_server": True})
+        if placement is not None and placement.rejected is not None:
+            return  # seen, not stored: never fetched again (deliveries/sql.py)
+        outbox = [{**item, "account_id": self.account_id, "created_at": now,
+                   "state": "pending", "attempts": 0}
+                  for item in (placement.outbox if placement is not None else ())]
         spool = message.spool
         first = spool.read(CHUNK_SIZE)
         second = spool.read(CHUNK_SIZE) if len(first) >= CHUNK_SIZE else b""

@@ -24,7 +24,7 @@ from flask.typing import ResponseReturnValue
 from ..i18n import format_datetime, format_number, ngettext
 from ..i18n import gettext as _
 from ..runtime import db_session, get_state
-from .helpers import owned_account
+from .helpers import human_size, owned_account
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
 
@@ -94,6 +94,7 @@ def card_live(account: Any, info: dict[str, Any] | None, now: datetime) -> dict[
                    "tone": status.tone},
         "message_count": int(account.message_count or 0),
         "message_count_text": format_number(int(account.message_count or 0)),
+        "storage_text": human_size(account.bytes_stored),
         "last_checked": last_checked(account.last_success_at),
         "last_checked_at": last_ok.isoformat() if last_ok else None,
     }

@@ -33,7 +33,7 @@ class FaultProxy:
         self.target = (target_host, target_port)
         self.host = host
         self.port = free_port(host)
-        self._cuts: collections.deque[int | None] = collections.deque()
+        self._cuts: collections.deque[tuple[int, bool] | None] = collections.deque()
         self.cuts_done = 0  #: connections that were actually reset
         self.connections = 0
         self._live: set[socket.socket] = set()  # both ends of every open connection
@@ -44,9 +44,18 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
-    def cut_next(self, offset: int | None) -> None:
-        """The next connection is reset after ``offset`` bytes (``None``: left alone)."""
-        self._cuts.append(offset)
+    def cut_next(self, offset: int | None, *, on_reply: bool = False) -> None:
+        """The next connection is reset after ``offset`` bytes (``None``: left alone).
+
+        ``on_reply``: count only the client's bytes, and once ``offset`` of them have
+        passed, reset the connection instead of forwarding the server's next bytes (the
+        reply to what the client just sent is lost: "did it arrive?").
+        """
+        self._cuts.append(None if offset is None else (offset, on_reply))
+
+    def forget_cuts(self) -> None:
+        """Drop the cuts no connection has taken yet."""
+        self._cuts.clear()
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -66,7 +75,8 @@ class FaultProxy:
         with self._live_lock:
             return len(self._live) // 2
 
-    def _pump(self, client: socket.socket, cut: int | None) -> None:
+    def _pump(self, client: socket.socket, plan: tuple[int, bool] | None) -> None:
+        cut, on_reply = plan if plan is not None else (None, False)
         try:
             upstream = socket.create_connection(self.target, timeout=5)
         except OSError:
@@ -99,6 +109,14 @@ class FaultProxy:
                         sel.unregister(src)
                         if not sel.get_map():
                             return
+                        continue
+                    if on_reply and cut is not None:
+                        if src is upstream and passed >= cut:
+                            self.cuts_done += 1  # the reply is never forwarded
+                            return
+                        if src is client:
+                            passed += len(data)
+                        dst.sendall(data)
                         continue
                     if cut is not None and passed + len(data) >= cut:
                         data = data[: cut - passed]

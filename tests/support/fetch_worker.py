@@ -4,8 +4,10 @@
         [COMMIT_EVERY [PER_SESSION [STOP]]]
 
 URL is a database :func:`tests.support.realstore.prepare` migrated and gave one account
-(SQLite or PostgreSQL). Each session is one ``services.fetching.fetch_account`` (the SQL
-ledger and sink, filters, quota, health), PER_SESSION messages at most
+(SQLite or PostgreSQL). With ``POPACCOUNTS_TEST_DELIVERY`` set (:mod:`.deliveryspec`),
+the host delivers to Maildir or LMTP instead of the built-in store. Each session is one
+``services.fetching.fetch_account`` (the SQL ledger and sink, filters, quota, health),
+PER_SESSION messages at most
 (``POPACCOUNTS_MAX_MESSAGES_PER_SESSION``), committed every COMMIT_EVERY. The account
 deletes from the server after storing. Reports every phase of every session on stdout,
 one line each, flushed, so that the test can kill it at a point it chose from what the
@@ -16,7 +18,12 @@ worker says rather than after a guessed time:
     logged-in              authenticated; nothing listed yet
     listed N               UIDL read, ledger consulted: N messages on the server
     stored D/T             message D of this session's T staged (committed per COMMIT_EVERY)
-    committed              a group of staged messages committed to the store (SqlSink)
+    delivered              a message handed to the host's delivery (Maildir, LMTP): not
+                           yet in the ledger
+    already-there          (Maildir) the message's file was there: a repeat, a no-op
+    read-back R            (LMTP) an open intent looked up over IMAP: "found", "missing"
+    committed              a group of staged messages committed to the store (SqlSink),
+                           or ledger rows of delivered ones (the delivery's sink)
     deleting N             about to send N DELEs
     deleted N              the server accepted N DELEs (not final before QUIT)
     quitting               about to send QUIT
@@ -52,8 +59,11 @@ from typing import IO, Any
 from flask_popaccounts.engine import PopAccountsError, Progress
 from flask_popaccounts.engine.pop3 import POP3Client
 from flask_popaccounts.services import fetching
+from flask_popaccounts.services.delivering import DeliverySink
+from flask_popaccounts.storage.deliveries.lmtp import ImapReadBack, LmtpSession
+from flask_popaccounts.storage.deliveries.maildir import MaildirSession
 from flask_popaccounts.storage.mailstore import SqlLedger, SqlSink
-from tests.support import realstore
+from tests.support import deliveryspec, realstore
 from tests.support.waiting import LineReader
 
 
@@ -133,6 +143,38 @@ def instrument_store(report: Reporter) -> None:
 
     SqlSink.commit = commit  # type: ignore[method-assign]
     SqlLedger.mark_gone = mark_gone  # type: ignore[method-assign]
+    instrument_deliveries(report)
+
+
+def instrument_deliveries(report: Reporter) -> None:
+    """Report the host deliveries' steps: each delivery, each write of ledger rows."""
+    real_write = DeliverySink._write
+
+    def write(self: DeliverySink) -> None:
+        rows = bool(self._ledger)
+        real_write(self)
+        if rows:
+            report("committed")
+
+    DeliverySink._write = write  # type: ignore[method-assign]
+    for cls in (MaildirSession, LmtpSession):
+        real = cls.deliver
+
+        def deliver(self: Any, item: Any, real: Any = real) -> None:
+            if isinstance(self, MaildirSession) and self.find(item):
+                report("already-there")  # a repeat: the file is there, nothing written
+            real(self, item)
+            report("delivered")
+
+        cls.deliver = deliver  # type: ignore[method-assign]
+    real_back = ImapReadBack.__call__
+
+    def read_back(self: ImapReadBack, *args: Any) -> bool:
+        found = real_back(self, *args)
+        report("read-back", "found" if found else "missing")
+        return found
+
+    ImapReadBack.__call__ = read_back  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> int:
@@ -143,7 +185,7 @@ def main(argv: list[str]) -> int:
     instrument(report)
     instrument_store(report)
     realstore.with_commit_every(fetching, commit_every)
-    app = realstore.app_for(url, int(port), ca,
+    app = realstore.app_for(url, int(port), ca, hooks=deliveryspec.hooks_from_env(),
                             POPACCOUNTS_MAX_MESSAGES_PER_SESSION=per_session)
     account_id = realstore.account_id_of(app)
 

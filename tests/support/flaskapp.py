@@ -17,8 +17,10 @@ class User(UserMixin):
         self.id = uid
 
 
-def make_app(db_path: Path | str, *, create: bool = True, **config: Any) -> Flask:
-    """A testing app on a SQLite file; tables created with create_all unless told not to."""
+def make_app(db_path: Path | str, *, create: bool = True, hooks: Any = None,
+             **config: Any) -> Flask:
+    """A testing app on a SQLite file; tables created with create_all unless told not to.
+    ``hooks``: the host's :class:`flask_popaccounts.hooks.Hooks` (None: the defaults)."""
     app = Flask("popaccounts_test_host")
     uri = db_path if str(db_path).startswith(("sqlite:", "postgresql")) else f"sqlite:///{db_path}"
     app.config.update(
@@ -33,7 +35,7 @@ def make_app(db_path: Path | str, *, create: bool = True, **config: Any) -> Flas
     db.init_app(app)
     login = LoginManager(app)
     login.user_loader(User)
-    PopAccounts(app, db=db)
+    PopAccounts(app, db=db, hooks=hooks)
     if create:
         with app.app_context():
             app.extensions["popaccounts"].ext.create_all(app)

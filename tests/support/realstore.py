@@ -26,9 +26,10 @@ from tests.support.flaskapp import make_app
 OWNER = "fault-owner"
 
 
-def app_for(url: str, port: int, ca_file: str, **config: Any) -> Flask:
-    """The host app on ``url`` (already migrated), allowed to reach ``port`` on loopback."""
-    return make_app(url, create=False, POPACCOUNTS_ALLOWED_POP3_PORTS=(port,),
+def app_for(url: str, port: int, ca_file: str, *, hooks: Any = None, **config: Any) -> Flask:
+    """The host app on ``url`` (already migrated), allowed to reach ``port`` on loopback
+    (``hooks``: the host's hooks, e.g. a delivery)."""
+    return make_app(url, create=False, hooks=hooks, POPACCOUNTS_ALLOWED_POP3_PORTS=(port,),
                     POPACCOUNTS_CA_FILE=ca_file, POPACCOUNTS_CONNECT_TIMEOUT=5,
                     POPACCOUNTS_READ_TIMEOUT=20, **config)
 
@@ -93,6 +94,20 @@ def rows(app: Flask, account_id: int) -> list[Row]:
             .order_by(Message.id))]
         return [Row(uidl or "", mailbox.read_raw(session, mid),
                     None if uidl not in ledger else bool(ledger[uidl])) for mid, uidl in msgs]
+
+
+def ledger_count(app: Flask) -> int:
+    """Ledger rows of every account (what was delivered, wherever it went)."""
+    with app.app_context(), get_state(app).session_factory() as session:
+        return int(session.scalar(select(func.count()).select_from(UidlEntry)) or 0)
+
+
+def ledger(app: Flask, account_id: int) -> dict[str, bool]:
+    """The account's ledger: UIDL -> still on the server."""
+    with app.app_context(), get_state(app).session_factory() as session:
+        return {u: bool(on) for u, on in session.execute(
+            select(UidlEntry.uidl, UidlEntry.on_server)
+            .where(UidlEntry.account_id == account_id))}
 
 
 def ledger_size(app: Flask, account_id: int) -> int:

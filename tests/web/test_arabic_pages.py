@@ -91,7 +91,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, dovecot: Dovecot,
         assert main is not None
         statuses: list[tuple[str, str | None, str | None]] = [
             ("needs_password", "auth_failed", None), ("needs_reauth", "token_rejected", None),
-            ("retrying", "connection_failed", None), ("needs_attention", "certificate_invalid", None),
+            ("retrying", "connection_failed", None),
+            ("needs_attention", "certificate_invalid", None),
             ("needs_attention", "uidl_reset", None), ("paused_quota", None, None),
             ("ok", None, "dele_refused"), ("new", None, None)]
         for n, (status, code, warning) in enumerate(statuses):

@@ -145,6 +145,9 @@ def test_a_real_fetch_ends_in_its_result(app: Flask, alice: FlaskClient,
     c = card(poll(alice), account_id)
     assert c["running"] is False and c["attempt"] != before
     assert c["result"] == "3 messages fetched" and c["message_count_text"] == "3"
+    with get_state(app).session_factory() as s:  # the stored bytes, as the card says them
+        stored = s.get(Account, account_id).bytes_stored  # type: ignore[union-attr]
+    assert stored > 1000 and c["storage_text"] == f"{stored / 1000:.1f} KB"
 
 
 class FakeScheduler:

@@ -1,7 +1,7 @@
 """retrieval settings per account: where mail goes, mark as read, first import "from now on"
 
 Revision ID: 0010_retrieval_settings
-Revises: 0008_last_fetch_stored
+Revises: 0009_deliveries
 Create Date: 2026-12-10 10:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0010_retrieval_settings"
-down_revision: str | Sequence[str] | None = "0008_last_fetch_stored"
+down_revision: str | Sequence[str] | None = "0009_deliveries"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

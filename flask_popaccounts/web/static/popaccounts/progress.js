@@ -38,6 +38,7 @@
     var expl = role(card, "status-explanation");
     if (expl) { setText(expl, a.status.explanation || ""); expl.hidden = !a.status.explanation; }
     setText(role(card, "message-count"), a.message_count_text);
+    setText(role(card, "storage-used"), a.storage_text);
     var last = role(card, "last-check");
     if (last && last.textContent !== a.last_checked) {
       last.textContent = "";
