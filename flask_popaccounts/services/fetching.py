@@ -135,6 +135,7 @@ def _add_reports(total: FetchReport, part: FetchReport, *, first: bool) -> None:
     total.stored += part.stored
     total.bytes_stored += part.bytes_stored
     total.deleted += part.deleted
+    total.marked_seen += part.marked_seen
     total.skipped_too_large = sorted(set(total.skipped_too_large) | set(part.skipped_too_large))
     total.more_pending = part.more_pending
     total.capabilities = part.capabilities
