@@ -100,6 +100,11 @@ class OAuthAccountInput:
     delete_policy: DeletePolicy = DeletePolicy.KEEP
     delete_after_days: int = 0
     is_default: bool = False
+    #: retrieval settings, as in :class:`AccountInput` (no folder of its own to choose yet)
+    deliver_to: str = "inbox"
+    deliver_folder_id: int | None = None
+    mark_read: bool = False
+    first_import: str = "all"
 
 
 def check_input(data: AccountInput) -> None:

@@ -208,6 +208,7 @@ def create_oauth_account(app: Flask, session: Session, owner_id: str, provider_k
         fetch_interval_minutes=clamp_interval(
             app, int(app.config["POPACCOUNTS_DEFAULT_INTERVAL_MINUTES"])),
     )
+    retrieval.apply_settings(session, account, data, new=True)
     account.secret_enc = credentials.encrypt_token(app, grant.token)
     return _insert_account(app, session, account, want_default=data.is_default)
 

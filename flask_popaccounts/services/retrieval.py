@@ -26,7 +26,7 @@ from ..storage.models import Account, Folder, value_of
 from . import scheduling
 
 if TYPE_CHECKING:
-    from .account_input import AccountInput
+    from .account_input import AccountInput, OAuthAccountInput
 
 #: the first import's choices
 ALL_MAIL, ONLY_NEW = "all", "new"
@@ -42,7 +42,7 @@ def first_import_open(session: Session, account: Account | None) -> bool:
             and not scheduling.lease_is_live(session, account.id))
 
 
-def check_choice(session: Session, account: Account | None, data: AccountInput
+def check_choice(session: Session, account: Account | None, data: AccountInput | OAuthAccountInput
                  ) -> int | None:
     """The folder chosen for new mail (None: not "an existing folder").
 
@@ -58,7 +58,7 @@ def check_choice(session: Session, account: Account | None, data: AccountInput
     return int(folder.id)
 
 
-def apply_settings(session: Session, account: Account, data: AccountInput, *,
+def apply_settings(session: Session, account: Account, data: AccountInput | OAuthAccountInput, *,
                    new: bool) -> None:
     """Copy the retrieval choices onto the row (no commit); :func:`check_choice` first.
 
