@@ -4,6 +4,7 @@ The ledger commit is the point of truth (design.md, "The fetch, exactly once"):
 
 1. connect (net), CAPA/STLS, authenticate;
 2. UIDL + LIST, diff against the ledger as sets (one pass, no query per message);
+   (a first import "from now on" records the listing as seen and QUITs: :mod:`.firstimport`);
 3. RETR the new ones in order (pipelined), each streamed to a spool; a message is
    handed to the sink only once complete; ``sink.commit()`` in groups;
 4. only UIDLs that are durably committed (this session or earlier) may be DELE'd;
@@ -31,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 from .clock import Clock, utcnow
 from .errors import ConnectionFailed, ServerBusy, ServerRefused, UIDLReset
+from .firstimport import mark_listing_seen
 from .parse import parse_meta, read_header_section
 from .pop3 import POP3Client
 from .pop3wire import POP3Error
@@ -140,6 +142,10 @@ def fetch(
     try:
         report.capabilities = client.capabilities
         mailbox = _survey(client, ledger, policy, report, clock())
+        if policy.mark_listing_seen:  # the first import "from now on" (firstimport.py)
+            mark_listing_seen(client, mailbox.server_uidls, mailbox.entries, ledger, report,
+                              fence or _no_fence)
+            return report
         wanted, sizes = _select(client, mailbox, policy, report)
         _retrieve(client, wanted, sizes, mailbox, batch, report, progress, clock)
         _delete_and_quit(client, policy, mailbox, batch.committed, ledger, report, clock(),
@@ -370,16 +376,19 @@ def _deletable(
     server_uidls: set[str],
     now: datetime,
 ) -> set[str]:
-    """UIDLs to DELE: only ones durably stored (this session or before) and still listed.
+    """UIDLs to DELE: only ones durably stored (this session or before) and still listed
+    (never those only seen at a first import "from now on").
 
     ``AFTER_DAYS`` with ``delete_after_days <= 0`` behaves as ``DELETE``.
     """
     if policy.delete is DeletePolicy.KEEP:
         return set()
+    kept = {u for u, e in entries.items() if e.seen_only}  # never stored here: never deleted
     if policy.delete is DeletePolicy.DELETE or policy.delete_after_days <= 0:
-        return (set(committed) | set(entries)) & server_uidls
+        return ((set(committed) | set(entries)) & server_uidls) - kept
     cutoff = now - timedelta(days=policy.delete_after_days)
-    return {u for u, e in entries.items() if u in server_uidls and _aware(e.stored_at) <= cutoff}
+    return {u for u, e in entries.items() if u in server_uidls and u not in kept
+            and _aware(e.stored_at) <= cutoff}
 
 
 def _aware(dt: datetime) -> datetime:

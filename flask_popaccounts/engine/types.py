@@ -104,6 +104,9 @@ class RetrievalPolicy:
     remembered: frozenset[str] = frozenset()
     #: at most this many TOP requests per session for messages over the size limit
     max_top: int = 20
+    #: first import "from now on" (R17: POP cannot select by date): record every UIDL
+    #: listed as seen (:meth:`SeenLedger.mark_seen`), download and delete nothing
+    mark_listing_seen: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class LedgerEntry:
 
     stored_at: datetime  #: when it was durably stored (aware, UTC)
     on_server: bool  #: still listed by the server at the last poll
+    #: seen at the first import "from now on", never stored here: never deleted either
+    seen_only: bool = False
 
 
 class Ledger(Protocol):
@@ -123,6 +128,16 @@ class Ledger(Protocol):
 
     def mark_gone(self, uidls: Collection[str]) -> None:
         """Durably record that these UIDLs are no longer on the server."""
+        ...
+
+
+class SeenLedger(Ledger, Protocol):
+    """A ledger that can also note UIDLs as seen without storing them (the first import
+    "from now on", ``RetrievalPolicy.mark_listing_seen``)."""
+
+    def mark_seen(self, uidls: Collection[str]) -> None:
+        """Durably record these UIDLs as seen, not stored (``LedgerEntry.seen_only``), and
+        that the first import is done, in one transaction (even when ``uidls`` is empty)."""
         ...
 
 
@@ -234,6 +249,8 @@ class FetchReport:
     reappeared: list[str] = field(default_factory=list)
     #: UIDLs of the policy's ``remembered`` the server no longer lists
     not_listed: list[str] = field(default_factory=list)
+    #: UIDLs recorded as seen without downloading them (``mark_listing_seen``)
+    marked_seen: int = 0
 
     @property
     def login_delay(self) -> int | None:

@@ -82,6 +82,11 @@ class AccountInput:
     delete_policy: DeletePolicy = DeletePolicy.KEEP
     delete_after_days: int = 0
     fetch_interval_minutes: int = 5
+    #: retrieval settings (:mod:`.retrieval`): "inbox" | "account" | "folder" (+ its id)
+    deliver_to: str = "inbox"
+    deliver_folder_id: int | None = None
+    mark_read: bool = False
+    first_import: str = "all"  #: "all" | "new" (only mail that arrives from now on)
 
     def __repr__(self) -> str:  # the password never reaches a log line
         return f"AccountInput(email={self.email!r}, pop_host={self.pop_host!r}, password=<hidden>)"
@@ -95,6 +100,11 @@ class OAuthAccountInput:
     delete_policy: DeletePolicy = DeletePolicy.KEEP
     delete_after_days: int = 0
     is_default: bool = False
+    #: retrieval settings, as in :class:`AccountInput` (no folder of its own to choose yet)
+    deliver_to: str = "inbox"
+    deliver_folder_id: int | None = None
+    mark_read: bool = False
+    first_import: str = "all"
 
 
 def check_input(data: AccountInput) -> None:

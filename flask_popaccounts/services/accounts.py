@@ -29,7 +29,7 @@ from ..i18n import gettext as _
 from ..runtime import get_state
 from ..storage.mailbox import delete_account_data, ensure_default_folders
 from ..storage.models import Account, AccountStatus, value_of
-from . import credentials, health, oauth, scheduling
+from . import credentials, health, oauth, retrieval, scheduling
 from .account_input import (
     AccountInput,
     AddressInUse,
@@ -80,6 +80,7 @@ def retrieval_policy_for(app: Flask, account: Account) -> RetrievalPolicy:
                              int(cfg["POPACCOUNTS_MAX_MESSAGE_SIZE"])),
         max_messages_per_session=int(cfg["POPACCOUNTS_MAX_MESSAGES_PER_SESSION"]),
         accept_uidl_reset=bool(account.accept_uidl_reset),
+        mark_listing_seen=bool(account.import_only_new),  # the first import "from now on"
     )
 
 
@@ -164,6 +165,7 @@ def _insert_account(app: Flask, session: Session, account: Account, *,
         session.add(account)
         session.flush()
         ensure_default_folders(session, account)
+        retrieval.prepare_folder(session, account)
         if account.is_default:
             _unset_other_defaults(session, account.owner_id, account.id)
         session.commit()
@@ -183,6 +185,7 @@ def create_account(app: Flask, session: Session, owner_id: str, data: AccountInp
     check_address_free(session, owner_id, data.email)
     account = Account(owner_id=str(owner_id), auth_method=AuthMethod.PASSWORD.value)
     _apply(app, account, data)
+    retrieval.apply_settings(session, account, data, new=True)
     account.secret_enc = credentials.encrypt_password(app, data.password)
     return _insert_account(app, session, account, want_default=data.is_default)
 
@@ -205,6 +208,7 @@ def create_oauth_account(app: Flask, session: Session, owner_id: str, provider_k
         fetch_interval_minutes=clamp_interval(
             app, int(app.config["POPACCOUNTS_DEFAULT_INTERVAL_MINUTES"])),
     )
+    retrieval.apply_settings(session, account, data, new=True)
     account.secret_enc = credentials.encrypt_token(app, grant.token)
     return _insert_account(app, session, account, want_default=data.is_default)
 
@@ -230,6 +234,7 @@ def update_account(app: Flask, session: Session, account: Account, data: Account
     if moved and not data.password:
         raise PasswordNeededForNewServer(field="password")
     check_address_free(session, account.owner_id, data.email, account.id)
+    retrieval.apply_settings(session, account, data, new=False)  # (a 404 before any change)
     _apply(app, account, data)
     if data.password:
         account.secret_enc = credentials.encrypt_password(app, data.password)
@@ -239,6 +244,7 @@ def update_account(app: Flask, session: Session, account: Account, data: Account
     if stopped and (data.password or server_changed):
         health.reset_health(app, account, now=get_state(app).clock())
     with _unique_address(session, account.owner_id, account.email, account.id):
+        retrieval.prepare_folder(session, account)  # (flushes the edit)
         if data.is_default and not account.is_default:
             account.is_default = True
             session.flush()

@@ -44,9 +44,8 @@ from ..signals import (
     message_fetched,
 )
 from ..signals import send as send_signal
-from ..storage.mailbox import folder_id_for
 from ..storage.models import Account, AccountStatus, value_of
-from . import health, mailproblems, outbox, quota, scheduling
+from . import health, mailproblems, outbox, quota, retrieval, scheduling
 from . import progress as tracking
 from .accounts import retrieval_policy_for, server_spec_for
 from .credentials import already_recorded, credentials_for, session_credentials
@@ -119,10 +118,14 @@ def _plan(app: Flask, state: PopAccountsState, account_id: int) -> Plan:
             raise FetchSkipped(value_of(account.status))
         if quota.paused_for_quota(app, session, account):  # R19: full, no login at all
             raise FetchSkipped(AccountStatus.PAUSED_QUOTA.value)
-        return Plan(owner_id=account.owner_id, server=server_spec_for(account),
-                     creds=credentials_for(app, account),
-                     policy=retrieval_policy_for(app, account),
-                     inbox_id=folder_id_for(session, account_id))
+        plan = Plan(owner_id=account.owner_id, server=server_spec_for(account),
+                    creds=credentials_for(app, account),
+                    policy=retrieval_policy_for(app, account),
+                    inbox_id=0, mark_read=bool(account.mark_read))
+        # Where unfiltered mail goes (Inbox, or the account's chosen folder): last, as
+        # it may create the folder named after the account and commit.
+        plan.inbox_id = retrieval.destination_for(session, account)
+        return plan
 
 
 def _add_reports(total: FetchReport, part: FetchReport, *, first: bool) -> None:
@@ -132,6 +135,7 @@ def _add_reports(total: FetchReport, part: FetchReport, *, first: bool) -> None:
     total.stored += part.stored
     total.bytes_stored += part.bytes_stored
     total.deleted += part.deleted
+    total.marked_seen += part.marked_seen
     total.skipped_too_large = sorted(set(total.skipped_too_large) | set(part.skipped_too_large))
     total.more_pending = part.more_pending
     total.capabilities = part.capabilities

@@ -54,7 +54,8 @@ class Plan:
     server: ServerSpec
     creds: Credentials = field(repr=False)
     policy: RetrievalPolicy
-    inbox_id: int
+    inbox_id: int  #: where unfiltered mail goes (the Inbox, or the account's chosen folder)
+    mark_read: bool = False  #: "mark as read on arrival" (services.retrieval)
 
 
 def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
@@ -80,7 +81,7 @@ def run_session(app: Flask, account_id: int, plan: Plan, creds: Credentials,
                     session, account_id, plan.inbox_id, on_commit=on_commit,
                     classifier=delivering.classifier_for(app, session, account_id,
                                                          plan.owner_id),
-                    clock=state.clock)))
+                    clock=state.clock, mark_read=plan.mark_read)))
             try:
                 report = sync.fetch(plan.server, creds, plan.policy,
                                     SqlLedger(session, account_id), sink,

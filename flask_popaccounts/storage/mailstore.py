@@ -31,6 +31,7 @@ from ..engine.clock import Clock, utcnow
 from ..engine.types import LedgerEntry, MessageMeta, RetrievedMessage
 from .mailbox import ACCOUNTS, CHUNKS, MESSAGES, folder_id_for, table_of
 from .models import Account, FolderRole, OutboxItem, UidlEntry
+from .retrieval import record_seen
 
 #: Raw message bytes are stored in chunks of at most this many bytes.
 CHUNK_SIZE = 1024 * 1024
@@ -90,11 +91,12 @@ class SqlLedger:
     def entries(self) -> Mapping[str, LedgerEntry]:
         """Every UIDL stored for the account, in one query."""
         rows = self.session.execute(
-            select(_UIDL.c.uidl, _UIDL.c.stored_at, _UIDL.c.on_server).where(
+            select(_UIDL.c.uidl, _UIDL.c.stored_at, _UIDL.c.on_server, _UIDL.c.seen_only).where(
                 _UIDL.c.account_id == self.account_id
             )
         )
-        return {uidl: LedgerEntry(stored_at=at, on_server=bool(on)) for uidl, at, on in rows}
+        return {uidl: LedgerEntry(stored_at=at, on_server=bool(on), seen_only=bool(seen))
+                for uidl, at, on, seen in rows}
 
     def mark_gone(self, uidls: Collection[str]) -> None:
         """Record that these UIDLs are no longer on the server; commits (durable).
@@ -111,6 +113,10 @@ class SqlLedger:
                 .values(on_server=False)
             )
         self.session.commit()
+
+    def mark_seen(self, uidls: Collection[str]) -> None:
+        """The first import "from now on" (:mod:`.retrieval`); commits."""
+        record_seen(self.session, self.account_id, uidls, utcnow())
 
 
 @dataclass
@@ -156,7 +162,8 @@ class SqlSink:
     the messages that commit made durable (the services fire signals from it).
     ``classifier`` decides each message's folder, flags and outgoing side effects before
     it is inserted (the services pass the account's filters; None: Inbox, unread).
-    ``clock`` stamps ``fetched_at`` and the ledger's ``stored_at``.
+    ``clock`` stamps ``fetched_at`` and the ledger's ``stored_at``. ``mark_read``: the
+    account's "mark as read on arrival", for every message stored (R18: unread otherwise).
     """
 
     def __init__(
@@ -168,7 +175,9 @@ class SqlSink:
         on_commit: Callable[[list[int]], None] | None = None,
         classifier: Classifier | None = None,
         clock: Clock = utcnow,
+        mark_read: bool = False,
     ) -> None:
+        self.mark_read = mark_read
         self.session = session
         self.account_id = account if isinstance(account, int) else account.id
         self.folder_id = inbox_folder_id
@@ -202,8 +211,9 @@ class SqlSink:
             "subject": meta.subject,
             "message_id": meta.message_id,
             "size": message.size,
-            # R18: every retrieved message arrives unread (unless a filter says otherwise)
-            "is_read": placement is not None and placement.is_read,
+            # R18: every retrieved message arrives unread (unless a filter, or the account's
+            # "mark as read on arrival", says otherwise)
+            "is_read": self.mark_read or (placement is not None and placement.is_read),
             "is_flagged": placement is not None and placement.is_flagged,
         }
         # Ledger rows go in one executemany at commit time, still in this transaction.

@@ -32,19 +32,15 @@ from ..engine.clock import utcnow
 from ..engine.types import AuthMethod, DeletePolicy, Security
 
 NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s", "pk": "pk_%(table_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
 }
 
 
 def value_of(member: object) -> str:
-    """The stored string of an enum column, whether it holds the enum or the loaded str.
-
-    (``str()`` of a ``(str, Enum)`` member is ``"Cls.NAME"`` on Python 3.11, not its value.)
-    """
+    """The stored string of an enum column, whether it holds the enum or the loaded str
+    (``str()`` of a ``(str, Enum)`` member is ``"Cls.NAME"`` on Python 3.11, not its value)."""
     if isinstance(member, enum.Enum):
         return str(member.value)
     return str(member)
@@ -143,6 +139,11 @@ class Account(Base):
     max_message_size: Mapped[int] = mapped_column(BigInteger, default=50 * 1024 * 1024)
     fetch_interval_minutes: Mapped[int] = mapped_column(Integer, default=5)
     accept_uidl_reset: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Where fetched mail goes, how it arrives, the first import: storage/retrieval.py
+    deliver_to: Mapped[str] = mapped_column(String(16), default="inbox")  #: inbox|account|folder
+    deliver_folder_id: Mapped[int | None] = mapped_column(Integer, default=None)  #: (no FK)
+    mark_read: Mapped[bool] = mapped_column(Boolean, default=False)  #: R18's default: unread
+    import_only_new: Mapped[bool] = mapped_column(Boolean, default=False)  #: and not yet done
 
     # Health
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -200,6 +201,8 @@ class UidlEntry(Base):
     uidl: Mapped[str] = mapped_column(String(70), primary_key=True)  # RFC 1939: 1..70 chars
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     on_server: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: seen at a first import "from now on", never stored here (so never deleted there)
+    seen_only: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Folder(Base):
@@ -290,9 +293,6 @@ class VerificationCode(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     #: "active" | "used" | "locked" (too many attempts) | "replaced" (a newer code was sent)
     state: Mapped[str] = mapped_column(String(10), default="active")
-
-
-# Per-account settings (R1). Later issues fill in their behaviour.
 
 
 class Signature(Base):

@@ -48,6 +48,7 @@ from ..i18n import gettext as _
 from ..i18n import isolate
 from ..runtime import db_session, get_state
 from . import providers as _p
+from . import retrieval as _retrieval
 from .forms import FORMS, AccountForm
 from .helpers import explain, mailbox_url, require_confirm, require_valid
 from .helpers import owned_account as _account
@@ -96,6 +97,7 @@ def _form_to_input(form: AccountForm, provider: str) -> Any:
         delete_policy=policy,
         delete_after_days=days if policy is DeletePolicy.AFTER_DAYS else 0,
         fetch_interval_minutes=int(form.fetch_interval_minutes.data),
+        **_retrieval.input_values(form),
     )
 
 
@@ -117,6 +119,7 @@ def _account_data(account: Any) -> dict[str, Any]:
         "delete_policy": val(account.delete_policy),
         "delete_after_days": account.delete_after_days or 7,
         "fetch_interval_minutes": str(account.fetch_interval_minutes),
+        **_retrieval.initial_values(account),
     }
 
 
@@ -204,12 +207,14 @@ def add_account(provider: str) -> ResponseReturnValue:
         form = form_cls(password_required=not fixed)
     ctx: dict[str, Any] = {"provider": provider, "provider_label": preset["label"],
                            "provider_description": preset.get("description") or "",
-                           "fixed_server": fixed, "mode": "add"}
+                           "fixed_server": fixed, "mode": "add",
+                           **_retrieval.setup(form, None)}
     if not form.validate_on_submit():
         status = 400 if form.is_submitted() else 200
         return _fail_page(form, "popaccounts/account_form.html", None, status, **ctx)
 
     data = _p.apply_fixed_server(preset, _form_to_input(form, provider))
+    _retrieval.check(data, None)  # (a 404 before any server is contacted)
     try:
         svc.check_input(data)
         svc.check_address_free(db_session(), _owner(), data.email)
@@ -252,7 +257,8 @@ def edit(account_id: int) -> ResponseReturnValue:
                                "label", account.provider),
                            "mode": "edit",
                            "needs_password": account.status == AccountStatus.NEEDS_PASSWORD,
-                           "oauth": value_of(account.auth_method) == AuthMethod.XOAUTH2.value}
+                           "oauth": value_of(account.auth_method) == AuthMethod.XOAUTH2.value,
+                           **_retrieval.setup(form, account)}
     if not form.validate_on_submit():
         status = 400 if form.is_submitted() else 200
         return _fail_page(form, "popaccounts/account_form.html", None, status, **ctx)
@@ -266,6 +272,7 @@ def edit(account_id: int) -> ResponseReturnValue:
         str(old[f]) != str(getattr(data, f).value if f == "pop_security" else getattr(data, f))
         for f in _CONNECTION_FIELDS
     )
+    _retrieval.check(data, account)  # (a 404 before any server is contacted)
     try:
         svc.check_input(data)
         svc.check_address_free(db_session(), _owner(), data.email, account.id)

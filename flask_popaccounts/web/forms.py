@@ -214,7 +214,51 @@ def _days_when_needed(form: Any, field: Field) -> None:
         raise StopValidation(_("Enter a number of days between 1 and 3650."))
 
 
-class AccountForm(FlaskForm):
+def _folder_id(value: Any) -> int | None:
+    """The folder select's value: a folder id, or None (nothing chosen, or not a number)."""
+    text = str(value if value is not None else "").strip()
+    return int(text) if text.isdigit() else None
+
+
+def _folder_when_needed(form: Any, field: Field) -> None:
+    """The folder matters only with "an existing folder" (whose it is: services.retrieval)."""
+    field.errors[:] = []
+    if form.deliver_to.data != "folder":
+        raise StopValidation()
+    if field.data is None:
+        raise StopValidation(_("Choose the folder new mail goes to."))
+
+
+class RetrievalFields:
+    """Where fetched mail goes, "mark as read on arrival" and the first import (issue 13;
+    :mod:`..services.retrieval`), besides the delete policy. The views offer "an existing
+    folder" only on accounts that have folders, and the first import only while the
+    account has never fetched (:mod:`.retrieval`)."""
+
+    deliver_to = RadioField(
+        lazy_gettext("Put new mail in"),
+        choices=_choices([
+            ("inbox", lazy_gettext("The Inbox")),
+            ("account", lazy_gettext("A folder named after the account (created if missing)")),
+            ("folder", lazy_gettext("A folder of this account")),
+        ]),
+        default="inbox",
+    )
+    deliver_folder = SelectField(lazy_gettext("Folder"), choices=[], coerce=_folder_id,
+                                 validate_choice=False, validators=[_folder_when_needed])
+    mark_read = BooleanField(lazy_gettext("Mark as read on arrival"),
+                             description=lazy_gettext("Otherwise new mail arrives unread."))
+    first_import = RadioField(
+        lazy_gettext("First import"),
+        choices=_choices([
+            ("all", lazy_gettext("All mail on the server")),
+            ("new", lazy_gettext("Only mail that arrives from now on")),
+        ]),
+        default="all",
+    )
+
+
+class AccountForm(FlaskForm, RetrievalFields):
     """The add/edit form: identity, incoming server, retrieval settings."""
 
     email = address_field(lazy_gettext("Email address"), required=True)

@@ -43,7 +43,14 @@ from ..engine.types import DeletePolicy
 from ..i18n import gettext as _
 from ..i18n import isolate, lazy_gettext
 from ..runtime import db_session, get_state
-from .forms import FORMS, _days_when_needed, address_field, delete_policy_field, no_control_chars
+from .forms import (
+    FORMS,
+    RetrievalFields,
+    _days_when_needed,
+    address_field,
+    delete_policy_field,
+    no_control_chars,
+)
 from .helpers import error_title, isolated_markup, require_valid
 from .helpers import owner_id as _owner
 from .helpers import this_app as _app
@@ -53,8 +60,9 @@ _PENDING_MAX = 5  #: sign-ins a user may have open at once
 _PENDING_SECONDS = 15 * 60
 
 
-class OAuthAccountForm(FlaskForm):
-    """The OAuth wizard step: the address and the delete option (R12), no password."""
+class OAuthAccountForm(FlaskForm, RetrievalFields):
+    """The OAuth wizard step: the address, the retrieval settings and the delete option
+    (R12), no password. (A new account has no folder of its own to choose yet.)"""
 
     email = address_field(lazy_gettext("Email address"), required=True)
     name = StringField(lazy_gettext("Account name"),
@@ -179,9 +187,25 @@ def oauth_start(provider: str) -> ResponseReturnValue:
     data = {"name": (form.name.data or "").strip(),
             "delete_policy": form.delete_policy.data,
             "delete_after_days": int(form.delete_after_days.data or 0),
-            "is_default": bool(form.is_default.data)}
+            "is_default": bool(form.is_default.data),
+            "deliver_to": form.deliver_to.data, "mark_read": bool(form.mark_read.data),
+            "first_import": form.first_import.data}
+    if data["deliver_to"] == "folder":
+        abort(404)  # no folder of its own yet: any folder id is another account's
     return _begin(provider, mode="add", popup=form.popup.data == "1",
                   login_hint=form.email.data.strip(), data=data)
+
+
+def _oauth_input(data: dict[str, Any]) -> Any:
+    """What the wizard's start form collected, kept across the sign-in."""
+    from ..services import accounts
+
+    return accounts.OAuthAccountInput(
+        name=str(data.get("name") or ""),
+        delete_policy=DeletePolicy(data.get("delete_policy") or "keep"),
+        delete_after_days=int(data.get("delete_after_days") or 0),
+        is_default=bool(data.get("is_default")), deliver_to=str(data.get("deliver_to") or "inbox"),
+        mark_read=bool(data.get("mark_read")), first_import=str(data.get("first_import") or "all"))
 
 
 def oauth_reauth(account_id: int) -> ResponseReturnValue:
@@ -274,14 +298,9 @@ def oauth_callback() -> ResponseReturnValue:
 
     db = db_session()
     if account is None:
-        data = dict(item.get("data") or {})
         try:
             new = accounts.create_oauth_account(_app(), db, _owner(), provider_key, grant,
-                                                accounts.OAuthAccountInput(
-                name=str(data.get("name") or ""),
-                delete_policy=DeletePolicy(data.get("delete_policy") or "keep"),
-                delete_after_days=int(data.get("delete_after_days") or 0),
-                is_default=bool(data.get("is_default"))))
+                                                _oauth_input(item.get("data") or {}))
         except PopAccountsError as exc:  # e.g. the address is an account already
             db.rollback()
             return fail(_(str(exc)), exc)

@@ -4,4 +4,4 @@ One place to move when a revision is added: a test that finds another head fails
 an added migration is always seen by these tests.
 """
 
-HEAD = "0009_deliveries"
+HEAD = "0010_retrieval_settings"
