@@ -91,7 +91,13 @@ def _run_as(
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     last_n, last_t, max_gap, hung = 0, t0, 0.0, False
-    while proc.poll() is None:
+    # Reaped with wait4, which also says the process tree's peak RSS (its own rusage).
+    usage: resource.struct_rusage | None = None
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode, usage = os.waitstatus_to_exitcode(status), ru
+            break
         time.sleep(0.1)
         now = time.perf_counter()
         n = _count_delivered(maildir)
@@ -113,7 +119,9 @@ def _run_as(
             capture_output=True, text=True,
         ).stdout
         os.killpg(proc.pid, 9)
-    proc.wait()
+    if usage is None:
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
     secs = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -122,6 +130,7 @@ def _run_as(
     tail = (cwd / "output.log").read_text(errors="replace")[-600:]
     return {
         "seconds": secs, "cpu": round(cpu, 3), "delivered": delivered,
+        "peak_rss": usage.ru_maxrss * 1024,  # the largest process of its tree (KiB)
         "returncode": proc.returncode,
         "hung": hung, "max_gap": round(max_gap, 2), "output_tail": tail, "stuck_ps": stuck,
         "last_delivery_after": round(last_t - t0, 3),
@@ -173,12 +182,15 @@ def run_getmail(
 def run_fetchmail(
     host: str, port: int, username: str, password: str, ca_file: str, expected: int,
     *, timeout: float = 900, user: pwd.struct_passwd | None = None,
+    lmtp: lmtp_dovecot.DovecotLMTP | None = None, recipient: str = "fmsink",
 ) -> dict[str, Any]:
     """fetchmail: ssl + sslcertck, fetchsizelimit 0, uidl + keep, delivering over LMTP.
 
-    The LMTP server is Dovecot's own (``bench.lmtp_dovecot``) when ``dovecot-lmtpd`` is
-    installed, else the Python sink ``bench.lmtp_sink``; both write each message into
-    a Maildir, so the delivered count is a count of files.
+    The LMTP server is ``lmtp`` when given (a running ``bench.lmtp_dovecot``, shared with
+    our engine's LMTP runs; mail to ``recipient``, whose Maildir is left for the caller
+    to check), else one of its own: Dovecot's (``bench.lmtp_dovecot``) when
+    ``dovecot-lmtpd`` is installed, else the Python sink ``bench.lmtp_sink``; all write
+    each message into a Maildir, so the delivered count is a count of files.
     """
     user = user or ensure_user()
     work = _workdir(user, "bench-fetchmail-")
@@ -188,11 +200,15 @@ def run_fetchmail(
     dovecot_sink = None
     try:
         shutil.copy(ca_file, work / "ca.pem")
-        if lmtp_dovecot.available():
+        if lmtp is not None:
+            sock = lmtp.socket
+            maildir = lmtp.maildir(recipient)
+            sink_name = "dovecot-lmtp (shared)"
+        elif lmtp_dovecot.available():
             dovecot_sink = lmtp_dovecot.DovecotLMTP(sink_root)
             dovecot_sink.start()
             sock = dovecot_sink.socket
-            maildir = dovecot_sink.maildir("fmsink")
+            maildir = dovecot_sink.maildir(recipient)
             sink_name = "dovecot-lmtp"
         else:
             sock = sink_root / "lmtp.sock"
@@ -211,7 +227,7 @@ def run_fetchmail(
             "set no syslog\n"
             "set no bouncemail\n"
             f"poll {host} with proto POP3 port {port} uidl\n"
-            f'  user "{username}" there with password "{password}" is "fmsink" here\n'
+            f'  user "{username}" there with password "{password}" is "{recipient}" here\n'
             f'  options ssl sslcertck sslcertfile "{work / "ca.pem"}" sslcommonname "localhost"\n'
             "  fetchsizelimit 0 keep\n"
             f'  lmtp smtphost "{sock}"\n'
@@ -330,6 +346,14 @@ def raw_fetch(
             "cpu": time.process_time() - c0}
 
 
+def _vm_hwm() -> int:
+    """This process's peak RSS (``VmHWM``), in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] != ["raw"]:
@@ -337,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     job = json.loads(argv[1])
     res = raw_fetch(job["host"], job["port"], job["user"], job["password"], job["ca_file"],
                     job.get("window", 64))
+    res["peak_rss"] = _vm_hwm()
     print("RESULT " + json.dumps(res), flush=True)
 
 
