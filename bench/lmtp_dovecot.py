@@ -1,21 +1,28 @@
-"""Dovecot's own LMTP server as fetchmail's delivery sink (Debian ``dovecot-lmtpd``).
+"""Dovecot's own LMTP server as the delivery sink of the fetch benchmark (``dovecot-lmtpd``).
 
-A separate, minimal Dovecot instance (``protocols = lmtp``, a Unix socket only, no
-network listener) that delivers every recipient into ``root/mail/<user>/Maildir`` as
-``nobody``. A real delivery agent in C, so the sink is never the bottleneck of the
-fetchmail run (the Python LMTP sink in ``lmtp_sink.py`` costs ~3 ms of CPU per message
-and is only the fallback when ``dovecot-lmtpd`` is not installed).
+A separate, minimal Dovecot instance (``protocols = lmtp``) that delivers every
+recipient into ``root/mail/<user>/Maildir`` as ``nobody``, with two listeners into the
+same delivery: a Unix socket (``socket``, fetchmail's ``lmtp smtphost``) and TCP on
+127.0.0.1 (``port``, plaintext, what our ``Lmtp`` delivery hook connects to). A real
+delivery agent in C, so the sink is never the bottleneck of a run (the Python LMTP sink
+in ``lmtp_sink.py`` costs ~3 ms of CPU per message and is only fetchmail's fallback
+when ``dovecot-lmtpd`` is not installed). One instance serves the whole benchmark; each
+run delivers to a recipient of its own (:meth:`DovecotLMTP.maildir`), removed after
+its check (:meth:`DovecotLMTP.remove`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import smtplib
+import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
-from tests.support.dovecot import stop_master
+from tests.support.dovecot import free_port, stop_master
 
 LMTP_BINARY = "/usr/lib/dovecot/lmtp"
 MAIL_UID = MAIL_GID = 65534  # nobody / nogroup
@@ -29,10 +36,16 @@ class DovecotLMTP:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.socket = root / "lmtp.sock"
+        self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
 
     def maildir(self, user: str) -> Path:
+        """Where mail for ``user`` (``user@anything`` too) is delivered."""
         return self.root / "mail" / user / "Maildir"
+
+    def remove(self, user: str) -> None:
+        """Delete ``user``'s mail (after a run's check; the next run has its own user)."""
+        shutil.rmtree(self.root / "mail" / user, ignore_errors=True)
 
     def start(self) -> None:
         r = self.root
@@ -58,6 +71,13 @@ service lmtp {{
   unix_listener {self.socket} {{
     mode = 0666
   }}
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+}}
+protocol lmtp {{
+  postmaster_address = postmaster@localhost
 }}
 service anvil {{
   chroot =
@@ -77,7 +97,7 @@ userdb {{
             start_new_session=True,
         )
         deadline = time.monotonic() + 15
-        while not self.socket.exists():
+        while not (self.socket.exists() and _listening(self.port)):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(
@@ -87,6 +107,16 @@ userdb {{
                        if (r / "dovecot.log").exists() else "")
                 )
             time.sleep(0.05)
+
+    def warm_up(self, messages: int = 20) -> None:
+        """A few deliveries over TCP to a throwaway recipient (removed), so the first
+        timed run does not pay for the instance's first deliveries."""
+        with smtplib.LMTP("127.0.0.1", self.port, timeout=30) as c:
+            c.ehlo("localhost")
+            for i in range(messages):
+                c.sendmail("", ["warm-up@bench.test"],
+                           f"Subject: warm-up {i}\r\n\r\nwarm-up\r\n".encode())
+        self.remove("warm-up")
 
     def stop(self) -> None:
         stop_master(self._proc)
@@ -98,3 +128,11 @@ userdb {{
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False

@@ -10,6 +10,13 @@
 The store is the extension's built-in one (``flask_popaccounts.storage.mailstore``: SqlLedger +
 SqlSink on SQLAlchemy over a SQLite file, tuned as the extension tunes SQLite); there is
 no stand-in (an earlier one measured a sqlite3 copy whenever an import moved).
+
+With ``"lmtp": {"host", "port", "recipient"}`` in the job, the messages go instead where
+a host platform's would: a Flask app with ``PopAccounts(app, db=engine,
+hooks=Hooks(delivery=Lmtp(...)))`` (``storage.deliveries.lmtp``, plaintext LMTP over
+loopback), the sink the one the fetching service builds from that hook
+(``services.delivering.external_sink``: intents, ledger, records in the same SQLite
+file). The parent checks what arrived in the LMTP server's Maildir.
 """
 
 from __future__ import annotations
@@ -100,8 +107,11 @@ class RealStore:
             self.account_id = acc.id
             self.inbox_id = mailbox.folder_id_for(s, acc.id)
 
+    def new_session(self) -> Any:
+        return self.Session(self.engine)
+
     def open(self) -> tuple[Any, Any, Any]:
-        session = self.Session(self.engine)
+        session = self.new_session()
         ledger = self._store.SqlLedger(session, self.account_id)
         # the account's filters, as the real fetch asks them (none here: one query)
         sink = self._store.SqlSink(session, self.account_id, self.inbox_id,
@@ -124,9 +134,64 @@ class RealStore:
             return int(n), int(b)
 
 
-def make_store(db: str) -> RealStore:
-    """The extension's own store: a benchmark of anything else would measure nothing."""
-    return RealStore(db)
+class LmtpStore(RealStore):
+    """The ledger in the built-in store's SQLite file, the mail through the host's
+    ``delivery`` hook: the extension's ``Lmtp`` delivery into the LMTP server given."""
+
+    def __init__(self, db: str, lmtp: dict[str, Any]) -> None:
+        super().__init__(db)
+        from cryptography.fernet import Fernet
+        from flask import Flask
+
+        from flask_popaccounts import PopAccounts
+        from flask_popaccounts.hooks import Hooks
+        from flask_popaccounts.runtime import get_state
+        from flask_popaccounts.services import delivering
+        from flask_popaccounts.storage.deliveries.lmtp import Lmtp
+
+        address = lmtp["recipient"]
+        delivery = Lmtp(lmtp["host"], lmtp["port"], security=Security.PLAIN,
+                        recipient=lambda owner, account: address)
+        self.label = (f"the delivery hook: storage.deliveries.lmtp.Lmtp to "
+                      f"{lmtp['host']}:{lmtp['port']} (plaintext LMTP, loopback), the "
+                      f"ledger and intents in SQLite WAL")
+        app = Flask("popbench")
+        app.config.update(POPACCOUNTS_SECRET_KEYS=Fernet.generate_key().decode(),
+                          POPACCOUNTS_ALLOW_PRIVATE_HOSTS=True)
+        PopAccounts(app, db=self.engine, hooks=Hooks(delivery=delivery))
+        self.app = app
+        self._factory = get_state(app).session_factory  # as the fetching service's
+        self._delivering = delivering
+
+    def new_session(self) -> Any:
+        return self._factory()
+
+    def open(self) -> tuple[Any, Any, Any]:
+        session = self.new_session()
+        ledger = self._store.SqlLedger(session, self.account_id)
+        sink = self._delivering.external_sink(
+            self.app, session, self.account_id, owner_id="bench", username="bench",
+            host="127.0.0.1", on_commit=None)
+        assert sink is not None
+        return session, ledger, sink
+
+    def count(self) -> tuple[int, int]:
+        """Ledger rows, and -1 bytes (what arrived is checked in the LMTP server's
+        Maildir by the parent)."""
+        from sqlalchemy import func, select
+
+        from flask_popaccounts.storage.models import UidlEntry
+
+        with self.new_session() as s:
+            n = s.execute(select(func.count()).select_from(UidlEntry).where(
+                UidlEntry.account_id == self.account_id)).scalar_one()
+        return int(n), -1
+
+
+def make_store(db: str, lmtp: dict[str, Any] | None = None) -> RealStore:
+    """The extension's own store (or the LMTP hook): a benchmark of anything else would
+    measure nothing."""
+    return RealStore(db) if lmtp is None else LmtpStore(db, lmtp)
 
 
 # -- jobs ---------------------------------------------------------------------------------
@@ -150,8 +215,11 @@ def _one_fetch(job: dict[str, Any], store: RealStore) -> tuple[float, Any]:
     while True:  # as the fetching service does: sessions until nothing is pending
         session, ledger, sink = store.open()
         try:
-            report = sync.fetch(server, creds, policy, ledger, _Timed(sink), net=net)
+            timed = sink if isinstance(store, LmtpStore) else _Timed(sink)
+            report = sync.fetch(server, creds, policy, ledger, timed, net=net)
         finally:
+            if isinstance(store, LmtpStore):
+                sink.close()  # the LMTP session's QUIT, as the fetching service does
             session.close()
         sessions += 1
         stored += report.stored
@@ -188,6 +256,16 @@ class _Timed:
         self.rollback = sink.rollback
 
 
+def _instrument_lmtp() -> None:
+    """The delivery's stages: LMTP transactions, and the commits of intents and ledger
+    rows (one per message: the intent is durable before the server sees a byte)."""
+    from flask_popaccounts.services.delivering import DeliverySink
+    from flask_popaccounts.storage.deliveries.lmtp import LmtpSession
+
+    setattr(LmtpSession, "deliver", _timed("lmtp_deliver", LmtpSession.deliver))  # noqa: B010
+    setattr(DeliverySink, "_write", _timed("ledger_commit", DeliverySink._write))  # noqa: B010
+
+
 # The engine's header parsing, timed where sync.fetch looks it up.
 sync.parse_meta = _timed("parse_meta", sync.parse_meta)  # type: ignore[attr-defined]
 sync.read_header_section = _timed(  # type: ignore[attr-defined]
@@ -199,13 +277,18 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     kind = job["kind"]
     if kind in ("fetch", "memory") and os.path.exists(job["db"]):
         raise SystemExit(f"{job['db']} exists: a first fetch needs a fresh store")
-    store = make_store(job["db"])
+    store = make_store(job["db"], job.get("lmtp"))
+    if job.get("lmtp"):
+        _instrument_lmtp()
     out: dict[str, Any] = {"store": store.label}
     if kind == "fetch":
+        baseline = _proc_status("VmRSS")
         secs, report = _one_fetch(job, store)
         n, b = store.count()
+        # peak_rss: the whole process's high-water mark (interpreter, imports, fetch)
         out.update(seconds=secs, stored=report.stored, counted=n, bytes=b,
-                   more_pending=report.more_pending, stages=dict(STAGES))
+                   more_pending=report.more_pending, stages=dict(STAGES),
+                   baseline_rss=baseline, peak_rss=_proc_status("VmHWM"))
     elif kind == "memory":
         baseline = _proc_status("VmRSS")
         exact = _reset_peak_rss()

@@ -91,8 +91,10 @@ def _run_as(
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     last_n, last_t, max_gap, hung = 0, t0, 0.0, False
+    peak = 0
     while proc.poll() is None:
         time.sleep(0.1)
+        peak = max(peak, _tree_peak_rss(proc.pid))
         now = time.perf_counter()
         n = _count_delivered(maildir)
         if n != last_n:
@@ -122,10 +124,43 @@ def _run_as(
     tail = (cwd / "output.log").read_text(errors="replace")[-600:]
     return {
         "seconds": secs, "cpu": round(cpu, 3), "delivered": delivered,
+        "peak_rss": peak or None,
         "returncode": proc.returncode,
         "hung": hung, "max_gap": round(max_gap, 2), "output_tail": tail, "stuck_ps": stuck,
         "last_delivery_after": round(last_t - t0, 3),
     }
+
+
+def _tree_peak_rss(pid: int) -> int:
+    """The largest ``VmHWM`` of ``pid`` and its children now, in bytes.
+
+    Sampled while the peer runs (its own high-water mark only grows, so the last sample
+    is within 0.1 s of its peak; a child living less than that can be missed). Not
+    ``wait4``'s ``ru_maxrss``: Linux carries the forking parent's high-water mark
+    across ``exec``, so it reported this benchmark's own size. A process still named
+    like this one (forked, not yet exec'd) is skipped for the same reason.
+    """
+    mine = _status_field("self", "Name")
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    peak = 0
+    for p in (str(pid), *kids):
+        if _status_field(p, "Name") not in (None, mine):
+            hwm = _status_field(p, "VmHWM")
+            peak = max(peak, int(hwm.split()[0]) * 1024 if hwm else 0)
+    return peak
+
+
+def _status_field(pid: str, field: str) -> str | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def run_getmail(
@@ -173,12 +208,15 @@ def run_getmail(
 def run_fetchmail(
     host: str, port: int, username: str, password: str, ca_file: str, expected: int,
     *, timeout: float = 900, user: pwd.struct_passwd | None = None,
+    lmtp: lmtp_dovecot.DovecotLMTP | None = None, recipient: str = "fmsink",
 ) -> dict[str, Any]:
     """fetchmail: ssl + sslcertck, fetchsizelimit 0, uidl + keep, delivering over LMTP.
 
-    The LMTP server is Dovecot's own (``bench.lmtp_dovecot``) when ``dovecot-lmtpd`` is
-    installed, else the Python sink ``bench.lmtp_sink``; both write each message into
-    a Maildir, so the delivered count is a count of files.
+    The LMTP server is ``lmtp`` when given (a running ``bench.lmtp_dovecot``, shared with
+    our engine's LMTP runs; mail to ``recipient``, whose Maildir is left for the caller
+    to check), else one of its own: Dovecot's (``bench.lmtp_dovecot``) when
+    ``dovecot-lmtpd`` is installed, else the Python sink ``bench.lmtp_sink``; all write
+    each message into a Maildir, so the delivered count is a count of files.
     """
     user = user or ensure_user()
     work = _workdir(user, "bench-fetchmail-")
@@ -188,11 +226,15 @@ def run_fetchmail(
     dovecot_sink = None
     try:
         shutil.copy(ca_file, work / "ca.pem")
-        if lmtp_dovecot.available():
+        if lmtp is not None:
+            sock = lmtp.socket
+            maildir = lmtp.maildir(recipient)
+            sink_name = "dovecot-lmtp (shared)"
+        elif lmtp_dovecot.available():
             dovecot_sink = lmtp_dovecot.DovecotLMTP(sink_root)
             dovecot_sink.start()
             sock = dovecot_sink.socket
-            maildir = dovecot_sink.maildir("fmsink")
+            maildir = dovecot_sink.maildir(recipient)
             sink_name = "dovecot-lmtp"
         else:
             sock = sink_root / "lmtp.sock"
@@ -211,7 +253,7 @@ def run_fetchmail(
             "set no syslog\n"
             "set no bouncemail\n"
             f"poll {host} with proto POP3 port {port} uidl\n"
-            f'  user "{username}" there with password "{password}" is "fmsink" here\n'
+            f'  user "{username}" there with password "{password}" is "{recipient}" here\n'
             f'  options ssl sslcertck sslcertfile "{work / "ca.pem"}" sslcommonname "localhost"\n'
             "  fetchsizelimit 0 keep\n"
             f'  lmtp smtphost "{sock}"\n'
@@ -330,6 +372,12 @@ def raw_fetch(
             "cpu": time.process_time() - c0}
 
 
+def _vm_hwm() -> int:
+    """This process's peak RSS (``VmHWM``), in bytes."""
+    hwm = _status_field("self", "VmHWM")
+    return int(hwm.split()[0]) * 1024 if hwm else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] != ["raw"]:
@@ -337,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     job = json.loads(argv[1])
     res = raw_fetch(job["host"], job["port"], job["user"], job["password"], job["ca_file"],
                     job.get("window", 64))
+    res["peak_rss"] = _vm_hwm()
     print("RESULT " + json.dumps(res), flush=True)
 
 
