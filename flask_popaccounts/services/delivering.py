@@ -47,9 +47,6 @@ from ..engine.delivery import (
     Verdict,
     delivery_id,
 )
-from ..engine.filters import evaluate
-from ..engine.mailview import BODY_READ_LIMIT, MailView
-from ..engine.parse import read_header_section
 from ..engine.types import RetrievedMessage
 from ..runtime import get_state
 from ..storage.deliveries import records
@@ -107,20 +104,7 @@ def _decider(classifier: filtering.FilterClassifier | None) -> Decide:
         return lambda message: (INBOX, False, False)
 
     def decide(message: RetrievedMessage) -> tuple[str, bool, bool]:
-        spool = message.spool
-        header = read_header_section(spool)
-
-        def body_source() -> bytes:
-            spool.seek(header.body_offset)
-            data = spool.read(BODY_READ_LIMIT)
-            spool.seek(0)
-            return data
-
-        try:
-            decision = evaluate(classifier.rules, MailView(header, message.size, body_source),
-                                classifier.regex)
-        finally:
-            spool.seek(0)
+        _view, decision = classifier.decide(message)
         folder = TRASH if decision.trash else (decision.folder or INBOX)
         return folder, decision.read, decision.flagged
 

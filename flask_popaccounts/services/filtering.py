@@ -200,7 +200,10 @@ class FilterClassifier:
         self._folders[key] = int(found)
         return int(found)
 
-    def classify(self, session: Session, message: RetrievedMessage) -> Placement | None:
+    def decide(self, message: RetrievedMessage) -> tuple[MailView, Decision]:
+        """The rules' decision on one spooled message (its spool left at the start),
+        with the view the rules saw; no side effects (the built-in store and the
+        external deliveries both ask this)."""
         spool = message.spool
         header = read_header_section(spool)
 
@@ -212,9 +215,12 @@ class FilterClassifier:
 
         view = MailView(header, message.size, body_source)
         try:
-            decision = evaluate(self.rules, view, self.regex)
+            return view, evaluate(self.rules, view, self.regex)
         finally:
             spool.seek(0)
+
+    def classify(self, session: Session, message: RetrievedMessage) -> Placement | None:
+        view, decision = self.decide(message)
         self.decisions.append(decision)
         for err in decision.errors:
             log.warning("account %s, message %s: %s", self.account_id, message.uidl, err)
