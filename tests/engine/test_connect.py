@@ -335,7 +335,7 @@ def test_resp_codes_after_pass(dovecot: Dovecot, text: bytes,
 
 
 def test_silent_server_times_out(dovecot: Dovecot) -> None:
-    with FakePOP(lambda conn: time.sleep(2)) as fake:
+    with FakePOP(lambda conn: conn.wait_closed()) as fake:
         net = replace(_plain_net(fake.port, dovecot), read_timeout=0.5)
         with pytest.raises(E.ConnectionTimeout) as info:
             check_login(ServerSpec("127.0.0.1", fake.port, Security.PLAIN, "u"), _pw("p"),
@@ -344,7 +344,7 @@ def test_silent_server_times_out(dovecot: Dovecot) -> None:
 
 
 def test_silent_tls_server_times_out_in_handshake(dovecot: Dovecot) -> None:
-    with FakePOP(lambda conn: time.sleep(2)) as fake:
+    with FakePOP(lambda conn: conn.wait_closed()) as fake:
         net = replace(_plain_net(fake.port, dovecot), connect_timeout=0.5)
         with pytest.raises(E.ConnectionTimeout):
             check_login(ServerSpec("127.0.0.1", fake.port, Security.SSL, "u"), _pw("p"), net=net)
@@ -371,7 +371,7 @@ def test_body_far_beyond_its_listed_size_is_cut_off(dovecot: Dovecot, tmp_path: 
         conn.send(b"+OK\r\n")
         for _ in range(400):  # 400 x 10 KiB, never terminated
             conn.send(b"x" * 10238 + b"\r\n")
-        time.sleep(1)
+        conn.wait_closed()
 
     store = SqliteStore(str(tmp_path / "s.sqlite"))
     with FakePOP(handler) as fake:
@@ -388,7 +388,7 @@ def test_endless_listing_is_refused(dovecot: Dovecot) -> None:
         conn.send(b"+OK 5 10\r\n")  # STAT says 5; the listing never ends
         assert conn.readline() == b"UIDL"
         conn.send(b"+OK\r\n" + b"".join(b"%d u%d\r\n" % (i, i) for i in range(1, 5000)))
-        time.sleep(1)
+        conn.wait_closed()
 
     with FakePOP(handler) as fake:
         with pytest.raises(E.ListingTooLarge, match="more than 1,000 messages"):

@@ -35,6 +35,16 @@ class FakeConn:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def wait_closed(self, timeout: float = 10.0) -> None:
+        """Say nothing more and keep the connection open until the client hangs up
+        (or ``timeout`` passes): a silent or stuck server, without a fixed sleep."""
+        self.sock.settimeout(timeout)
+        try:
+            while self.sock.recv(4096):
+                pass
+        except (OSError, ssl.SSLError):
+            pass
+
     def start_tls(self, ctx: ssl.SSLContext) -> None:
         self.sock = ctx.wrap_socket(self.sock, server_side=True)
 
