@@ -205,7 +205,19 @@ def text_direction() -> str:
 
 
 def user_timezone() -> Any:
-    """The signed-in user's time zone: the host's hook, its Babel selector, else UTC."""
+    """The signed-in user's time zone: the host's hook, its Babel selector, else UTC.
+
+    Asked once per request (a page formats many times; the host's hook may be a query).
+    """
+    if has_request_context():
+        cached = getattr(g, "_popaccounts_tz", None)
+        if cached is None:
+            cached = g._popaccounts_tz = _user_timezone()
+        return cached
+    return _user_timezone()
+
+
+def _user_timezone() -> Any:
     if has_app_context():
         hook = getattr(current_app.extensions.get("popaccounts"), "timezone_hook", None)
         if hook is not None and has_request_context():
